@@ -1,0 +1,35 @@
+# Set-up and main jobs. Everything installs into ./.venv; nothing is downloaded at run time.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-quick bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# The CPU wheel: a plain `torch` requirement would pull the multi-GB CUDA build.
+	$(BIN)/pip install torch==2.13.0
+	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai._compat makes it run on torch 2.
+	$(BIN)/pip install --no-deps auto_LiRPA==0.3
+	$(BIN)/pip install -e '.[test]'
+	$(BIN)/python -m lirpa_diffai._compat --write-pth
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python examples/compare_bounds.py
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-quick: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/bounds.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,172 @@
+"""Make auto_LiRPA 0.3 (the newest on the package index, written for torch < 1.13 and
+NumPy 1) import and run on torch 2.13 and NumPy 2.
+
+Each patch is a small named function that checks whether it is needed, changes nothing
+otherwise, and is applied at most once. ``install()`` applies the ones needed before
+``auto_LiRPA`` is imported; ``patch_loaded()`` the ones that act on auto_LiRPA's own
+classes. ``lirpa_diffai_compat.pth`` (written by ``make install`` with
+``python -m lirpa_diffai._compat --write-pth``) runs ``install_import_hook()`` at
+interpreter start-up, so ``import auto_LiRPA`` works in any import order without
+importing torch until auto_LiRPA itself is imported.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+import types
+
+APPLIED: list[str] = []  # names of the patches applied in this process, for tests
+
+
+def _once(fn):
+    """Run ``fn`` at most once per process; record its name when it changed something."""
+    done = []
+
+    def wrapper():
+        if done:
+            return
+        done.append(True)
+        if fn():
+            APPLIED.append(fn.__name__)
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@_once
+def numpy_arraysetops() -> bool:
+    """NumPy 2 removed ``numpy.lib.arraysetops``; auto_LiRPA imports ``isin`` from it."""
+    import numpy
+    try:
+        import numpy.lib.arraysetops  # noqa: F401
+        return False
+    except ImportError:
+        shim = types.ModuleType("numpy.lib.arraysetops")
+        shim.isin = numpy.isin
+        sys.modules["numpy.lib.arraysetops"] = shim
+        return True
+
+
+@_once
+def onnx_set_opset_version() -> bool:
+    """torch >= 2.9 moved the TorchScript exporter's globals; ``_set_opset_version`` is gone."""
+    import torch.onnx.symbolic_helper as helper
+    if hasattr(helper, "_set_opset_version"):
+        return False
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+    def _set_opset_version(opset_version: int) -> None:
+        GLOBALS.export_onnx_opset_version = opset_version
+    helper._set_opset_version = _set_opset_version
+    return True
+
+
+@_once
+def jit_node_getitem() -> bool:
+    """torch 2 dropped ``Node.__getitem__``; read an attribute with its typed getter."""
+    import torch
+    if hasattr(torch._C.Node, "__getitem__"):
+        return False
+
+    def getitem(node, name):
+        return getattr(node, node.kindOf(name))(name)
+    torch._C.Node.__getitem__ = getitem
+    return True
+
+
+@_once
+def bounded_module_named_members() -> bool:
+    """torch >= 2.0 calls ``_named_members(..., remove_duplicate=...)``, which
+    auto_LiRPA 0.3's override does not accept."""
+    import inspect
+    from auto_LiRPA import BoundedModule
+    original = BoundedModule._named_members
+    if "remove_duplicate" in inspect.signature(original).parameters:
+        return False
+
+    def _named_members(self, get_members_fn, prefix="", recurse=True, remove_duplicate=True):
+        return original(self, get_members_fn, prefix, recurse)
+    BoundedModule._named_members = _named_members
+    return True
+
+
+PRE_IMPORT = (numpy_arraysetops, onnx_set_opset_version, jit_node_getitem)
+POST_IMPORT = (bounded_module_named_members,)
+
+
+def install() -> None:
+    """Apply the patches auto_LiRPA needs before its own import."""
+    for patch in PRE_IMPORT:
+        patch()
+
+
+def patch_loaded() -> None:
+    """Apply the patches to auto_LiRPA's classes (auto_LiRPA must be importable)."""
+    for patch in POST_IMPORT:
+        patch()
+
+
+class _AutoLirpaLoader(importlib.abc.Loader):
+    def __init__(self, inner):
+        self.inner = inner
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        install()
+        self.inner.exec_module(module)
+        patch_loaded()
+
+
+class _AutoLirpaFinder(importlib.abc.MetaPathFinder):
+    """Wraps the loader of the top-level ``auto_LiRPA`` package so that the patches run
+    around its import, whoever imports it first."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "auto_LiRPA":
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _AutoLirpaLoader(spec.loader)
+        return spec
+
+
+def install_import_hook() -> None:
+    """Patch around the first ``import auto_LiRPA`` (or now, if it is already imported)."""
+    if "auto_LiRPA" in sys.modules:
+        install()
+        patch_loaded()
+    elif not any(isinstance(f, _AutoLirpaFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AutoLirpaFinder())
+
+
+PTH_NAME = "lirpa_diffai_compat.pth"
+PTH_LINE = ("import sys; exec('try:\\n import lirpa_diffai._compat as c; c.install_import_hook()"
+            "\\nexcept ImportError: pass')\n")
+
+
+def write_pth(site_dir: str | None = None) -> str:
+    """Write the start-up hook into ``site_dir`` (default: this interpreter's purelib)."""
+    import os
+    import sysconfig
+    site_dir = site_dir or sysconfig.get_paths()["purelib"]
+    path = os.path.join(site_dir, PTH_NAME)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(PTH_LINE)
+    os.replace(tmp, path)
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write-pth"]:
+        print(write_pth())
+    else:
+        sys.exit("usage: python -m lirpa_diffai._compat --write-pth")
