@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai._compat makes it run on torch 2.
 	$(BIN)/pip install --no-deps auto_LiRPA==0.3
 	$(BIN)/pip install -e '.[test]'
-	$(BIN)/python -m lirpa_diffai._compat --write-pth
+	$(BIN)/python -m lirpa_diffai install-hook
 	touch $@
 
 install: $(STAMP)

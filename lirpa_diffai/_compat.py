@@ -4,10 +4,15 @@ NumPy 1) import and run on torch 2.13 and NumPy 2.
 Each patch is a small named function that checks whether it is needed, changes nothing
 otherwise, and is applied at most once. ``install()`` applies the ones needed before
 ``auto_LiRPA`` is imported; ``patch_loaded()`` the ones that act on auto_LiRPA's own
-classes. ``lirpa_diffai_compat.pth`` (written by ``make install`` with
-``python -m lirpa_diffai._compat --write-pth``) runs ``install_import_hook()`` at
-interpreter start-up, so ``import auto_LiRPA`` works in any import order without
-importing torch until auto_LiRPA itself is imported.
+classes.
+
+Import order: ``lirpa_diffai_compat.pth`` in site-packages (written by ``make install``
+with ``python -m lirpa_diffai install-hook``) runs ``install_import_hook()`` at
+interpreter start-up. That puts a meta-path finder in front of the first
+``import auto_LiRPA``, which wraps auto_LiRPA's loader to patch before and after its
+module body runs. Start-up stays cheap: nothing is imported until auto_LiRPA is.
+Importing ``lirpa_diffai`` installs the same hook, so an environment without the
+``.pth`` works too when ``lirpa_diffai`` is imported first.
 """
 from __future__ import annotations
 
@@ -164,9 +169,3 @@ def write_pth(site_dir: str | None = None) -> str:
     os.replace(tmp, path)
     return path
 
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--write-pth"]:
-        print(write_pth())
-    else:
-        sys.exit("usage: python -m lirpa_diffai._compat --write-pth")
