@@ -1,0 +1,12 @@
+"""The paper's networks (FFNN ... DenseNet-100) and third-party pretrained networks.
+
+``get(name, dataset)`` builds a zoo network, ``names()`` lists them, ``network_size``
+counts neurons and parameters as the paper does, ``load_pretrained`` reads a checkpoint.
+"""
+from .common import NetworkSize, Normalize, ParSum, SkipCat, count_params, network_size, stack
+from .pretrained import ARCHITECTURES, PRETRAINED, PretrainedMismatchError, load_pretrained
+from .registry import canonical_name, get, names
+
+__all__ = ["ARCHITECTURES", "NetworkSize", "Normalize", "PRETRAINED", "ParSum",
+           "PretrainedMismatchError", "SkipCat", "canonical_name", "count_params", "get",
+           "load_pretrained", "names", "network_size", "stack"]
