@@ -1,4 +1,17 @@
-"""lirpa-diffai: DiffAI's HybridZonotope domain, abstract layers and training goals for auto_LiRPA."""
+"""lirpa-diffai: DiffAI's HybridZonotope domain, abstract layers and training goals for auto_LiRPA.
+
+``import lirpa_diffai`` patches auto_LiRPA 0.3 for torch 2 / NumPy 2 (see ``_compat``) and
+registers this package's Bound classes with auto_LiRPA.
+"""
 from . import _compat
 
 _compat.install_import_hook()
+
+from .hybrid_zono import HybridZonotope  # noqa: E402
+from .perturbation import PerturbationHybridZonotope  # noqa: E402
+from .bound_ops import UnsupportedOperatorError  # noqa: E402
+from .bounded_module import BoundedModule, HZONO_METHODS  # noqa: E402
+
+__all__ = ["BoundedModule", "HybridZonotope", "PerturbationHybridZonotope",
+           "UnsupportedOperatorError", "HZONO_METHODS"]
+__version__ = "0.1.0"

@@ -96,8 +96,84 @@ def bounded_module_named_members() -> bool:
     return True
 
 
-PRE_IMPORT = (numpy_arraysetops, onnx_set_opset_version, jit_node_getitem)
-POST_IMPORT = (bounded_module_named_members,)
+@_once
+def onnx_symbolic_opsets() -> bool:
+    """torch >= 2.9 registers the TorchScript exporter's opset-10+ symbolics only when
+    ``torch.onnx.export`` imports them; auto_LiRPA's tracer never does, so opset 12 silently
+    falls back to opset-9 forms (``Pad``/``Clip`` with attributes) that auto_LiRPA cannot read."""
+    import importlib
+    import pkgutil
+    try:
+        import torch.onnx._internal.torchscript_exporter as exporter
+    except ImportError:
+        return False
+    missing = [m.name for m in pkgutil.iter_modules(exporter.__path__)
+               if m.name.startswith("symbolic_opset") and f"{exporter.__name__}.{m.name}" not in sys.modules]
+    for name in missing:
+        importlib.import_module(f"{exporter.__name__}.{name}")
+    return bool(missing)
+
+
+PRE_IMPORT = (numpy_arraysetops, onnx_set_opset_version, onnx_symbolic_opsets, jit_node_getitem)
+@_once
+def bound_pad_tensor_value() -> bool:
+    """torch 2's ``F.pad`` refuses a tensor ``value``; opset-12 ``Pad`` hands ``BoundPad.forward``
+    a one-element tensor, or an empty one for ONNX's omitted optional input (meaning 0)."""
+    import torch
+    import torch.nn.functional as F
+    try:
+        F.pad(torch.zeros(1, 1, 1, 1), [0, 0, 0, 0], value=torch.tensor([0.0]))
+        return False
+    except TypeError:
+        pass
+    from auto_LiRPA.operators import BoundPad
+    original = BoundPad.forward
+
+    def forward(self, x, pad, value=0.0):
+        if isinstance(value, torch.Tensor):
+            value = float(value) if value.numel() else 0.0
+        return original(self, x, pad, value)
+    BoundPad.forward = forward
+    return True
+
+
+@_once
+def prim_constant_interval() -> bool:
+    """opset-12 ``Pad`` gets its omitted ``value`` from a ``prim::Constant`` node, which IBP
+    then visits; auto_LiRPA 0.3 gives that node no ``interval_propagate``."""
+    from auto_LiRPA.operators import Bound, BoundPrimConstant
+    if BoundPrimConstant.interval_propagate is not Bound.interval_propagate:
+        return False
+
+    def interval_propagate(self, *v):
+        value = self.forward()
+        return value, value
+    BoundPrimConstant.interval_propagate = interval_propagate
+    return True
+
+
+@_once
+def contiguous_backward_coefficients() -> bool:
+    """torch 2 hands ``AveragePool`` backward a non-contiguous ``A``, on which auto_LiRPA 0.3
+    calls ``.view``."""
+    import torch
+    from packaging.version import Version
+    if Version(torch.__version__.split("+")[0]) < Version("2.0"):
+        return False
+    from auto_LiRPA.operators import BoundAveragePool
+    original = BoundAveragePool.bound_backward
+
+    def contiguous(A):
+        return A.contiguous() if isinstance(A, torch.Tensor) else A
+
+    def bound_backward(self, last_lA, last_uA, x):
+        return original(self, contiguous(last_lA), contiguous(last_uA), x)
+    BoundAveragePool.bound_backward = bound_backward
+    return True
+
+
+POST_IMPORT = (bounded_module_named_members, bound_pad_tensor_value, prim_constant_interval,
+               contiguous_backward_coefficients)
 
 
 def install() -> None:

@@ -1,0 +1,12 @@
+"""hzono transformers per auto_LiRPA operator (one module per operator family), their registry,
+and the Bound classes this package adds to auto_LiRPA."""
+from auto_LiRPA import register_custom_op
+
+from .registry import HZONO_TRANSFORMERS, HzonoContext, UnsupportedOperatorError, register, transformer_for
+from .clip import BoundClip
+from . import activation, arithmetic, linear, pooling, shape  # noqa: F401  (fill the registry)
+
+register_custom_op("onnx::Clip", BoundClip)
+
+__all__ = ["HZONO_TRANSFORMERS", "HzonoContext", "UnsupportedOperatorError", "register",
+           "transformer_for", "BoundClip"]

@@ -1,0 +1,49 @@
+"""Activations: ReLU (boxy, deepz, switch, smooth), LeakyReLU, Sigmoid, Tanh, Clip."""
+from __future__ import annotations
+
+import torch
+from auto_LiRPA.operators import BoundLeakyRelu, BoundRelu, BoundSigmoid, BoundTanh
+
+from .. import hybrid_zono as hz
+from .clip import BoundClip
+from .registry import register
+
+
+@register(BoundRelu)
+def relu(ctx, node, x):
+    return hz.relu(x, ctx.relu)
+
+
+@register(BoundLeakyRelu)
+def leaky_relu(ctx, node, x):
+    """``leaky(x) = a x + (1 - a) relu(x)``: the sum of two sound enclosures over the same
+    noise symbols is sound."""
+    a = node.alpha
+    return x.scale(a) + hz.relu(x, ctx.relu).scale(1.0 - a)
+
+
+def _sigmoid_derivative(t):
+    s = torch.sigmoid(t)
+    return s * (1 - s)
+
+
+@register(BoundSigmoid)
+def sigmoid(ctx, node, x):
+    return hz.s_shaped(x, torch.sigmoid, _sigmoid_derivative)
+
+
+@register(BoundTanh)
+def tanh(ctx, node, x):
+    return hz.s_shaped(x, torch.tanh, lambda t: 1 - torch.tanh(t) ** 2)
+
+
+@register(BoundClip)
+def clip(ctx, node, x, low=None, high=None):
+    """Exact where the whole range lies inside ``[low, high]``; a box elsewhere."""
+    lower, upper = x.concretize()
+    inside = torch.ones_like(lower, dtype=torch.bool)
+    if low is not None:
+        inside &= lower >= low
+    if high is not None:
+        inside &= upper <= high
+    return hz.monotone_box(x, lambda t: torch.clamp(t, low, high), inside)

@@ -1,0 +1,71 @@
+"""Affine operators with constant weights: Gemm/Linear, MatMul, Conv, ConvTranspose, BatchNorm."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from auto_LiRPA.operators import (BoundBatchNormalization, BoundConv, BoundConvTranspose,
+                                  BoundLinear, BoundMatMul)
+
+from ..hybrid_zono import HybridZonotope
+from .registry import register, UnsupportedOperatorError
+
+
+def _require_constant(node, args, index, what):
+    if isinstance(args[index], HybridZonotope):
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' ({type(node).__name__}) has a perturbed {what}; "
+            "only constant weights are supported")
+
+
+@register(BoundLinear)
+def linear(ctx, node, x, w, b=None):
+    """Gemm ``alpha * x @ W^T + beta * b`` (ONNX's transB convention)."""
+    _require_constant(node, (x, w), 1, "weight")
+    if node.transA:
+        raise UnsupportedOperatorError(f"hzono: node '{node.name}' (Gemm) with transA=1")
+    w = w if node.transB else w.t()
+    w = node.alpha * w
+    bias = None if b is None else node.beta * b
+    return x.linear_map(lambda t: F.linear(t, w), bias, lambda t: F.linear(t, w.abs()))
+
+
+@register(BoundMatMul)
+def matmul(ctx, node, x, y):
+    """``x @ y`` with one side constant."""
+    if isinstance(y, HybridZonotope):
+        _require_constant(node, (x, y), 0, "left operand")
+        errors = None if y.errors is None else x @ y.errors
+        return HybridZonotope(x @ y.head, x.abs() @ y.beta, errors, y.ids)
+    return x.linear_map(lambda t: t @ y, None, lambda t: t @ y.abs())
+
+
+@register(BoundConv)
+def conv(ctx, node, x, w, b=None):
+    _require_constant(node, (x, w), 1, "weight")
+    def apply(weight):
+        return lambda t: F.conv2d(t, weight, None, node.stride, node.padding, node.dilation, node.groups)
+    return x.linear_map(apply(w), b.view(-1, 1, 1) if b is not None else None, apply(w.abs()))
+
+
+@register(BoundConvTranspose)
+def conv_transpose(ctx, node, x, w, b=None):
+    _require_constant(node, (x, w), 1, "weight")
+    def apply(weight):
+        return lambda t: F.conv_transpose2d(t, weight, None, node.stride, node.padding,
+                                            node.output_padding, node.groups, node.dilation)
+    return x.linear_map(apply(w), b.view(-1, 1, 1) if b is not None else None, apply(w.abs()))
+
+
+def batch_norm_affine(node, weight, bias, running_mean, running_var):
+    """BatchNorm as ``scale * x + shift``: in training mode with the statistics of the
+    concrete forward pass (auto_LiRPA's convention, held fixed), else the running ones."""
+    mean, var = (node.current_mean, node.current_var) if node.training else (running_mean, running_var)
+    scale = weight / torch.sqrt(var + node.eps)
+    return scale, bias - mean * scale
+
+
+@register(BoundBatchNormalization)
+def batch_norm(ctx, node, x, weight, bias, running_mean, running_var):
+    scale, shift = batch_norm_affine(node, weight, bias, running_mean, running_var)
+    shape = (-1,) + (1,) * (x.head.dim() - 2)
+    return x.scale(scale.view(shape)).shift(shift.view(shape))

@@ -1,0 +1,29 @@
+"""Pooling and reductions: AveragePool, GlobalAveragePool, ReduceMean, ReduceSum (linear with
+coefficients >= 0) and MaxPool (sound interval enclosure)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from auto_LiRPA.operators import (BoundAveragePool, BoundGlobalAveragePool, BoundMaxPool,
+                                  BoundReduceMean, BoundReduceSum)
+
+from ..hybrid_zono import HybridZonotope
+from .registry import register
+
+
+@register(BoundAveragePool, BoundGlobalAveragePool)
+def average_pool(ctx, node, x):
+    return x.linear_map(node.forward)
+
+
+@register(BoundReduceMean, BoundReduceSum)
+def reduce(ctx, node, x):
+    return x.map_batched(node.forward)
+
+
+@register(BoundMaxPool)
+def max_pool(ctx, node, x):
+    """``max`` is non-decreasing in every argument: ``[maxpool(l), maxpool(u)]`` encloses it."""
+    def pool(t):
+        return F.max_pool2d(t, node.kernel_size, node.stride, node.padding, ceil_mode=node.ceil_mode)
+    lower, upper = x.concretize()
+    return HybridZonotope.from_box(pool(lower), pool(upper))

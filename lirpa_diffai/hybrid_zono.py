@@ -1,0 +1,328 @@
+"""The HybridZonotope domain (Mirman, Gehr, Vechev 2018; Mirman, Singh, Vechev 2020, section 2).
+
+A hybrid zonotope over p variables is ``h = (head, beta, errors)``::
+
+    h(b, e) = head + beta * b + sum_j errors_j * e_j,    b in [-1, 1]^p,  e in [-1, 1]^m
+
+``head`` (B, *shape) is the center, ``beta`` (B, *shape) >= 0 the uncorrelated (box) radius,
+``errors`` (m, B, *shape) the correlated generators, one row per noise symbol ``e_j``
+(``None`` when m = 0: then ``h`` is a box and costs what IBP costs).
+
+Every row carries a noise-symbol id (``ids``, one int per row). Two operands of a binary
+operation share a row only where their ids agree; rows without a partner are independent
+symbols. New symbols get fresh ids from :func:`fresh_ids`.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+_next_id = itertools.count()
+
+
+def fresh_ids(count: int) -> tuple[int, ...]:
+    """``count`` noise-symbol ids never handed out before in this process."""
+    return tuple(next(_next_id) for _ in range(count))
+
+
+@dataclass(frozen=True)
+class HybridZonotope:
+    """The value type of the domain; see the module docstring for the meaning of the fields."""
+
+    head: Tensor
+    beta: Tensor
+    errors: Optional[Tensor] = None
+    ids: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        m = 0 if self.errors is None else self.errors.shape[0]
+        if len(self.ids) != m:
+            raise ValueError(f"HybridZonotope has {m} error rows but {len(self.ids)} ids")
+
+    # ----------------------------------------------------------------- construction
+    @staticmethod
+    def from_box(lower: Tensor, upper: Tensor) -> "HybridZonotope":
+        """The box ``[lower, upper]``: ``head = (l + u) / 2``, ``beta = (u - l) / 2``, no rows."""
+        return HybridZonotope((upper + lower) / 2, (upper - lower) / 2)
+
+    @staticmethod
+    def from_point(x: Tensor) -> "HybridZonotope":
+        return HybridZonotope(x, torch.zeros_like(x))
+
+    @staticmethod
+    def from_generators(head: Tensor, errors: Tensor, beta: Optional[Tensor] = None) -> "HybridZonotope":
+        """A zonotope with fresh noise symbols for the rows of ``errors`` (m, B, *shape)."""
+        beta = torch.zeros_like(head) if beta is None else beta
+        return HybridZonotope(head, beta, errors, fresh_ids(errors.shape[0]))
+
+    # -------------------------------------------------------------------- queries
+    @property
+    def num_errors(self) -> int:
+        return 0 if self.errors is None else self.errors.shape[0]
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.head.shape
+
+    def radius(self) -> Tensor:
+        """Total error ``beta + sum_j |errors_j|`` (the paper's epsilon_H)."""
+        if self.errors is None:
+            return self.beta
+        return self.beta + self.errors.abs().sum(0)
+
+    def concretize(self) -> tuple[Tensor, Tensor]:
+        """Interval concretization ``head -+ (beta + sum_j |errors_j|)``."""
+        r = self.radius()
+        return self.head - r, self.head + r
+
+    def with_rows(self, errors: Optional[Tensor], ids: Sequence[int]) -> "HybridZonotope":
+        return HybridZonotope(self.head, self.beta, errors, tuple(ids))
+
+    # ------------------------------------------------------------- affine maps
+    def linear_map(self, fn: Callable[[Tensor], Tensor], bias: Optional[Tensor] = None,
+                   abs_fn: Optional[Callable[[Tensor], Tensor]] = None) -> "HybridZonotope":
+        """Image under ``x -> fn(x) + bias`` with ``fn`` linear and batch-agnostic (conv, linear,
+        pooling): ``fn`` sees the m rows folded into the batch. ``abs_fn`` is ``fn`` with
+        absolute coefficients (for ``beta``); omit it when ``fn``'s coefficients are >= 0."""
+        head = fn(self.head)
+        if bias is not None:
+            head = head + bias
+        beta = (abs_fn or fn)(self.beta)
+        errors = None
+        if self.errors is not None:
+            m, b = self.errors.shape[:2]
+            errors = fn(self.errors.flatten(0, 1)).unflatten(0, (m, b))
+        return HybridZonotope(head, beta, errors, self.ids)
+
+    def map_batched(self, fn: Callable[[Tensor], Tensor]) -> "HybridZonotope":
+        """Image under a linear ``fn`` with coefficients >= 0 that may depend on the batch
+        dimension (reshape with an explicit batch size, transpose, slice, concat...):
+        ``fn`` is applied to each error row through ``torch.vmap``."""
+        errors = None if self.errors is None else torch.vmap(fn)(self.errors)
+        return HybridZonotope(fn(self.head), fn(self.beta), errors, self.ids)
+
+    def scale(self, factor) -> "HybridZonotope":
+        """Elementwise product with a constant (broadcast like the concrete tensor)."""
+        errors = None if self.errors is None else self.errors * factor
+        absf = factor.abs() if isinstance(factor, Tensor) else abs(factor)
+        return HybridZonotope(self.head * factor, self.beta * absf, errors, self.ids)
+
+    def shift(self, offset) -> "HybridZonotope":
+        return HybridZonotope(self.head + offset, self.beta, self.errors, self.ids)
+
+    def __neg__(self) -> "HybridZonotope":
+        return self.scale(-1.0)
+
+    def __add__(self, other) -> "HybridZonotope":
+        if not isinstance(other, HybridZonotope):
+            return self.shift(other)
+        (ea, eb), ids = align_rows([self, other])
+        errors = None if ea is None else ea + eb
+        return HybridZonotope(self.head + other.head, self.beta + other.beta, errors, ids)
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> "HybridZonotope":
+        return self + (-other)
+
+    def __rsub__(self, other) -> "HybridZonotope":
+        return (-self) + other
+
+    # ----------------------------------------------------------- specification
+    def apply_spec(self, C: Tensor) -> "HybridZonotope":
+        """Image under the spec matrix ``C`` (B, S, n) applied to the flattened output."""
+        flat = self.linear_map(lambda t: t.flatten(-len(self.shape) + 1))
+        def spec(t):  # (..., B, n) -> (..., B, S)
+            return torch.einsum("bsn,...bn->...bs", C, t)
+        errors = None if flat.errors is None else spec(flat.errors)
+        beta = torch.einsum("bsn,bn->bs", C.abs(), flat.beta)
+        return HybridZonotope(spec(flat.head), beta, errors, self.ids)
+
+    # ------------------------------------------------------------ decorrelation
+    def decorrelate_all(self) -> "HybridZonotope":
+        """DecorrelateAll: ``beta' = beta + sum_j |errors_j|``, no rows left."""
+        return HybridZonotope(self.head, self.radius())
+
+    def detach(self) -> "HybridZonotope":
+        errors = None if self.errors is None else self.errors.detach()
+        return HybridZonotope(self.head.detach(), self.beta.detach(), errors, self.ids)
+
+
+def align_rows(zonos: Sequence[HybridZonotope]) -> tuple[list[Optional[Tensor]], tuple[int, ...]]:
+    """Error rows of each operand laid out over the union of their noise symbols.
+
+    Returns one (M, B, *shape) tensor per operand (zeros where an operand lacks a symbol),
+    or ``None`` for all when no operand has rows, and the ids of the M rows."""
+    if all(z.ids == zonos[0].ids for z in zonos):
+        if zonos[0].errors is None:
+            return [None] * len(zonos), ()
+        return [z.errors for z in zonos], zonos[0].ids
+    order: dict[int, int] = {}
+    for z in zonos:
+        for i in z.ids:
+            order.setdefault(i, len(order))
+    aligned = []
+    for z in zonos:
+        rows = z.head.new_zeros((len(order),) + tuple(z.head.shape))
+        if z.errors is not None:
+            index = torch.tensor([order[i] for i in z.ids], device=rows.device)
+            rows = rows.index_copy(0, index, z.errors.expand((len(z.ids),) + tuple(z.head.shape)))
+        aligned.append(rows)
+    return aligned, tuple(order)
+
+
+def concat(zonos: Sequence[HybridZonotope], fn: Callable[[Sequence[Tensor]], Tensor]) -> HybridZonotope:
+    """Image of several zonotopes under a joining ``fn`` (e.g. ``torch.cat`` along a non-batch
+    axis), rows aligned by noise symbol."""
+    rows, ids = align_rows(zonos)
+    head = fn([z.head for z in zonos])
+    beta = fn([z.beta for z in zonos])
+    errors = None if rows[0] is None else torch.vmap(lambda *r: fn(r))(*rows)
+    return HybridZonotope(head, beta, errors, ids)
+
+
+# ---------------------------------------------------------------------------- ReLU
+RELU_VARIANTS = ("boxy", "deepz", "switch", "smooth")
+
+
+def _split_relu(z: HybridZonotope):
+    lower, upper = z.concretize()
+    active = lower >= 0
+    crossing = (lower < 0) & (upper > 0)
+    return lower, upper, active, crossing
+
+
+def relu_interval(z: HybridZonotope) -> HybridZonotope:
+    """Exact interval ReLU of the concretization (the Box domain's transformer)."""
+    lower, upper = z.concretize()
+    return HybridZonotope.from_box(F.relu(lower), F.relu(upper))
+
+
+def relu_boxy(z: HybridZonotope) -> HybridZonotope:
+    """DiffAI's default: a stable neuron keeps (or zeroes) its generators; a crossing one,
+    ``l < 0 < u``, becomes the box ``[0, u]``: ``head = beta = u/2``, its rows zeroed."""
+    _, upper, active, crossing = _split_relu(z)
+    keep = active.to(z.head.dtype)
+    half_u = upper / 2
+    head = torch.where(crossing, half_u, z.head * keep)
+    beta = torch.where(crossing, half_u, z.beta * keep)
+    errors = None if z.errors is None else z.errors * keep
+    return HybridZonotope(head, beta, errors, z.ids)
+
+
+def _slope_relaxation(z: HybridZonotope, slope: Tensor, offset: Tensor, radius: Tensor) -> HybridZonotope:
+    """``y = slope * x + offset +- radius`` (``slope >= 0``): the generators scale, the new
+    independent error goes into ``beta``."""
+    errors = None if z.errors is None else z.errors * slope
+    return HybridZonotope(z.head * slope + offset, z.beta * slope + radius, errors, z.ids)
+
+
+def relu_deepz(z: HybridZonotope) -> HybridZonotope:
+    """DeepZ / DiffAI's NIPS transformer: on a crossing neuron ``y = lam x + mu +- mu`` with
+    ``lam = u / (u - l)``, ``mu = -lam l / 2``; stable neurons exact."""
+    lower, upper, active, crossing = _split_relu(z)
+    lam = torch.where(crossing, upper / (upper - lower).clamp_min(1e-30), active.to(z.head.dtype))
+    mu = torch.where(crossing, -lam * lower / 2, torch.zeros_like(lower))
+    return _slope_relaxation(z, lam, mu, mu)
+
+
+def relu_switch(z: HybridZonotope) -> HybridZonotope:
+    """DiffAI's switch: a crossing neuron with ``u > -l`` keeps its generators with slope 1,
+    ``y = x - l/2 +- (-l/2)`` (the bounds ``x <= relu(x) <= x - l``); otherwise it becomes the
+    box ``[0, u]`` as in boxy."""
+    lower, _, _, crossing = _split_relu(z)
+    boxed = relu_boxy(z)
+    identity_like = crossing & (z.head > 0)  # u > -l  <=>  head > 0
+    half_l = -lower / 2
+    head = torch.where(identity_like, z.head + half_l, boxed.head)
+    beta = torch.where(identity_like, z.beta + half_l, boxed.beta)
+    errors = None if z.errors is None else torch.where(identity_like, z.errors, boxed.errors)
+    return HybridZonotope(head, beta, errors, z.ids)
+
+
+def relu_smooth(z: HybridZonotope) -> HybridZonotope:
+    """DiffAI's smooth variant: a differentiable blend of the switch's two relaxations of a
+    crossing neuron, ``t * (x - l/2 +- (-l/2)) + (1 - t) * (u/2 +- u/2)`` with
+    ``t = u / (u - l)``; a convex combination of sound enclosures is sound."""
+    lower, upper, active, crossing = _split_relu(z)
+    t = torch.where(crossing, upper / (upper - lower).clamp_min(1e-30), active.to(z.head.dtype))
+    box_part = torch.where(crossing, (1 - t) * upper / 2, torch.zeros_like(upper))
+    line_part = torch.where(crossing, -t * lower / 2, torch.zeros_like(lower))
+    return _slope_relaxation(z, t, box_part + line_part, box_part + line_part)
+
+
+_RELUS = {"boxy": relu_boxy, "deepz": relu_deepz, "switch": relu_switch, "smooth": relu_smooth}
+
+
+def relu(z: HybridZonotope, variant: str = "boxy") -> HybridZonotope:
+    """ReLU transformer; a zonotope with no rows (a box) takes the exact interval ReLU."""
+    if z.errors is None:
+        return relu_interval(z)
+    return _RELUS[variant](z)
+
+
+def s_shaped(z: HybridZonotope, fn: Callable[[Tensor], Tensor], derivative: Callable[[Tensor], Tensor]) -> HybridZonotope:
+    """Sigmoid/tanh: ``y = lam x + [f(l) - lam l, f(u) - lam u]`` with
+    ``lam = min(f'(l), f'(u))`` (f' is unimodal, so ``f(x) - lam x`` is non-decreasing on
+    [l, u]). Without rows this is exactly the interval ``[f(l), f(u)]``."""
+    lower, upper = z.concretize()
+    lam = torch.minimum(derivative(lower), derivative(upper))
+    low_off = fn(lower) - lam * lower
+    high_off = fn(upper) - lam * upper
+    if z.errors is None:
+        return HybridZonotope.from_box(fn(lower), fn(upper))
+    return _slope_relaxation(z, lam, (low_off + high_off) / 2, (high_off - low_off) / 2)
+
+
+def monotone_box(z: HybridZonotope, fn: Callable[[Tensor], Tensor], exact: Tensor) -> HybridZonotope:
+    """A non-decreasing ``fn``: where ``exact`` (the identity on the whole range) the zonotope is
+    kept, elsewhere replaced by the box ``[fn(l), fn(u)]``."""
+    lower, upper = z.concretize()
+    box = HybridZonotope.from_box(fn(lower), fn(upper))
+    keep = exact.to(z.head.dtype)
+    errors = None if z.errors is None else z.errors * keep
+    return HybridZonotope(torch.where(exact, z.head, box.head), torch.where(exact, z.beta, box.beta),
+                          errors, z.ids)
+
+
+# ------------------------------------------------------------------- correlation
+def correlate(z: HybridZonotope, index: Tensor) -> HybridZonotope:
+    """The paper's correlation layer (section 3.1) on the dims ``index`` (B, k) of each sample's
+    flattened variables: each selected dim ``i`` gets a new row whose only non-zero entry is
+    ``beta_i`` at ``i``, and ``beta_i`` becomes 0. The k new rows get fresh ids (row t of
+    sample b stands for the t-th dim selected in sample b)."""
+    batch, k = index.shape
+    beta = z.beta.flatten(1)
+    picked = beta.gather(1, index)
+    rows = beta.new_zeros((batch, k, beta.shape[1])).scatter(2, index.unsqueeze(-1), picked.unsqueeze(-1))
+    new_rows = rows.transpose(0, 1).reshape((k,) + tuple(z.shape))
+    new_beta = beta.scatter(1, index, torch.zeros_like(picked)).view_as(z.beta)
+    errors = new_rows if z.errors is None else torch.cat([z.errors, new_rows])
+    return HybridZonotope(z.head, new_beta, errors, z.ids + fresh_ids(k))
+
+
+def correlate_all(z: HybridZonotope) -> HybridZonotope:
+    """CorrelateAll: ``P = {i | 0 <= i < p}``."""
+    p = z.beta[0].numel()
+    return correlate(z, torch.arange(p, device=z.head.device).expand(z.shape[0], p))
+
+
+def correlate_fixed(z: HybridZonotope, k: int) -> HybridZonotope:
+    """CorrelateFixed k: ``P = {floor(i p / k) | 0 <= i < k}``."""
+    p = z.beta[0].numel()
+    k = min(k, p)
+    index = torch.arange(k, device=z.head.device) * p // k
+    return correlate(z, index.expand(z.shape[0], k))
+
+
+def correlate_max_k(z: HybridZonotope, k: int) -> HybridZonotope:
+    """CorrelateMax k: the k dims with the largest interval upper bound, per sample."""
+    _, upper = z.concretize()
+    k = min(k, upper[0].numel())
+    return correlate(z, upper.flatten(1).topk(k, dim=1).indices)
