@@ -3,23 +3,24 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from auto_LiRPA.linear_bound import LinearBound
 from auto_LiRPA.patches import Patches
-from auto_LiRPA.perturbations import Perturbation, PerturbationLpNorm
+from auto_LiRPA.perturbations import PerturbationLpNorm
 
 from .hybrid_zono import HybridZonotope
 
 
-class PerturbationHybridZonotope(Perturbation):
+class PerturbationHybridZonotope(PerturbationLpNorm):
     """The input set ``{head + beta*b + sum_j errors_j e_j : b, e in [-1, 1]}``.
 
     Works with ``method="hzono"`` (the zonotope itself is the input element), with IBP (its
-    interval concretization) and with CROWN, where a linear function ``A x`` is concretized
-    exactly: ``A head +- (sum_j |A errors_j| + |A| beta)``.
+    interval concretization: to auto_LiRPA it is the L-inf box ``x_L, x_U`` around it) and with
+    CROWN, where a linear function ``A x`` is concretized exactly:
+    ``A head +- (sum_j |A errors_j| + |A| beta)``.
     """
 
     def __init__(self, zonotope: HybridZonotope):
-        super().__init__()
+        lower, upper = zonotope.concretize()
+        super().__init__(eps=0.0, norm=np.inf, x_L=lower, x_U=upper)
         self.zonotope = zonotope
 
     @classmethod
@@ -32,8 +33,7 @@ class PerturbationHybridZonotope(Perturbation):
     def init(self, x, aux=None, forward=False):
         if forward:
             raise NotImplementedError("PerturbationHybridZonotope does not support forward-mode LiRPA")
-        lower, upper = self.zonotope.concretize()
-        return LinearBound(None, None, None, None, lower, upper), x, None
+        return super().init(x, aux, forward)
 
     def concretize(self, x, A, sign=-1, aux=None, extra_constr=None):
         if A is None:

@@ -1,0 +1,53 @@
+"""Shared test helpers: seeded randomness, sampling inside input sets, the shared data path."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before the tests import it)
+
+SHARED = Path(os.environ.get("LIRPA_DIFFAI_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def box_samples(lower: torch.Tensor, upper: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` points per sample of the box: uniform ones and random corners, shape (n, B, ...)."""
+    u = torch.rand((n,) + tuple(lower.shape))
+    corners = torch.rand((n,) + tuple(lower.shape)) < 0.5
+    u[: n // 2] = corners[: n // 2].to(lower.dtype)
+    return lower + (upper - lower) * u
+
+
+def attack_points(model, lower, upper, steps: int = 10) -> torch.Tensor:
+    """PGD points in the box pushing each output up and down: (2 * n_out, B, ...)."""
+    n_out = model(lower).flatten(1).shape[1]
+    points = []
+    for sign in (1.0, -1.0):
+        for j in range(n_out):
+            x = ((lower + upper) / 2).clone().requires_grad_(True)
+            step = (upper - lower) / 4
+            for _ in range(steps):
+                out = model(x).flatten(1)[:, j].sum() * sign
+                (grad,) = torch.autograd.grad(out, x)
+                x = torch.max(torch.min(x + step * grad.sign(), upper), lower).detach().requires_grad_(True)
+            points.append(x.detach())
+    return torch.stack(points)
+
+
+def assert_inside(outputs: torch.Tensor, lb: torch.Tensor, ub: torch.Tensor, tol: float = 1e-5):
+    """Every row of ``outputs`` (n, B, ...) lies in ``[lb, ub]`` up to float noise."""
+    scale = tol * (1 + torch.maximum(lb.abs(), ub.abs()))
+    below = (outputs < lb - scale).sum().item()
+    above = (outputs > ub + scale).sum().item()
+    assert below == 0 and above == 0, (
+        f"{below} values below and {above} above the bounds; worst excess "
+        f"{max((lb - outputs).max().item(), (outputs - ub).max().item()):.3g}")
