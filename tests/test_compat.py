@@ -1,0 +1,95 @@
+"""Each auto_LiRPA 0.3 compatibility patch, and ``import auto_LiRPA`` in any import order."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lirpa_diffai import _compat
+
+
+def test_every_patch_needed_here_was_applied_once():
+    names = [p.__name__ for p in _compat.PRE_IMPORT + _compat.POST_IMPORT]
+    assert set(_compat.APPLIED) <= set(names)
+    assert len(_compat.APPLIED) == len(set(_compat.APPLIED))
+    for patch in _compat.PRE_IMPORT + _compat.POST_IMPORT:
+        patch()  # a second call changes nothing
+    assert len(_compat.APPLIED) == len(set(_compat.APPLIED))
+
+
+def test_numpy_arraysetops_shim():
+    from numpy.lib.arraysetops import isin
+    assert isin(np.array([1, 2]), [2]).tolist() == [False, True]
+
+
+def test_opset_version_setter_reaches_the_exporter():
+    from torch.onnx.symbolic_helper import _set_opset_version
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    _set_opset_version(12)
+    assert GLOBALS.export_onnx_opset_version == 12
+
+
+def test_node_attributes_are_readable_by_name():
+    graph = torch.jit.trace(lambda x: F.pad(x, (1, 1)), torch.zeros(1, 2)).graph
+    node = next(n for n in graph.nodes() if n.kind() == "prim::Constant")
+    name = node.attributeNames()[0]
+    assert node[name] is not None
+
+
+def test_traced_graph_uses_opset12_operators():
+    from auto_LiRPA.parse_graph import parse_module
+    class Clamp(torch.nn.Module):
+        def forward(self, x):
+            return torch.clamp(F.pad(x, (1, 1, 1, 1)), 0, 1)
+    ops = {n.op: n for n in parse_module(Clamp(), (torch.zeros(1, 1, 2, 2),))[0]}
+    assert len(ops["onnx::Clip"].inputs) == 3 and "min" not in ops["onnx::Clip"].attr
+    assert len(ops["onnx::Pad"].inputs) >= 2
+
+
+def test_bounded_module_named_members_accepts_remove_duplicate():
+    from lirpa_diffai import BoundedModule
+    bm = BoundedModule(torch.nn.Linear(3, 2), torch.zeros(1, 3))
+    assert len(list(bm.named_parameters(remove_duplicate=False))) == 2
+
+
+@pytest.mark.parametrize("op", ["pad", "avgpool", "clip"])
+def test_patched_operators_bound_soundly_with_ibp_and_crown(op):
+    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+    from lirpa_diffai import BoundedModule
+    body = {"pad": lambda x: F.pad(x, (1, 1, 1, 1)), "avgpool": lambda x: F.avg_pool2d(x, 2),
+            "clip": lambda x: torch.clamp(x, -0.1, 0.2)}[op]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.LazyLinear(3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(body(x)).flatten(1))
+    net, x = Net(), torch.randn(2, 2, 4, 4)
+    net(x)
+    bm = BoundedModule(net, x)
+    for method in ("IBP", "CROWN"):
+        lb, ub = bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)),), method=method)
+        for _ in range(50):
+            y = net(x + (torch.rand_like(x) * 2 - 1) * 0.1)
+            assert (y >= lb - 1e-5).all() and (y <= ub + 1e-5).all()
+
+
+@pytest.mark.parametrize("first", ["import auto_LiRPA", "from auto_LiRPA import BoundedTensor, PerturbationLpNorm",
+                                   "import lirpa_diffai"])
+def test_auto_lirpa_imports_in_any_order(first, tmp_path):
+    """In the installed environment (the start-up hook is in site-packages)."""
+    script = f"""{first}
+import numpy as np, torch
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+x = torch.rand(1, 1, 4, 4)
+lb, ub = BoundedModule(net, x).compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)),), method="CROWN")
+assert (lb <= ub).all()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
