@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images, labels
+
 DATASETS = ("mnist", "cifar10")
 SPLITS = ("train", "test")
 
@@ -84,7 +86,7 @@ def shared_root() -> Path:
 
 def to_dataset(images: np.ndarray, labels: np.ndarray, name: str) -> TensorDataset:
     """uint8 images (N, [C,] H, W) and labels as a TensorDataset of float32 in [0, 1] and int64."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(torch.float32).div_(255.0)
     x = x.reshape(len(x), *input_shape(name))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64).copy())
     if len(x) != len(y):
@@ -92,7 +94,7 @@ def to_dataset(images: np.ndarray, labels: np.ndarray, name: str) -> TensorDatas
     return TensorDataset(x, y)
 
 
-def read_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def read_npz(path: Path, split: str) -> Arrays:
     """Images and labels of ``split`` from a shared-format ``.npz`` (no pickle)."""
     with np.load(path, allow_pickle=False) as f:
         return f[f"x_{split}"], f[f"y_{split}"]
@@ -121,7 +123,7 @@ def find_idx(raw_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def read_mnist_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+def read_mnist_raw(raw_dir: Path, split: str) -> Arrays | None:
     """MNIST from torchvision's ``MNIST/raw`` idx files, or None if a file is missing."""
     paths = [find_idx(raw_dir, stem) for stem in _MNIST_FILES[split]]
     if None in paths:
@@ -129,7 +131,7 @@ def read_mnist_raw(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray] |
     return read_idx(paths[0]), read_idx(paths[1])
 
 
-def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path) -> Arrays:
     """One CIFAR-10 python batch. It is a pickle: call only on a file the user pointed to."""
     with open(path, "rb") as f:
         batch = pickle.load(f, encoding="bytes")
@@ -137,7 +139,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(batch[b"labels"], dtype=np.int64)
 
 
-def read_cifar_batches(batch_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+def read_cifar_batches(batch_dir: Path, split: str) -> Arrays | None:
     """CIFAR-10 from ``cifar-10-batches-py``, or None if a batch file is missing."""
     paths = [batch_dir / f for f in _CIFAR_FILES[split]]
     if not all(p.is_file() for p in paths):
@@ -146,7 +148,7 @@ def read_cifar_batches(batch_dir: Path, split: str) -> tuple[np.ndarray, np.ndar
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def read_user_dir(directory: Path, name: str, split: str, tried: list[str]):
+def read_user_dir(directory: Path, name: str, split: str, tried: list[str]) -> Arrays | None:
     """Data from a user-named directory (npz, then torchvision layout); records what it tried."""
     npz = directory / f"{name}.npz"
     tried.append(str(npz))
@@ -161,7 +163,8 @@ def read_user_dir(directory: Path, name: str, split: str, tried: list[str]):
     return read_cifar_batches(batch_dir, split)
 
 
-def download_torchvision(name: str, split: str, directory: Path, tried: list[str]):
+def download_torchvision(name: str, split: str, directory: Path,
+                         tried: list[str]) -> Arrays | None:
     """Data through torchvision's downloader, or None when torchvision is unusable here."""
     try:
         from torchvision import datasets
