@@ -172,7 +172,29 @@ def contiguous_backward_coefficients() -> bool:
     return True
 
 
-POST_IMPORT = (bounded_module_named_members, bound_pad_tensor_value, prim_constant_interval,
+@_once
+def patches_broadcast_constant() -> bool:
+    """auto_LiRPA 0.3 bug: in patches mode (its default), multiplying the coefficients by a
+    per-channel constant shaped (1, C, 1, 1), as an input normalisation traces to, hits an
+    assertion; only a constant with an explicit batch dimension is handled. Expand it."""
+    import auto_LiRPA
+    if auto_LiRPA.__version__ != "0.3":
+        return False
+    import torch
+    from auto_LiRPA.operators import BoundMul
+    from auto_LiRPA.patches import Patches
+    original = BoundMul._multiply_by_const
+
+    def multiply_by_const(x, const):
+        if (isinstance(x, Patches) and isinstance(const, torch.Tensor) and const.ndim == 4
+                and const.size(0) == 1 and const.shape[2:] == (1, 1)):
+            const = const.expand(x.patches.size(1), -1, -1, -1)
+        return original(x, const)
+    BoundMul._multiply_by_const = staticmethod(multiply_by_const)
+    return True
+
+
+POST_IMPORT = (bounded_module_named_members, patches_broadcast_constant, bound_pad_tensor_value, prim_constant_interval,
                contiguous_backward_coefficients)
 
 

@@ -6,10 +6,11 @@ from typing import Optional
 
 import auto_LiRPA
 import torch
-from auto_LiRPA.operators import BoundBatchNormalization
+from auto_LiRPA.operators import BoundBatchNormalization, BoundLinear
 
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
+from .bound_ops.linear import linear_with_spec
 from .hybrid_zono import HybridZonotope
 from .perturbation import input_zonotope
 
@@ -90,17 +91,22 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         ctx = HzonoContext(relu=relu or opts["relu"], training=self.training)
         if self.training:
             self._refresh_batch_statistics(final)
+        merge_spec = C is not None and isinstance(final, BoundLinear) and final.inputs[0].perturbed
         values = {}
         for node in self._topological_order(final):
+            if node is final and merge_spec:
+                out = linear_with_spec(node, *(values[i.name] for i in node.inputs), C)
+                break
             values[node.name] = value = self._hzono_node(ctx, node, values, opts)
             if store_bounds and isinstance(value, HybridZonotope):
                 node.lower, node.upper = value.concretize()
                 node.interval = (node.lower, node.upper)
-        out = values[final.name]
-        if not isinstance(out, HybridZonotope):
-            out = HybridZonotope.from_point(out)
-        if C is not None:
-            out = out.apply_spec(C)
+        else:
+            out = values[final.name]
+            if not isinstance(out, HybridZonotope):
+                out = HybridZonotope.from_point(out)
+            if C is not None:
+                out = out.apply_spec(C)
         self.hzono_output, self.hzono_aux_losses = out, ctx.aux_losses
         lower, upper = out.concretize()
         return (lower if bound_lower else None), (upper if bound_upper else None)

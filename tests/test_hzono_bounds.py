@@ -30,7 +30,8 @@ def random_mlp(widths):
 # ------------------------------------------------------- independent reference (NumPy)
 def reference_hzono(net, lower, upper, relu, rows="all", C=None):
     """The paper's hybrid zonotope through Linear/ReLU written out with explicit matrices:
-    head c, box radius b, generator matrix E (m, n) per sample."""
+    head c, box radius b, generator matrix E (m, n) per sample. A spec ``C`` is merged into
+    the last linear layer (``C W``, ``C b``), as IBP does."""
     results = []
     for lo, hi in zip(lower.double().numpy(), upper.double().numpy()):
         c, b = (hi + lo) / 2, (hi - lo) / 2
@@ -44,15 +45,14 @@ def reference_hzono(net, lower, upper, relu, rows="all", C=None):
             b[picked] = 0
         else:
             E = np.zeros((0, c.size))
-        for layer in net:
+        for index, layer in enumerate(net):
             if isinstance(layer, nn.Linear):
                 W, bias = layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy()
+                if C is not None and index == len(net) - 1:
+                    W, bias = C.double().numpy()[0] @ W, C.double().numpy()[0] @ bias
                 c, E, b = W @ c + bias, E @ W.T, np.abs(W) @ b
             else:
                 c, b, E = reference_relu(c, b, E, relu)
-        if C is not None:
-            Cm = C.double().numpy()[0]
-            c, E, b = Cm @ c, E @ Cm.T, np.abs(Cm) @ b
         r = b + np.abs(E).sum(0)
         results.append((c - r, c + r))
     lb, ub = zip(*results)

@@ -17,16 +17,31 @@ def _require_constant(node, args, index, what):
             "only constant weights are supported")
 
 
-@register(BoundLinear)
-def linear(ctx, node, x, w, b=None):
-    """Gemm ``alpha * x @ W^T + beta * b`` (ONNX's transB convention)."""
-    _require_constant(node, (x, w), 1, "weight")
+def gemm_weight_bias(node, w, b):
+    """Gemm ``alpha * x @ W^T + beta * b`` (ONNX's transB convention) as ``(W, bias)``."""
     if node.transA:
         raise UnsupportedOperatorError(f"hzono: node '{node.name}' (Gemm) with transA=1")
-    w = w if node.transB else w.t()
-    w = node.alpha * w
-    bias = None if b is None else node.beta * b
+    w = node.alpha * (w if node.transB else w.t())
+    return w, (None if b is None else node.beta * b)
+
+
+@register(BoundLinear)
+def linear(ctx, node, x, w, b=None):
+    _require_constant(node, (x, w), 1, "weight")
+    w, bias = gemm_weight_bias(node, w, b)
     return x.linear_map(lambda t: F.linear(t, w), bias, lambda t: F.linear(t, w.abs()))
+
+
+def linear_with_spec(node, x, w, b, C):
+    """A final Gemm merged with the spec ``C`` (B, S, n): ``(C W) x + C b``, so that ``beta``
+    goes through ``|C W|`` rather than ``|C| |W|`` (what IBP does with ``C`` too)."""
+    w, bias = gemm_weight_bias(node, w, b)
+    cw = torch.einsum("bsn,nk->bsk", C, w)
+    def spec(t):  # (..., B, k) -> (..., B, S)
+        return torch.einsum("bsk,...bk->...bs", cw, t)
+    head = spec(x.head) + (0 if bias is None else torch.einsum("bsn,n->bs", C, bias))
+    beta = torch.einsum("bsk,bk->bs", cw.abs(), x.beta)
+    return HybridZonotope(head, beta, None if x.errors is None else spec(x.errors), x.ids)
 
 
 @register(BoundMatMul)
