@@ -1,0 +1,123 @@
+"""Cost of hzono against the forward pass, IBP and CROWN-IBP, measured in one run.
+
+    python benchmarks/bench_hzono.py                      # ResNet-34 and DenseNet-100, batch 8
+    python benchmarks/bench_hzono.py --networks resnet_tiny --batch 4 --json out.json
+
+For each network: median seconds (after a warm-up) and peak extra resident memory of the
+forward pass, IBP, hzono with 0 and with 16 correlated input rows, and CROWN-IBP, all under
+``torch.no_grad`` with the same inputs; then the ratios the project targets:
+
+    hzono(0 rows) / IBP            <= 1.25
+    hzono(16 rows) / (17 x forward) <= 1.5
+
+Peak memory is read from /proc/self/status (VmHWM after resetting it through
+/proc/self/clear_refs), so it counts every allocation of the process, not just torch's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import lirpa_diffai
+from lirpa_diffai import certify, data, models
+
+TARGETS = {"hzono0_over_ibp": 1.25, "hzono16_over_17_forward": 1.5}
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def measure(fn, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up, and the peak resident
+    memory above the level before it (MiB)."""
+    fn()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    base = _status_kib("VmRSS")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    peak = max(_status_kib("VmHWM") - base, 0) / 1024
+    return statistics.median(times), peak
+
+
+def bench_network(name: str, batch: int, eps: float, repeats: int, train: bool = False) -> dict:
+    net = models.get(name, "cifar10").train(train)
+    x = data.load_dataset("cifar10", "test").tensors[0][:batch]
+    y = data.load_dataset("cifar10", "test").tensors[1][:batch]
+    C = certify.margin_spec(y, 10)
+    box = certify.input_box(x, eps)
+    bounded = {rows: lirpa_diffai.BoundedModule(net, x, bound_opts={"hzono": {"correlate_input": rows}})
+               for rows in (0, 16)}
+    for module in bounded.values():
+        module.train(train)  # auto_LiRPA's train() returns None
+    bm = bounded[0]
+    runs = {
+        "forward": lambda: net(x),
+        "IBP": lambda: bm.compute_bounds(x=(box,), C=C, method="IBP"),
+        "hzono_0_rows": lambda: bm.compute_bounds(x=(box,), C=C, method="hzono"),
+        "hzono_16_rows": lambda: bounded[16].compute_bounds(x=(box,), C=C, method="hzono"),
+        "CROWN-IBP": lambda: bm.compute_bounds(x=(box,), C=C, method="CROWN-IBP"),
+    }
+    result = {"network": name, "batch": batch, "train_mode": train, "methods": {}}
+    with torch.no_grad():
+        for method, fn in runs.items():
+            seconds, peak = measure(fn, repeats)
+            result["methods"][method] = {"seconds": seconds, "peak_mib": peak}
+    m = result["methods"]
+    result["ratios"] = {
+        "hzono0_over_ibp": m["hzono_0_rows"]["seconds"] / m["IBP"]["seconds"],
+        "hzono16_over_17_forward": m["hzono_16_rows"]["seconds"] / (17 * m["forward"]["seconds"]),
+    }
+    return result
+
+
+def report(results: list[dict]) -> str:
+    lines = ["| network | method | seconds | peak MiB |", "|---|---|---:|---:|"]
+    for r in results:
+        label = r["network"] + (" (train)" if r["train_mode"] else "")
+        for method, m in r["methods"].items():
+            lines.append(f"| {label} | {method} | {m['seconds']:.3f} | {m['peak_mib']:.0f} |")
+    lines.append("")
+    for r in results:
+        for key, value in r["ratios"].items():
+            verdict = "ok" if value <= TARGETS[key] else "MISSED"
+            lines.append(f"{r['network']}: {key} = {value:.2f} (target <= {TARGETS[key]}) {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", default="resnet34,densenet100")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--eps", type=float, default=2 / 255)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="write the figures to this path")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results = [bench_network(n, args.batch, args.eps, args.repeats) for n in args.networks.split(",")]
+    print(f"batch {args.batch}, {args.threads} threads, eps {args.eps:.4g}, torch {torch.__version__}")
+    print(report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
