@@ -389,6 +389,10 @@ def test_network_validator_is_pluggable(tmp_path):
     assert check_network_in_zoo("ffnn") == "ffnn"
 
 
-def test_yaml_is_loaded_safely(tmp_path):
+def test_yaml_is_loaded_safely():
     with pytest.raises(ConfigError, match=re.escape("expected a network name")):
         _config(drop=("network",), extra="network: !!python/object/apply:os.system ['true']")
+    with pytest.raises(ConfigError, match="unsupported YAML tag 'tag:yaml.org,2002:python/name"):
+        _config(drop=("network",), extra="network: !!python/name:os.system ''")
+    with pytest.raises(GoalSyntaxError, match="unsupported YAML tag .* at line 5, column 14"):
+        _config(drop=("goal",), extra="goal: {Mix: [!!python/name:os.system '', Box, 0.5]}")
