@@ -326,3 +326,37 @@ def correlate_max_k(z: HybridZonotope, k: int) -> HybridZonotope:
     _, upper = z.concretize()
     k = min(k, upper[0].numel())
     return correlate(z, upper.flatten(1).topk(k, dim=1).indices)
+
+
+def correlate_where(z: HybridZonotope, mask: Tensor) -> HybridZonotope:
+    """The correlation layer with ``P`` given per sample by the boolean ``mask`` (B, *shape)
+    (section 3.1: ``h'_{E,i,m+t} = h_{B,i}`` for ``i`` in P and ``t = |P_<i|``, ``h'_{B,i} = 0``).
+    Samples may select different numbers of dims: there are ``max_b |P_b|`` new rows and a
+    sample with fewer selected dims gets zero rows for the rest."""
+    flat = mask.flatten(1)
+    k = int(flat.sum(1).max())
+    if k == 0:
+        return z
+    # selected dims first, each sample's in ascending order; the rest pad the k columns
+    index = flat.to(torch.uint8).sort(dim=1, descending=True, stable=True).indices[:, :k]
+    selected = correlate(HybridZonotope(z.head, z.beta * mask, z.errors, z.ids), index)
+    return HybridZonotope(z.head, selected.beta + z.beta * ~mask, selected.errors, selected.ids)
+
+
+def decorrelate_min_k(z: HybridZonotope, k: int) -> HybridZonotope:
+    """DecorrelateMin k (section 3.2): ``P`` = the m - k rows with the smallest
+    ``sum_i |h_{E,i,j}|`` (per sample); ``h'_{B,i} = h_{B,i} + sum_{j in P} |h_{E,i,j}|`` and the
+    k other rows stay, in their order. ``k >= m`` keeps every row. The kept rows get fresh ids:
+    which symbol a kept row stands for differs between samples."""
+    if z.errors is None or k >= z.num_errors:
+        return z
+    if k <= 0:
+        return z.decorrelate_all()
+    magnitude = z.errors.abs()
+    mass = magnitude.flatten(2).sum(2)                            # (m, B)
+    kept = mass.topk(k, dim=0).indices.sort(dim=0).values        # (k, B), in row order
+    dropped = torch.ones_like(mass).scatter(0, kept, 0.0)
+    expand = (1,) * (z.errors.dim() - 2)
+    beta = z.beta + (magnitude * dropped.view(*mass.shape, *expand)).sum(0)
+    rows = z.errors.gather(0, kept.view(*kept.shape, *expand).expand(k, *z.shape))
+    return HybridZonotope(z.head, beta, rows, fresh_ids(k))
