@@ -11,7 +11,11 @@ from .hybrid_zono import HybridZonotope  # noqa: E402
 from .perturbation import PerturbationHybridZonotope  # noqa: E402
 from .bound_ops import UnsupportedOperatorError  # noqa: E402
 from .bounded_module import BoundedModule, HZONO_METHODS  # noqa: E402
+from .abstract_layers import (Concretize, CorrelateAll, CorrelateFixed, CorrelateMaxK,  # noqa: E402
+                              CorrelateMaxPool, DecorrelateAll, DecorrelateMin, DeepLoss, set_epoch)
 
 __all__ = ["BoundedModule", "HybridZonotope", "PerturbationHybridZonotope",
            "UnsupportedOperatorError", "HZONO_METHODS"]
+__all__ += ["Concretize", "CorrelateAll", "CorrelateFixed", "CorrelateMaxK", "CorrelateMaxPool",
+            "DecorrelateAll", "DecorrelateMin", "DeepLoss", "set_epoch"]
 __version__ = "0.1.0"

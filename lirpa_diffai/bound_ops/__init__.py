@@ -5,6 +5,7 @@ from auto_LiRPA import register_custom_op
 from .registry import HZONO_TRANSFORMERS, HzonoContext, UnsupportedOperatorError, register, transformer_for
 from .clip import BoundClip
 from . import activation, arithmetic, linear, pooling, shape  # noqa: F401  (fill the registry)
+from . import abstract  # noqa: F401  (abstract layers: registers their custom ops)
 
 register_custom_op("onnx::Clip", BoundClip)
 
