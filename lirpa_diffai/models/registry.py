@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 from torch import nn
 
 from .. import data
-from . import densenet, feedforward, resnet
+from . import abstract_variants, densenet, feedforward, resnet
 
 BOTH = ("mnist", "cifar10")
 CIFAR = ("cifar10",)
@@ -36,6 +36,10 @@ ZOO: dict[str, Entry] = {
     "resnet34": Entry(resnet.resnet34, CIFAR, "ResNet-34"),
     "resnet_large": Entry(resnet.resnet_large, CIFAR, "ResNet-Large"),
     "densenet100": Entry(densenet.densenet100, CIFAR, "DenseNet-100"),
+    "resnet_tiny_fewcombo": Entry(abstract_variants.resnet_tiny_fewcombo, CIFAR, "ResNet-Tiny FewCombo"),
+    "resnet_tiny_manyfixed": Entry(abstract_variants.resnet_tiny_manyfixed, CIFAR, "ResNet-Tiny ManyFixed"),
+    "skipnet18_combo": Entry(abstract_variants.skipnet18_combo, CIFAR, "SkipNet-18 Combo"),
+    "resnet_large_largecombo": Entry(abstract_variants.resnet_large_largecombo, CIFAR, "ResNet-Large LargeCombo"),
 }
 
 
