@@ -71,6 +71,14 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         self.hzono_aux_losses: list = []
         self._topological_orders: dict = {}
 
+    def train(self, mode: bool = True) -> "BoundedModule":
+        """As ``nn.Module.train``: returns ``self`` (auto_LiRPA 0.3's returns ``None``)."""
+        super().train(mode)
+        return self
+
+    def eval(self) -> "BoundedModule":
+        return self.train(False)
+
     def compute_bounds(self, x=None, aux=None, C=None, method="backward", *args, **kwargs):
         key = method.lower() if isinstance(method, str) else method
         if key in HZONO_METHODS:
