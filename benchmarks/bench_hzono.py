@@ -102,7 +102,8 @@ def report(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--networks", default="resnet34,densenet100")
+    parser.add_argument("--networks", default="resnet34,densenet100,resnet_tiny_fewcombo:train",
+                        help="zoo names; ':train' measures in training mode (abstract layers act)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--eps", type=float, default=2 / 255)
     parser.add_argument("--threads", type=int, default=2)
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    results = [bench_network(n, args.batch, args.eps, args.repeats) for n in args.networks.split(",")]
+    results = [bench_network(n.split(":")[0], args.batch, args.eps, args.repeats, train=n.endswith(":train"))
+               for n in args.networks.split(",")]
     print(f"batch {args.batch}, {args.threads} threads, eps {args.eps:.4g}, torch {torch.__version__}")
     print(report(results))
     if args.json:
