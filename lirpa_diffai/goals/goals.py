@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..certify import margin_spec
 from .schedules import COERCE, Schedule, Term, describe
 
 Interval = tuple[Tensor, Tensor]
@@ -89,15 +90,6 @@ def scaled_box(box: Interval, around: Tensor, delta: float) -> Interval:
     """``[b - delta (u - l) / 2, b + delta (u - l) / 2]`` for ``box = (l, u)``, ``b = around``."""
     half = delta * (box[1] - box[0]) / 2
     return around - half, around + half
-
-
-def margin_spec(y: Tensor, num_classes: int) -> Tensor:
-    """The spec matrix C (B, n - 1, n) whose rows are ``e_y - e_j`` for every ``j != y``."""
-    eye = torch.eye(num_classes, device=y.device)
-    rows = eye[y].unsqueeze(1) - eye.unsqueeze(0)            # (B, n, n): row j = e_y - e_j
-    keep = torch.ones(len(y), num_classes, dtype=torch.bool, device=y.device)
-    keep[torch.arange(len(y), device=y.device), y] = False
-    return rows[keep].view(len(y), num_classes - 1, num_classes)
 
 
 def margin_loss(lb: Tensor) -> Tensor:
