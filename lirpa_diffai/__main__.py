@@ -1,21 +1,23 @@
-"""Command line: ``python -m lirpa_diffai COMMAND``."""
+"""Command line: ``python -m lirpa_diffai COMMAND``.
+
+Each command is a module of ``lirpa_diffai.cli`` with ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; the modules import torch and the heavy parts only inside ``run``.
+"""
 import argparse
+import importlib
 import sys
 
-
-def _install_hook(args) -> int:
-    from ._compat import write_pth
-    print(f"wrote {write_pth(args.site_dir)}")
-    return 0
+COMMANDS = ("train", "certify", "plot", "install_hook")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lirpa_diffai", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lirpa_diffai", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    hook = commands.add_parser(
-        "install-hook", help="write the start-up hook that lets `import auto_LiRPA` work in any order")
-    hook.add_argument("--site-dir", default=None, help="target site-packages (default: this interpreter's)")
-    hook.set_defaults(run=_install_hook)
+    for name in COMMANDS:
+        module = importlib.import_module(f"lirpa_diffai.cli.{name}")
+        sub = commands.add_parser(name.replace("_", "-"), help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The subcommands of ``python -m lirpa_diffai``, one module each (see ``__main__``)."""
