@@ -1,10 +1,269 @@
-"""``python -m lirpa_diffai plot``."""
-HELP = "plot (not yet available)"
+"""``python -m lirpa_diffai plot``: pictures of bounds and of training runs.
+
+``plot layers``    mean bound width per layer (each activation's input and the output) for
+                   several bound methods on one network and real test images
+                   (data: ``lirpa_diffai.layer_bounds``);
+``plot training``  training curves from a training run's ``metrics.jsonl``
+                   (data: ``lirpa_diffai.curves``).
+
+Drawing needs matplotlib, an optional dependency (``pip install lirpa-diffai[plot]``);
+``plot layers --json PATH`` without ``--out`` computes the widths without it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "draw bound widths per layer (plot layers) or training curves (plot training)"
+
+INSTALL_HINT = ("python -m lirpa_diffai plot needs matplotlib, an optional dependency: "
+                "pip install 'lirpa-diffai[plot]' (or pip install matplotlib)")
+
+DEFAULT_NETWORK = "mnist_conv_small_nat"
+DEFAULT_METHODS = "IBP,hzono,HNIPS,CROWN"
 
 
-def add_arguments(parser) -> None:
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``layers`` and ``training`` sub-commands."""
+    kinds = parser.add_subparsers(dest="picture", required=True)
+    layers = kinds.add_parser("layers", help="mean bound width per layer and method",
+                              description="Mean bound width (upper - lower) per layer for "
+                              "several bound methods on the same test images and input box.")
+    layers.add_argument("--network", default=DEFAULT_NETWORK,
+                        help="a pretrained name (lirpa_diffai.models.PRETRAINED) or a zoo "
+                        f"name with --checkpoint (default {DEFAULT_NETWORK})")
+    layers.add_argument("--checkpoint", help="weights: a training checkpoint of "
+                        "'python -m lirpa_diffai train' (network and dataset from its "
+                        "configuration) or a state dict for the zoo network --network")
+    layers.add_argument("--dataset", choices=("mnist", "cifar10"),
+                        help="default: the network's (pretrained, checkpoint), else mnist")
+    layers.add_argument("--eps", type=float, default=0.02,
+                        help="L-inf radius in the [0, 1] pixel range (default 0.02)")
+    layers.add_argument("--methods", default=DEFAULT_METHODS,
+                        help="comma-separated bound methods, any of auto_LiRPA's and "
+                        f"hzono/HBox/HNIPS/HSwitch/HSmooth (default {DEFAULT_METHODS})")
+    layers.add_argument("--relu", default="boxy", choices=("boxy", "deepz", "switch", "smooth"),
+                        help="ReLU of the 'hzono' method (default boxy)")
+    layers.add_argument("--correlate-input", default="all",
+                        help="hzono input rows: 0 (a box, then hzono-boxy equals IBP), k "
+                        "(CorrelateMax k) or all (default all)")
+    layers.add_argument("--limit", type=int, default=100,
+                        help="number of test images, the first ones (default 100)")
+    layers.add_argument("--batch-size", type=int, default=50, help="images per bound call")
+    layers.add_argument("--data-root", help="dataset directory (see lirpa_diffai.data)")
+    layers.add_argument("--out", help="PNG to write (default layer_widths.png unless only "
+                        "--json is given)")
+    layers.add_argument("--json", help="also write the widths as JSON here")
+    layers.add_argument("--title", help="picture title")
+
+    training = kinds.add_parser("training", help="training curves from a metrics.jsonl",
+                                description="Accuracy, certified accuracy, loss, eps and lr "
+                                "per epoch from a training run's metrics file.")
+    training.add_argument("metrics", help="metrics.jsonl of a training run")
+    training.add_argument("--out", help="PNG to write (default training_curves.png beside "
+                          "the metrics file)")
+    training.add_argument("--title", help="picture title (default: the run directory)")
 
 
 def run(args) -> int:
-    raise SystemExit("python -m lirpa_diffai plot: not yet available")
+    try:
+        if args.picture == "layers":
+            return run_layers(args)
+        return run_training(args)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"python -m lirpa_diffai plot {args.picture}: {err}") from None
+
+
+def require_matplotlib():
+    """The ``matplotlib.figure`` module, or SystemExit telling how to install it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib import figure
+    except ImportError:
+        raise SystemExit(INSTALL_HINT) from None
+    return figure
+
+
+# ------------------------------------------------------------------------ plot layers
+
+def parse_methods(text: str) -> list[str]:
+    """``"IBP, hzono"`` -> ``["IBP", "hzono"]``; raises ValueError when empty or repeated."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise ValueError("--methods names no method")
+    if len({m.lower() for m in methods}) != len(methods):
+        raise ValueError(f"--methods names a method twice: {text!r}")
+    return methods
+
+
+def parse_correlate_input(text: str):
+    """``"all"`` or a non-negative int, as ``bound_opts["hzono"]["correlate_input"]``."""
+    if text == "all":
+        return "all"
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"--correlate-input must be 'all' or a non-negative integer, not {text!r}")
+
+
+def load_network(args):
+    """``(network in eval mode, dataset, description)`` from ``--network``/``--checkpoint``."""
+    import torch
+
+    from .. import models
+    from ..models.pretrained import check, state_dict_of, translate
+    if args.checkpoint is None:
+        if args.network in models.PRETRAINED:
+            known = models.PRETRAINED[args.network]
+            if args.dataset not in (None, known.dataset):
+                raise ValueError(f"{args.network} is a {known.dataset} network, "
+                                 f"not {args.dataset}")
+            return models.load_pretrained(args.network), known.dataset, args.network
+        raise ValueError(f"--network {args.network!r} is not a pretrained network "
+                         f"({', '.join(models.PRETRAINED)}); give --checkpoint for a zoo network")
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
+    try:
+        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types
+        raise ValueError(f"{args.checkpoint} is not a readable checkpoint: "
+                         f"{str(err).splitlines()[0]}") from None
+    if isinstance(ckpt, dict) and "config_text" in ckpt:
+        from ..goals.config import parse_config
+        cfg = parse_config(ckpt["config_text"], ckpt.get("config_path") or args.checkpoint)
+        name, dataset = cfg.network, cfg.dataset
+    else:
+        name, dataset = args.network, args.dataset or "mnist"
+    net = models.get(name, dataset)
+    state = state_dict_of(ckpt)
+    buffers = dict(net.named_buffers())
+    check(net, translate({k: v for k, v in state.items() if k not in buffers}, {}))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
+        raise ValueError(f"{args.checkpoint}: {err}") from None
+    return net.eval(), dataset, f"{models.canonical_name(name)} ({Path(args.checkpoint).name})"
+
+
+def run_layers(args) -> int:
+    out = args.out or (None if args.json else "layer_widths.png")
+    figure = require_matplotlib() if out else None
+    methods = parse_methods(args.methods)
+    options = {"relu": args.relu, "correlate_input": parse_correlate_input(args.correlate_input)}
+    if args.limit < 1 or args.batch_size < 1:
+        raise ValueError("--limit and --batch-size must be positive")
+
+    from .. import data
+    from ..bounded_module import BoundedModule
+    from ..layer_bounds import format_table, measure_layer_widths
+    net, dataset, description = load_network(args)
+    x = data.load_dataset(dataset, "test", args.data_root).tensors[0][:args.limit]
+    bm = BoundedModule(net, x[:1], bound_opts={"hzono": options})
+    table = measure_layer_widths(bm, x, args.eps, methods, args.batch_size, data.data_range(dataset))
+    table.network, table.dataset, table.options = description, dataset, options
+    print(format_table(table))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table.as_dict(), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if out:
+        draw_layer_widths(figure, table, out, args.title)
+        print(f"wrote {out}")
+    return 0
+
+
+def method_label(method: str, options: dict) -> str:
+    """Legend text: hzono methods name their ReLU and input rows."""
+    from ..bounded_module import HZONO_METHODS
+    key = method.lower()
+    if key not in HZONO_METHODS:
+        return method
+    relu = HZONO_METHODS[key] or options.get("relu", "boxy")
+    rows = options.get("correlate_input", 0)
+    rows = "box input" if rows == 0 else f"input rows: {rows}"
+    return f"{method} ({relu}, {rows})"
+
+
+def draw_layer_widths(figure, table, out: str, title: str | None = None):
+    """One line per method over the layers, widths on a log scale, saved to ``out``;
+    returns the matplotlib Figure."""
+    fig = figure.Figure(figsize=(max(6.0, 1.1 * len(table.layers) + 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    positions = range(len(table.layers))
+    markers = "osD^vP*X"
+    for i, (method, widths) in enumerate(table.widths.items()):
+        ax.plot(positions, widths, marker=markers[i % len(markers)],
+                label=method_label(method, table.options))
+    ax.set_yscale("log")
+    ax.set_xticks(list(positions), [f"{layer.label}\n({layer.size})" for layer in table.layers])
+    ax.set_xlabel("layer (neurons): each activation's input, then the output")
+    ax.set_ylabel("mean bound width (upper - lower)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title or f"{table.network} on {table.images} {table.dataset} test images, "
+                 f"eps = {table.eps:g}")
+    fig.savefig(out, dpi=110)
+    return fig
+
+
+# ---------------------------------------------------------------------- plot training
+
+PANELS = (
+    ("accuracy", ("train_accuracy", "test_accuracy", "test_certified")),
+    ("train loss", ("train_loss",)),
+    ("eps", ("eps",)),
+)
+
+
+def run_training(args) -> int:
+    figure = require_matplotlib()
+    from ..curves import read_metrics, series
+    metrics = Path(args.metrics)
+    curves = series(read_metrics(metrics))
+    if not any(k in curves for _, keys in PANELS for k in keys):
+        raise ValueError(f"{metrics}: no plottable metric in any line "
+                         f"(expected some of train_loss, train_accuracy, test_accuracy, "
+                         f"test_certified, eps, lr)")
+    out = args.out or str(metrics.with_name("training_curves.png"))
+    title = args.title or f"{metrics.parent.name or metrics.name}"
+    if "seconds" in curves:
+        title += f" ({sum(curves['seconds'][1]):.0f} s of training)"
+    draw_training(figure, curves, out, title)
+    print(f"wrote {out}")
+    return 0
+
+
+def draw_training(figure, curves: dict, out: str, title: str):
+    """Panels: accuracies, loss, eps with lr on a second axis; saved to ``out``; returns
+    the matplotlib Figure."""
+    fig = figure.Figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(PANELS))
+    for ax, (name, keys) in zip(axes, PANELS):
+        for key in keys:
+            if key in curves:
+                ax.plot(*curves[key], marker="o", markersize=3, label=key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not in the metrics file", ha="center", va="center",
+                    transform=ax.transAxes)
+    if "lr" in curves:
+        twin = axes[-1].twinx()
+        twin.plot(*curves["lr"], color="tab:red", linestyle="--", label="lr")
+        twin.set_ylabel("learning rate", color="tab:red")
+        if _spans_decades(curves["lr"][1]):
+            twin.set_yscale("log")
+    for ax in axes[:-1]:
+        if ax.lines:
+            ax.legend()
+    fig.suptitle(title)
+    fig.savefig(out, dpi=110)
+    return fig
+
+
+def _spans_decades(values) -> bool:
+    """Positive values whose max/min ratio exceeds 10 (worth a log axis)."""
+    positive = [v for v in values if v > 0]
+    return len(positive) == len(values) and max(positive) > 10 * min(positive)
+
