@@ -176,7 +176,10 @@ def contiguous_backward_coefficients() -> bool:
 def patches_broadcast_constant() -> bool:
     """auto_LiRPA 0.3 bug: in patches mode (its default), multiplying the coefficients by a
     per-channel constant shaped (1, C, 1, 1), as an input normalisation traces to, hits an
-    assertion; only a constant with an explicit batch dimension is handled. Expand it."""
+    assertion; only a constant with an explicit batch dimension is handled. Expand it.
+    Patches of an intermediate node (out_c, B, out_h, out_w, in_c, kh, kw), as CROWN builds
+    for every pre-activation bound, need the constant as (1, B, 1, 1, C, 1, 1); auto_LiRPA
+    multiplies it unshaped, which fails for B not in (1, out_w)."""
     import auto_LiRPA
     if auto_LiRPA.__version__ != "0.3":
         return False
@@ -189,13 +192,38 @@ def patches_broadcast_constant() -> bool:
         if (isinstance(x, Patches) and isinstance(const, torch.Tensor) and const.ndim == 4
                 and const.size(0) == 1 and const.shape[2:] == (1, 1)):
             const = const.expand(x.patches.size(1), -1, -1, -1)
+            if x.patches.ndim == 7 and const.size(1) == x.patches.size(4):
+                per_channel = const.reshape(1, const.size(0), 1, 1, const.size(1), 1, 1)
+                return x.create_similar(x.patches * per_channel)
         return original(x, const)
     BoundMul._multiply_by_const = staticmethod(multiply_by_const)
     return True
 
 
+@_once
+def relu_full_alpha_indices() -> bool:
+    """auto_LiRPA 0.3 bug (an indentation slip in ``BoundRelu.init_opt_parameters``): when more
+    than ``minimum_sparsity`` of a ReLU layer is unstable it creates full-size alphas but
+    resets ``alpha_indices`` to None only when verbose, so alpha-CROWN then scatters the full
+    alphas as if sparse and fails. Reset it as the verbose path does."""
+    import auto_LiRPA
+    if auto_LiRPA.__version__ != "0.3":
+        return False
+    from auto_LiRPA.operators import BoundRelu
+    original = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        original(self, start_nodes)
+        if self.alpha_indices is not None:
+            total = self.inputs[0].lower[0].numel()
+            if self.alpha_indices[0].size(0) > self.options.get("minimum_sparsity", 0.9) * total:
+                self.alpha_indices = None
+    BoundRelu.init_opt_parameters = init_opt_parameters
+    return True
+
+
 POST_IMPORT = (bounded_module_named_members, patches_broadcast_constant, bound_pad_tensor_value, prim_constant_interval,
-               contiguous_backward_coefficients)
+               contiguous_backward_coefficients, relu_full_alpha_indices)
 
 
 def install() -> None:

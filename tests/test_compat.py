@@ -93,3 +93,40 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_crown_through_normalisation_in_patches_mode_equals_matrix_mode(channels):
+    """CROWN's intermediate bounds carry 7-dim patches through the per-channel input
+    normalisation; with a batch of 3 auto_LiRPA 0.3 failed there (or mis-broadcast)."""
+    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+    from lirpa_diffai import BoundedModule
+    from lirpa_diffai.models import Normalize
+    net = torch.nn.Sequential(Normalize([0.4] * channels, [0.3 + 0.1 * c for c in range(channels)]),
+                              torch.nn.Conv2d(channels, 4, 3, stride=2), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(3, channels, 9, 9)
+    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1))
+    bounds = {mode: BoundedModule(net, x, bound_opts={"conv_mode": mode}).compute_bounds(x=(xb,), method="CROWN")
+              for mode in ("patches", "matrix")}
+    torch.testing.assert_close(bounds["patches"], bounds["matrix"], rtol=1e-4, atol=1e-4)
+    points = x + (torch.rand(200, *x.shape) * 2 - 1) * 0.1
+    y = net(points.flatten(0, 1)).view(200, 3, 3)
+    assert (y >= bounds["patches"][0] - 1e-5).all() and (y <= bounds["patches"][1] + 1e-5).all()
+
+
+def test_alpha_crown_with_a_mostly_unstable_layer():
+    """More than 90% unstable ReLUs: auto_LiRPA 0.3 built full alphas but indexed them as
+    sparse ones; alpha-CROWN must run and stay within CROWN's bounds."""
+    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+    from lirpa_diffai import BoundedModule
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.rand(2, 1, 4, 4)
+    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=1.0))
+    bm = BoundedModule(net, x, bound_opts={"optimize_bound_args": {"iteration": 5}})
+    unstable = bm.compute_bounds(x=(xb,), method="CROWN")
+    relu = bm.relus[0].inputs[0]
+    assert ((relu.lower < 0) & (relu.upper > 0)).float().mean() > 0.9
+    lb, ub = bm.compute_bounds(x=(xb,), method="alpha-CROWN")
+    assert (lb >= unstable[0] - 1e-5).all() and (ub <= unstable[1] + 1e-5).all()
