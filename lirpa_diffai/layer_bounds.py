@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import torch
-from auto_LiRPA.operators import BoundActivation
+from auto_LiRPA.operators import Bound, BoundActivation
 
 from .bounded_module import HZONO_METHODS
 from .certify import input_box
@@ -83,12 +83,12 @@ def is_hzono_method(method: str) -> bool:
 def layer_nodes(bm) -> list:
     """The inputs of activation nodes and the output node, in topological order.
 
-    auto_LiRPA keeps its nodes in the order of the traced graph, which is topological."""
+    auto_LiRPA adds its nodes (its child modules) in the order of the traced graph, which is
+    topological."""
     final = bm.final_node()
-    wanted = {i.name for node in bm._modules.values() if isinstance(node, BoundActivation)
-              for i in node.inputs}
-    return [node for node in bm._modules.values()
-            if node is final or node.name in wanted]
+    nodes = [node for node in bm.children() if isinstance(node, Bound)]
+    wanted = {i.name for node in nodes if isinstance(node, BoundActivation) for i in node.inputs}
+    return [node for node in nodes if node is final or node.name in wanted]
 
 
 def node_label(node) -> str:
@@ -116,9 +116,7 @@ def unique_labels(labels: Sequence[str]) -> list[str]:
 
 
 def describe_layers(bm) -> list[Layer]:
-    """``layer_nodes(bm)`` as ``Layer`` records with readable, unique labels.
-
-    Needs a forward pass done before (the nodes' output shapes)."""
+    """``layer_nodes(bm)`` as ``Layer`` records with readable, unique labels."""
     nodes = layer_nodes(bm)
     labels = unique_labels([node_label(node) for node in nodes])
     return [Layer(node.name, label, math.prod(node.output_shape[1:]))
@@ -173,11 +171,10 @@ def mean_widths(sums: Sequence[dict[str, tuple[float, int]]], layers: Sequence[L
 def measure_layer_widths(bm, x: torch.Tensor, eps: float, methods: Sequence[str],
                          batch_size: int = 32, data_range=(0.0, 1.0)) -> LayerWidths:
     """Mean bound width per layer for each method, on the same images ``x`` (batches of
-    ``batch_size``) and the same input box."""
+    ``batch_size``) and the same input box. ``bm`` is used in the mode it is in: call
+    ``bm.eval()`` first for a trained network (auto_LiRPA builds it in training mode)."""
     if not len(x):
         raise ValueError("no input images")
-    with torch.no_grad():
-        bm(x[:1])
     layers = describe_layers(bm)
     sums: dict[str, list] = {m: [] for m in methods}
     for batch in torch.split(x, batch_size):

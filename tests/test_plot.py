@@ -60,7 +60,7 @@ def test_unique_labels_number_repeats_only():
 
 @needs_models
 def test_layers_of_conv_small_are_its_pre_activations_and_output(conv_small, mnist_images):
-    bm = BoundedModule(conv_small, mnist_images[:1])
+    bm = BoundedModule(conv_small, mnist_images[:1]).eval()
     layers = describe_layers(bm)
     assert [(layer.label, layer.size) for layer in layers] == \
         [("conv1", 16 * 13 * 13), ("conv2", 32 * 5 * 5), ("fc1", 100), ("logits", 10)]
@@ -70,7 +70,7 @@ def test_layers_of_conv_small_are_its_pre_activations_and_output(conv_small, mni
 @needs_models
 def test_layers_of_a_resnet_in_topological_order():
     net = load_pretrained("resnet2b")
-    bm = BoundedModule(net, torch.rand(1, 3, 32, 32))
+    bm = BoundedModule(net, torch.rand(1, 3, 32, 32)).eval()
     labels = [layer.label for layer in describe_layers(bm)]
     assert labels == ["conv1", "block1.branch1.0", "add 1", "block2.branch1.0", "add 2", "fc1", "logits"]
 
@@ -80,7 +80,7 @@ def test_layers_of_a_resnet_in_topological_order():
     ("IBP", {}), ("hzono", {"correlate_input": 0}), ("hzono", {"correlate_input": "all"}),
     ("HNIPS", {"correlate_input": "all"}), ("CROWN", {}), ("CROWN-IBP", {})])
 def test_layer_bounds_contain_sampled_and_attacked_values(conv_small, mnist_images, method, options):
-    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": options})
+    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": options}).eval()
     bounds = bound_layers(bm, mnist_images, EPS, method)
     assert set(bounds) == {layer.name for layer in describe_layers(bm)}
     lower, upper = (mnist_images - EPS).clamp(0, 1), (mnist_images + EPS).clamp(0, 1)
@@ -92,7 +92,7 @@ def test_layer_bounds_contain_sampled_and_attacked_values(conv_small, mnist_imag
 def test_layer_bounds_sound_on_a_branching_network():
     net = load_pretrained("resnet2b")
     x = load_dataset("cifar10", "test").tensors[0][:2]
-    bm = BoundedModule(net, x[:1], bound_opts={"hzono": {"correlate_input": "all"}})
+    bm = BoundedModule(net, x[:1], bound_opts={"hzono": {"correlate_input": "all"}}).eval()
     eps = 2 / 255
     points = box_samples((x - eps).clamp(0, 1), (x + eps).clamp(0, 1), 32)
     for method in ("IBP", "hzono", "CROWN"):
@@ -104,7 +104,8 @@ def test_layer_bounds_sound_on_a_branching_network():
 @needs_models
 @pytest.mark.parametrize("rows", [0, "all"])
 def test_hzono_boxy_layer_bounds_inside_ibp(conv_small, mnist_images, rows):
-    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": {"relu": "boxy", "correlate_input": rows}})
+    options = {"relu": "boxy", "correlate_input": rows}
+    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": options}).eval()
     ibp = bound_layers(bm, mnist_images, EPS, "IBP")
     hzono = bound_layers(bm, mnist_images, EPS, "hzono")
     for name, (lower, upper) in ibp.items():
@@ -120,7 +121,7 @@ def test_hzono_boxy_layer_bounds_inside_ibp(conv_small, mnist_images, rows):
 
 @needs_models
 def test_measure_layer_widths_orders_methods(conv_small, mnist_images):
-    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": {"correlate_input": "all"}})
+    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": {"correlate_input": "all"}}).eval()
     table = measure_layer_widths(bm, mnist_images, EPS, ["IBP", "hzono", "CROWN"], batch_size=3)
     assert table.images == 4 and [layer.label for layer in table.layers][-1] == "logits"
     ibp, hzono, crown = (table.widths[m] for m in ("IBP", "hzono", "CROWN"))

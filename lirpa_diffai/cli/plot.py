@@ -159,7 +159,7 @@ def run_layers(args) -> int:
     from ..layer_bounds import format_table, measure_layer_widths
     net, dataset, description = load_network(args)
     x = data.load_dataset(dataset, "test", args.data_root).tensors[0][:args.limit]
-    bm = BoundedModule(net, x[:1], bound_opts={"hzono": options})
+    bm = BoundedModule(net, x[:1], bound_opts={"hzono": options}).eval()
     table = measure_layer_widths(bm, x, args.eps, methods, args.batch_size, data.data_range(dataset))
     table.network, table.dataset, table.options = description, dataset, options
     print(format_table(table))
