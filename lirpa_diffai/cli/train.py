@@ -1,10 +1,36 @@
-"""``python -m lirpa_diffai train``."""
-HELP = "train (not yet available)"
+"""``python -m lirpa_diffai train CONFIG.yaml [--epochs N] [--out DIR] [--resume]``."""
+HELP = "train a zoo network with a goal from a YAML configuration (see examples/goals/)"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("config", help="training configuration (YAML)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="total number of epochs (default: the configuration's)")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default: the configuration's output, else "
+                             "runs/<config name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run whose checkpoint is in the output directory")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads per process (default: torch's; on a busy "
+                             "machine 1 avoids oversubscription)")
 
 
 def run(args) -> int:
-    raise SystemExit("python -m lirpa_diffai train: not yet available")
+    import sys
+    if args.epochs is not None and args.epochs < 1:
+        print("error: --epochs must be a positive integer", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    from ..goals import SourceError
+    from ..training import TrainingError, train
+    try:
+        metrics = train(args.config, out=args.out, epochs=args.epochs, resume=args.resume,
+                        progress=not args.no_progress)
+    except (SourceError, TrainingError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0 if metrics else 1
