@@ -1,10 +1,39 @@
-"""``python -m lirpa_diffai certify``."""
-HELP = "certify (not yet available)"
+"""``python -m lirpa_diffai certify CHECKPOINT [--methods ...] [--eps E] [--limit N]
+[--json PATH] [--batch-size B]``."""
+HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
+        "certified accuracy per bound method")
+
+DEFAULT_METHODS = "hzono,IBP,CROWN-IBP,CROWN"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("checkpoint", help="checkpoint.pt written by `train` (or its directory)")
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHODS})")
+    parser.add_argument("--eps", type=float, default=None,
+                        help="L-inf radius (default: the training configuration's eps)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="the first N test images (default: the configuration's "
+                             "test_subset, else all)")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--batch-size", type=int, default=100, help="images per bound call")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's)")
 
 
 def run(args) -> int:
-    raise SystemExit("python -m lirpa_diffai certify: not yet available")
+    import sys
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    from ..goals import SourceError
+    from ..training import TrainingError
+    from ..evaluation import certify_checkpoint
+    try:
+        report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
+                                           args.batch_size, args.json)
+    except (SourceError, TrainingError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(table)
+    return 0

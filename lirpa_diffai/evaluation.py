@@ -1,0 +1,214 @@
+"""Evaluating a trained network (``python -m lirpa_diffai certify``): standard accuracy,
+accuracy under MI-FGSM and certified accuracy per bound method, each timed.
+
+A sample is *certified* by a method when the network classifies it correctly and every lower
+bound of the margins ``y_label - y_j`` over ``[max(x - eps, lo), min(x + eps, hi)]`` is
+positive. Every accuracy is a fraction of all evaluated samples.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attacks import attack_correct
+from .certify import margin_spec
+
+
+def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str,
+                   data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
+    """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
+    (the prediction is not checked here). The parameters' ``requires_grad`` flags are left
+    as they were (see :func:`keep_requires_grad`)."""
+    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+    lo, hi = data_range
+    x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
+    with torch.no_grad(), keep_requires_grad(bm):
+        lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,
+                                  bound_upper=False)
+    return (lb > 0).all(dim=1)
+
+
+@contextlib.contextmanager
+def keep_requires_grad(module: nn.Module):
+    """Restore every parameter's ``requires_grad`` on exit. auto_LiRPA 0.3's parameter
+    nodes set ``param.requires_grad_(node.training)`` on each pass, so bounding in eval mode
+    would silently freeze the (shared) parameters of the network being trained."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@dataclass
+class MethodRow:
+    """Certified accuracy of one bound method and its wall-clock seconds."""
+
+    method: str
+    certified: float
+    seconds: float
+
+
+@dataclass
+class Report:
+    """What ``certify`` measured on ``n`` test samples at radius ``eps``."""
+
+    network: str
+    dataset: str
+    n: int
+    eps: float
+    clean: float
+    attack: float
+    attack_seconds: float
+    methods: list[MethodRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+
+def batches(n: int, size: int):
+    """Index slices of ``size`` covering ``range(n)``."""
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps: float,
+                     methods, batch_size: int = 100, data_range=(0.0, 1.0),
+                     num_classes: int = 10, network: str = "", dataset: str = "",
+                     progress=None) -> Report:
+    """Clean, MI-FGSM and certified accuracy of ``model`` (eval mode) on ``(x, y)``.
+    ``bm`` is a ``lirpa_diffai.BoundedModule`` around ``model`` in eval mode; ``progress``
+    (optional) is called with a message before each part."""
+    say = progress or (lambda _msg: None)
+    parts = batches(len(x), batch_size)
+    with torch.no_grad():
+        correct = torch.cat([model(x[s]).argmax(1) == y[s] for s in parts])
+    say("MI-FGSM")
+    start = time.perf_counter()
+    robust = torch.cat([attack_correct(model, x[s], y[s], eps, data_range) for s in parts])
+    report = Report(network, dataset, len(x), eps, correct.float().mean().item(),
+                    robust.float().mean().item(), time.perf_counter() - start)
+    for method in methods:
+        say(method)
+        start = time.perf_counter()
+        proved = torch.cat([certified_mask(bm, x[s], y[s], eps, method, data_range,
+                                           num_classes) for s in parts])
+        seconds = time.perf_counter() - start
+        report.methods.append(MethodRow(method, (proved & correct).float().mean().item(),
+                                        seconds))
+    return report
+
+
+def format_report(r: Report) -> str:
+    """The terminal table of a report."""
+    head = (f"{r.network} on {r.n} {r.dataset} test images, eps = {r.eps:g}\n"
+            f"standard accuracy: {r.clean:.1%}\n\n")
+    lines = ["| evaluation | accuracy | seconds |", "|---|---:|---:|",
+             f"| MI-FGSM (mu 0.8, 20 steps of eps/10) | {r.attack:.1%} | "
+             f"{r.attack_seconds:.1f} |"]
+    lines += [f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
+              for m in r.methods]
+    return head + "\n".join(lines)
+
+
+# ------------------------------------------------------------------- the certify command
+
+def known_methods() -> dict[str, str]:
+    """Accepted method names (lower case) -> the spelling passed to ``compute_bounds``."""
+    from . import bounded_module
+    from .goals.config import METHODS
+    names = dict(METHODS)
+    names.update({m: m for m in bounded_module.HZONO_METHODS})
+    names.update({m: m for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
+    return names
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"hzono,IBP"`` -> ``["hzono", "IBP"]``; an unknown name is a ValueError with the
+    nearest known one."""
+    import difflib
+    known = known_methods()
+    out = []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        key = name.lower().replace("_", "-")
+        if key not in known:
+            near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.0)
+            raise ValueError(f"unknown bound method {name!r}; did you mean {known[near[0]]!r}? "
+                             f"Known: {', '.join(sorted(set(known.values())))}")
+        out.append(known[key])
+    if not out:
+        raise ValueError("no bound method given")
+    return out
+
+
+def check_eps(eps: float, data_range) -> float:
+    """``eps`` if ``0 < eps <= hi - lo``, else a ValueError."""
+    lo, hi = data_range
+    if not (eps > 0 and eps <= hi - lo):
+        raise ValueError(f"eps must be in (0, {hi - lo:g}] (the data range is [{lo:g}, {hi:g}]), "
+                         f"got {eps:g}")
+    return float(eps)
+
+
+def load_trained(checkpoint_path) -> tuple:
+    """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
+    holding ``checkpoint.pt``)."""
+    from pathlib import Path
+    from .training import CHECKPOINT, build_network, config_of, load_checkpoint, \
+        load_state_checked
+    path = Path(checkpoint_path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    ckpt = load_checkpoint(path)
+    cfg = config_of(ckpt)
+    model = build_network(cfg)
+    load_state_checked(model, ckpt["state_dict"], cfg.network)
+    return model.eval(), cfg
+
+
+def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
+                       limit: int | None = None, batch_size: int = 100,
+                       json_path: str | None = None, log=print) -> tuple[Report, str]:
+    """Evaluate a checkpoint on its dataset's test split (see :func:`evaluate_network`);
+    returns the report and its table, and writes the JSON to ``json_path`` if given.
+    Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
+    from pathlib import Path
+    from . import data
+    from .bounded_module import BoundedModule
+    from .training import TrainingError
+    try:
+        method_list = parse_methods(methods)
+        if limit is not None and limit < 1:
+            raise ValueError(f"--limit must be a positive integer, got {limit}")
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    model, cfg = load_trained(checkpoint_path)
+    try:
+        eps = check_eps(cfg.eps if eps is None else eps, cfg.data_range)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
+    n = limit or cfg.test_subset or len(x)
+    x, y = x[:n], y[:n]
+    bm = BoundedModule(model, x[:1], bound_opts=cfg.bound_opts).eval()
+    log(f"evaluating {cfg.network} on {len(x)} {cfg.dataset} test images at eps {eps:g}")
+    report = evaluate_network(model, bm, x, y, eps, method_list, batch_size, cfg.data_range,
+                              cfg.num_classes, cfg.network, cfg.dataset,
+                              progress=lambda m: log(f"  {m} ..."))
+    if json_path:
+        Path(json_path).write_text(report.to_json() + "\n")
+    return report, format_report(report)
