@@ -303,4 +303,6 @@ def test_draw_training_panels_and_gaps(tmp_path):
     assert [line.get_label() for line in accuracy.lines] == ["test accuracy"]
     assert list(loss.lines[0].get_ydata()) == [1.0, 0.5]
     assert not eps.lines and "not in the metrics file" in eps.texts[0].get_text()
+    assert [t.get_text() for t in eps.get_legend().get_texts()] == ["lr"]
+    assert accuracy.get_ylim() == pytest.approx((-0.02, 1.02))
     assert lr.get_yscale() == "log" and list(lr.lines[0].get_ydata()) == [1e-3, 1e-5]

@@ -236,6 +236,7 @@ def run_training(args) -> int:
 def draw_training(figure, curves: dict, out: str, title: str):
     """Panels: accuracies, loss, eps with lr on a second axis; saved to ``out``; returns
     the matplotlib Figure."""
+    from matplotlib.ticker import MaxNLocator
     fig = figure.Figure(figsize=(12, 3.6), layout="constrained")
     axes = fig.subplots(1, len(PANELS))
     for ax, (name, keys) in zip(axes, PANELS):
@@ -244,19 +245,24 @@ def draw_training(figure, curves: dict, out: str, title: str):
                 ax.plot(*curves[key], marker="o", markersize=3, label=key.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if not ax.lines:
             ax.text(0.5, 0.5, "not in the metrics file", ha="center", va="center",
                     transform=ax.transAxes)
+    if all(0 <= v <= 1 for key in PANELS[0][1] if key in curves for v in curves[key][1]):
+        axes[0].set_ylim(-0.02, 1.02)  # fractions: the whole range
+    handles = {ax: ax.lines for ax in axes}
     if "lr" in curves:
         twin = axes[-1].twinx()
         twin.plot(*curves["lr"], color="tab:red", linestyle="--", label="lr")
         twin.set_ylabel("learning rate", color="tab:red")
         if _spans_decades(curves["lr"][1]):
             twin.set_yscale("log")
-    for ax in axes[:-1]:
-        if ax.lines:
-            ax.legend()
+        handles[axes[-1]] = axes[-1].lines + twin.lines
+    for ax, lines in handles.items():
+        if lines:
+            ax.legend(handles=lines)
     fig.suptitle(title)
     fig.savefig(out, dpi=110)
     return fig
