@@ -265,6 +265,14 @@ def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path):
 
 # ------------------------------------------------------------------ drawing (matplotlib)
 
+def test_method_labels_name_the_hzono_options():
+    options = {"relu": "boxy", "correlate_input": 0}
+    assert plot.method_label("CROWN", options) == "CROWN"
+    assert plot.method_label("hzono", options) == "hzono (boxy, box input)"
+    assert plot.method_label("HNIPS", options) == "HNIPS (deepz, box input)"
+    assert plot.method_label("CROWN-hzono", {"correlate_input": 16}) == "CROWN-hzono (boxy, input rows: 16)"
+
+
 def test_draw_layer_widths_plots_the_table_on_a_log_axis(tmp_path):
     figure = pytest.importorskip("matplotlib.figure")
     from matplotlib.image import imread

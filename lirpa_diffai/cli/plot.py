@@ -173,12 +173,13 @@ def run_layers(args) -> int:
 
 
 def method_label(method: str, options: dict) -> str:
-    """Legend text: hzono methods name their ReLU and input rows."""
+    """Legend text: hzono methods (and combined ones such as CROWN-hzono) name the ReLU and
+    input rows of their hzono pass."""
     from ..bounded_module import HZONO_METHODS
     key = method.lower()
-    if key not in HZONO_METHODS:
+    if key not in HZONO_METHODS and "hzono" not in key:
         return method
-    relu = HZONO_METHODS[key] or options.get("relu", "boxy")
+    relu = HZONO_METHODS.get(key) or options.get("relu", "boxy")
     rows = options.get("correlate_input", 0)
     rows = "box input" if rows == 0 else f"input rows: {rows}"
     return f"{method} ({relu}, {rows})"
