@@ -229,8 +229,9 @@ def test_layers_json_only_runs_without_matplotlib(tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--methods", " , "], "--methods names no method"),
+    (["--methods", " , "], "no bound method given"),
     (["--methods", "IBP,ibp"], "names a method twice"),
+    (["--methods", "IBP,CROWN_IBP,crwn"], "unknown bound method 'crwn'; did you mean 'CROWN'"),
     (["--correlate-input", "some"], "--correlate-input must be 'all' or a non-negative integer"),
     (["--network", "conv_small"], "not a pretrained network"),
     (["--network", "conv_small", "--checkpoint", "/nonexistent.pt"], "checkpoint /nonexistent.pt not found"),
@@ -264,6 +265,10 @@ def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path):
 
 
 # ------------------------------------------------------------------ drawing (matplotlib)
+
+def test_methods_keep_the_users_spelling():
+    assert plot.parse_methods("ibp, HNIPS,crown_ibp") == ["ibp", "HNIPS", "CROWN-IBP"]
+
 
 def test_method_labels_name_the_hzono_options():
     options = {"relu": "boxy", "correlate_input": 0}

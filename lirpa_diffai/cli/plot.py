@@ -89,10 +89,12 @@ def require_matplotlib():
 # ------------------------------------------------------------------------ plot layers
 
 def parse_methods(text: str) -> list[str]:
-    """``"IBP, hzono"`` -> ``["IBP", "hzono"]``; raises ValueError when empty or repeated."""
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    if not methods:
-        raise ValueError("--methods names no method")
+    """``"IBP, hzono"`` -> ``["IBP", "hzono"]``: the names ``certify`` accepts (an unknown one
+    is a ValueError naming the nearest), in the user's capitalisation; a repeat is an error."""
+    from ..evaluation import parse_methods as certify_methods
+    canonical = certify_methods(text)
+    spelled = [part.strip() for part in text.split(",") if part.strip()]
+    methods = [s if s.lower() == c.lower() else c for s, c in zip(spelled, canonical)]
     if len({m.lower() for m in methods}) != len(methods):
         raise ValueError(f"--methods names a method twice: {text!r}")
     return methods
