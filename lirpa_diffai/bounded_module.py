@@ -1,6 +1,8 @@
-"""``lirpa_diffai.BoundedModule``: auto_LiRPA's BoundedModule with ``method="hzono"``."""
+"""``lirpa_diffai.BoundedModule``: auto_LiRPA's BoundedModule with ``method="hzono"`` and the
+combined methods ``"CROWN-hzono"`` / ``"alpha-CROWN-hzono"``."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 from typing import Optional
 
@@ -16,6 +18,9 @@ from .perturbation import input_zonotope
 
 # method name -> ReLU variant (None: the one in bound_opts["hzono"]["relu"])
 HZONO_METHODS = {"hzono": None, "hbox": "boxy", "hnips": "deepz", "hswitch": "switch", "hsmooth": "smooth"}
+
+# combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
+CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
 
 HZONO_OPTIONS = {
     "relu": "boxy",           # ReLU transformer: boxy | deepz | switch | smooth
@@ -58,6 +63,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     dim). The methods ``"HBox"``, ``"HNIPS"``, ``"HSwitch"``, ``"HSmooth"`` select the ReLU.
     After an hzono pass, ``hzono_output`` is the output zonotope (after ``C``) and
     ``hzono_aux_losses`` the ``(weight, loss)`` pairs recorded by DeepLoss layers.
+
+    ``method="CROWN-hzono"`` is CROWN-IBP with hzono in place of IBP: one hzono pass (with
+    ``bound_opts["hzono"]``) bounds every perturbed node before the final one, and auto_LiRPA's
+    backward (CROWN) pass bounds the final node only, taking those boxes as given
+    ``intermediate_layer_bounds``. Sound because each box contains its node's values; with
+    the boxy ReLU the boxes lie inside IBP's, so it is usually (CROWN is not monotone in its
+    intermediate bounds, so not provably always) at least as tight as CROWN-IBP, at about
+    the cost of CROWN-IBP. ``"alpha-CROWN-hzono"`` optimizes the final node's ReLU slopes
+    (auto_LiRPA's alpha-CROWN, ``bound_opts["optimize_bound_args"]``) on the same fixed
+    hzono intermediate bounds. ``hzono_node_bounds`` holds those boxes by node name.
     Every other method goes to auto_LiRPA unchanged.
     """
 
@@ -69,6 +84,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                          verbose=verbose, custom_ops=custom_ops)
         self.hzono_output: Optional[HybridZonotope] = None
         self.hzono_aux_losses: list = []
+        self.hzono_node_bounds: dict = {}
         self._topological_orders: dict = {}
 
     def train(self, mode: bool = True) -> "BoundedModule":
@@ -83,7 +99,69 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         key = method.lower() if isinstance(method, str) else method
         if key in HZONO_METHODS:
             return self.compute_hzono_bounds(x, C=C, relu=HZONO_METHODS[key], **kwargs)
+        if key in CROWN_HZONO_METHODS:
+            if args:
+                raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
+            return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
         return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def compute_crown_hzono_bounds(self, x=None, aux=None, C=None, final="backward",
+                                   final_node_name=None, bound_lower=True, bound_upper=True,
+                                   **kwargs):
+        """hzono boxes for every perturbed node before the final one, then auto_LiRPA's
+        ``final`` method (``"backward"``: CROWN; ``"alpha-crown"``) for the final node on
+        those boxes, as CROWN-IBP does with IBP boxes. ``kwargs`` go to auto_LiRPA."""
+        for taken in ("intermediate_layer_bounds", "IBP", "forward", "method"):
+            if taken in kwargs:
+                raise TypeError(f"CROWN-hzono sets {taken!r} itself; it cannot be passed")
+        x = self._current_inputs() if x is None else x
+        bounds = self.hzono_intermediate_bounds(x, C, final_node_name)
+        common = dict(C=C, final_node_name=final_node_name, intermediate_layer_bounds=bounds, **kwargs)
+        if final == "backward":
+            return super().compute_bounds(x, aux, method="backward", bound_lower=bound_lower,
+                                          bound_upper=bound_upper, **common)
+        # alpha-CROWN: auto_LiRPA's init_slope would run a full CROWN pass to place the
+        # slopes (it ignores the given bounds); initialise them on the hzono boxes instead, one
+        # optimization per bound direction, as auto_LiRPA's "alpha-crown" does.
+        results = []
+        for lower, upper in ((True, False), (False, True)):
+            if not (bound_lower if lower else bound_upper):
+                results.append(None)
+                continue
+            self.init_slope(x, share_slopes=self.bound_opts["optimize_bound_args"]["use_shared_alpha"],
+                            method="backward", c=C, final_node_name=final_node_name,
+                            intermediate_layer_bounds=bounds)
+            with self._optimize_args(init_alpha=False, fix_intermediate_layer_bounds=True):
+                ret = super().compute_bounds(x, aux, method="alpha-crown", bound_lower=lower,
+                                             bound_upper=upper, **common)
+            results.append(ret[0] if lower else ret[1])
+        return tuple(results)
+
+    def hzono_intermediate_bounds(self, x, C=None, final_node_name=None) -> dict:
+        """``{node name: (lower, upper)}`` from one hzono pass, for every perturbed node that
+        the final node depends on (the final node itself excluded)."""
+        self.compute_hzono_bounds(x, C=C, final_node_name=final_node_name, store_bounds=True)
+        final = self.final_node() if final_node_name is None else self[final_node_name]
+        return {name: b for name, b in self.hzono_node_bounds.items() if name != final.name}
+
+    def _current_inputs(self) -> tuple:
+        """The inputs of the last call (``x=None`` means "reuse them" in auto_LiRPA)."""
+        pairs = [(index, self[name].value) for name, index in zip(self.input_name, self.input_index)
+                 if index is not None]
+        if not pairs or any(getattr(self[n], "value", None) is None for n in self.input_name):
+            raise ValueError("x=None but no earlier call set the inputs; pass x=(BoundedTensor, ...)")
+        return tuple(value for _, value in sorted(pairs, key=lambda p: p[0]))
+
+    @contextlib.contextmanager
+    def _optimize_args(self, **temporary):
+        """``bound_opts["optimize_bound_args"]`` with ``temporary`` values inside the block."""
+        args = self.bound_opts["optimize_bound_args"]
+        saved = {k: args[k] for k in temporary}
+        args.update(temporary)
+        try:
+            yield
+        finally:
+            args.update(saved)
 
     def compute_hzono_bounds(self, x=None, C=None, relu=None, final_node_name=None,
                              bound_lower=True, bound_upper=True, store_bounds=False):
@@ -91,7 +169,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
 
         ``C`` (B, S, n_out) is applied to the output zonotope before concretization.
         ``store_bounds`` also concretizes every perturbed node into ``node.lower/upper``
-        (intermediate bounds for CROWN)."""
+        (intermediate bounds for CROWN) and into ``hzono_node_bounds`` by node name."""
         opts = self.bound_opts["hzono"]
         if x is not None:
             self._set_input(*x)
@@ -100,7 +178,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if self.training:
             self._refresh_batch_statistics(final)
         merge_spec = C is not None and isinstance(final, BoundLinear) and final.inputs[0].perturbed
-        values = {}
+        values, stored = {}, {}
         for node in self._topological_order(final):
             if node is final and merge_spec:
                 out = linear_with_spec(node, *(values[i.name] for i in node.inputs), C)
@@ -108,7 +186,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             values[node.name] = value = self._hzono_node(ctx, node, values, opts)
             if store_bounds and isinstance(value, HybridZonotope):
                 node.lower, node.upper = value.concretize()
-                node.interval = (node.lower, node.upper)
+                node.interval = stored[node.name] = (node.lower, node.upper)
         else:
             out = values[final.name]
             if not isinstance(out, HybridZonotope):
@@ -116,6 +194,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             if C is not None:
                 out = out.apply_spec(C)
         self.hzono_output, self.hzono_aux_losses = out, ctx.aux_losses
+        self.hzono_node_bounds = stored
         lower, upper = out.concretize()
         return (lower if bound_lower else None), (upper if bound_upper else None)
 
