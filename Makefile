@@ -19,8 +19,15 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# Train ConvSmall on MNIST (examples/goals/mnist_small.yaml) into runs/mnist_small, then certify
+# it on 1000 test images. Running it again resumes (a finished run is only certified again).
+# THREADS=1: the 2-core machines here are shared; more threads than free cores slow torch down.
+THREADS ?= 1
+DEMO    := runs/mnist_small
+
 demo: install
-	$(BIN)/python examples/compare_bounds.py
+	$(BIN)/python -m lirpa_diffai train examples/goals/mnist_small.yaml --out $(DEMO) --resume --threads $(THREADS)
+	$(BIN)/python -m lirpa_diffai certify $(DEMO) --methods hzono,IBP,CROWN-IBP,CROWN --limit 1000 --threads $(THREADS) --json $(DEMO)/certify.json
 
 test: install
 	$(BIN)/python -m pytest -q
