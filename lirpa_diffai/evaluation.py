@@ -128,9 +128,15 @@ def known_methods() -> dict[str, str]:
     from . import bounded_module
     from .goals.config import METHODS
     names = dict(METHODS)
-    names.update({m: m for m in bounded_module.HZONO_METHODS})
-    names.update({m: m for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
+    names.update({m: SPELLING.get(m, m) for m in bounded_module.HZONO_METHODS})
+    names.update({m: SPELLING.get(m, m)
+                  for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
     return names
+
+
+# how the tables print the hzono variants (compute_bounds takes any case)
+SPELLING = {"hbox": "HBox", "hnips": "HNIPS", "hswitch": "HSwitch", "hsmooth": "HSmooth",
+            "crown-hzono": "CROWN-hzono", "alpha-crown-hzono": "alpha-CROWN-hzono"}
 
 
 def parse_methods(text: str) -> list[str]:

@@ -12,7 +12,8 @@ directory:
                     every process (torch, numpy, python). Everything is a tensor or plain
                     Python, so it loads with ``torch.load(..., weights_only=True)``.
 ``metrics.jsonl``   one JSON object per epoch: ``epoch`` (1-based), ``train_loss``,
-                    ``train_accuracy``, ``test_accuracy`` and ``test_certified`` (when the
+                    ``train_accuracy`` (the network in eval mode on each training batch
+                    before its step), ``test_accuracy`` and ``test_certified`` (when the
                     test subset was evaluated), ``eps`` (the radius the goal's abstract part
                     trains on at the end of the epoch), ``lr``, ``seconds``, ``schedules``.
 
@@ -277,7 +278,8 @@ def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: t
 def eps_factor(goal: Goal, t: float) -> float | None:
     """The fraction of eps that the goal's abstract (``Box``) part trains on at ``t``: the
     product of the ``Sub``/``Sample`` deltas on the way to the one ``Box`` (1 for a bare
-    ``Box``); None when the goal has no ``Box`` or several."""
+    ``Box``; inside ``BiSample``, whose box radius depends on the data, an upper bound);
+    None when the goal has no ``Box`` or several."""
     paths = list(_box_paths(goal, t, 1.0))
     return paths[0] if len(paths) == 1 else None
 
@@ -542,7 +544,7 @@ def train_epoch(run: Run, loss_module: nn.Module, bm, train_data: tuple, dist: D
     batches = epoch_batches(len(x_all), cfg.batch_size, cfg.seed, epoch, dist)
     start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0.0, 0.0
     bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-               disable=not (progress and dist.is_main), dynamic_ncols=True)
+               disable=not (progress and dist.is_main), dynamic_ncols=True, mininterval=1.0)
     lr = cfg.lr_at(epoch)
     for i, idx in enumerate(bar):
         t = epoch + i / len(batches)

@@ -143,3 +143,4 @@ def test_certify_refuses_a_missing_or_foreign_checkpoint(tmp_path, capsys):
 def test_method_names_are_case_insensitive_and_canonical():
     assert parse_methods("HZONO, ibp,crown_ibp,Crown") == ["hzono", "IBP", "CROWN-IBP",
                                                          "CROWN"]
+    assert parse_methods("hnips,crown-HZONO") == ["HNIPS", "CROWN-hzono"]
