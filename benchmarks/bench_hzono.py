@@ -16,6 +16,7 @@ Peak memory is read from /proc/self/status (VmHWM after resetting it through
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import statistics
 import sys
@@ -37,22 +38,43 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def measure(fn, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up, and the peak resident
-    memory above the level before it (MiB)."""
-    fn()
+def reset_peak_rss() -> int:
+    """Reset the process's resident-memory high-water mark (VmHWM) to the current resident
+    size, through /proc/self/clear_refs ("5"); return that size (KiB). Freed heap memory is
+    first handed back to the system (glibc ``malloc_trim``), so that a call reusing it is
+    not counted as free."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
-    base = _status_kib("VmRSS")
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    peak = max(_status_kib("VmHWM") - base, 0) / 1024
-    return statistics.median(times), peak
+    return _status_kib("VmRSS")
+
+
+def peak_rss_above(base_kib: int) -> float:
+    """Peak resident memory since ``reset_peak_rss`` above ``base_kib``, in MiB."""
+    return max(_status_kib("VmHWM") - base_kib, 0) / 1024
+
+
+def timed(fn):
+    """``fn()`` once: its result, wall-clock seconds, and the peak resident memory it added
+    (MiB; every allocation of the process counts, not only torch's)."""
+    base = reset_peak_rss()
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    return result, seconds, peak_rss_above(base)
+
+
+def measure(fn, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up, and the peak resident
+    memory above the level before it (MiB)."""
+    fn()
+    runs = [timed(fn) for _ in range(repeats)]
+    return statistics.median(r[1] for r in runs), max(r[2] for r in runs)
 
 
 def bench_network(name: str, batch: int, eps: float, repeats: int, train: bool = False) -> dict:

@@ -1,0 +1,291 @@
+"""Bound methods side by side on real test images: IBP, hzono (boxy, deepz), CROWN-IBP,
+CROWN-hzono, CROWN and alpha-CROWN, in one process, with the same inputs for every method.
+
+    python benchmarks/bounds.py                                   # the default networks
+    python benchmarks/bounds.py --networks conv_small:mnist,resnet2b --batch 4 \\
+        --methods IBP,CROWN-hzono,CROWN --json out.json --markdown out.md
+
+For each network and method: wall-clock seconds of one call (after one IBP warm-up call per
+network), the peak resident memory the call added (/proc VmHWM, as ``bench_hzono.measure``),
+the mean width of the margin bounds ``y_label - y_j`` over the L-inf box clipped to [0, 1],
+the fraction of margins proved (lower bound > 0) and of samples verified (all margins proved).
+A method that fails (auto_LiRPA error, out of memory, over ``--timeout-per-method``) gets its
+error text in the table; one marked over budget for a network is skipped. Then, per network,
+time(CROWN-hzono)/time(CROWN), width(CROWN-hzono)/width(CROWN) and, as a check,
+width(CROWN-hzono)/width(CROWN-IBP) (<= 1 expected with the boxy ReLU).
+
+hzono rows: the input box gets ``correlate`` correlated rows (``bound_opts["hzono"]
+["correlate_input"]``: "all" = one per input pixel, k = DiffAI's CorrelateMax k); with none,
+hzono is exactly IBP. CROWN-hzono uses the boxy ReLU with the same rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_hzono import timed  # noqa: E402  (one memory/time measurement for both scripts)
+
+import lirpa_diffai  # noqa: E402
+from lirpa_diffai import certify, data, models  # noqa: E402
+
+# label -> (method passed to compute_bounds, needs autograd)
+METHODS = {
+    "IBP": ("IBP", False),
+    "hzono-boxy": ("HBox", False),
+    "hzono-deepz": ("HNIPS", False),
+    "CROWN-IBP": ("CROWN-IBP", False),
+    "CROWN-hzono": ("CROWN-hzono", False),
+    "CROWN": ("CROWN", False),
+    "alpha-CROWN": ("alpha-CROWN", True),
+    "alpha-CROWN-hzono": ("alpha-CROWN-hzono", True),
+}
+DEFAULT_METHODS = ("IBP", "hzono-boxy", "hzono-deepz", "CROWN-IBP", "CROWN-hzono", "CROWN", "alpha-CROWN")
+PAPER_EPS = {"mnist": 0.1, "cifar10": 2 / 255}  # the paper's smaller eps per dataset
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One benchmark row group: a zoo network (untrained, seeded) or a pretrained one."""
+
+    name: str                      # zoo name or PRETRAINED name
+    dataset: str
+    eps: float
+    batch: int
+    correlate: object = "all"      # hzono input rows: "all" or k
+    skip: tuple = ()               # methods over this machine's budget for this network
+    pretrained: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name if self.pretrained else f"{self.name}:{self.dataset}"
+
+    def build(self) -> torch.nn.Module:
+        """The network in eval mode (zoo networks seeded by their label, so runs agree)."""
+        if self.pretrained:
+            return models.load_pretrained(self.name).eval()
+        torch.manual_seed(sum(map(ord, self.label)))
+        return models.get(self.name, self.dataset).eval()
+
+
+OVER_BUDGET = ("CROWN", "alpha-CROWN")  # minutes each on the deep networks on 2 cores
+DEFAULT_NETWORKS = (
+    NetworkSpec("conv_small", "mnist", 0.1, 8),
+    NetworkSpec("conv_small", "cifar10", 2 / 255, 8),
+    NetworkSpec("conv_big", "mnist", 0.1, 2),
+    NetworkSpec("conv_big", "cifar10", 2 / 255, 2),
+    NetworkSpec("resnet_tiny", "cifar10", 2 / 255, 1, correlate=32),
+    NetworkSpec("resnet18", "cifar10", 2 / 255, 1, correlate=32),
+    NetworkSpec("resnet34", "cifar10", 2 / 255, 1, correlate=16, skip=OVER_BUDGET),
+    NetworkSpec("densenet100", "cifar10", 2 / 255, 1, correlate=16, skip=OVER_BUDGET),
+    # pretrained third-party networks: eps of the ERAN/PRIMA benchmarks for the ERAN
+    # ConvSmalls (MANIFEST gives none), the training eps for resnet2b (MANIFEST)
+    NetworkSpec("mnist_conv_small_nat", "mnist", 0.12, 8, pretrained=True),
+    NetworkSpec("cifar_conv_small_pgd", "cifar10", 2 / 255, 8, pretrained=True),
+    NetworkSpec("resnet2b", "cifar10", 2 / 255, 4, pretrained=True),
+)
+
+
+def parse_network(text: str, batch: Optional[int] = None) -> NetworkSpec:
+    """``name[:dataset]`` -> its default spec (``--batch`` overriding the batch), or a new
+    spec at the paper's eps for a zoo network not among the defaults."""
+    name, _, dataset = text.partition(":")
+    if name in models.PRETRAINED:
+        matches = [s for s in DEFAULT_NETWORKS if s.pretrained and s.name == name]
+        spec = matches[0] if matches else NetworkSpec(name, models.PRETRAINED[name].dataset,
+                                                      PAPER_EPS[models.PRETRAINED[name].dataset], 4,
+                                                      pretrained=True)
+    else:
+        name = models.canonical_name(name)
+        dataset = data.check_name(dataset or "cifar10")
+        matches = [s for s in DEFAULT_NETWORKS if not s.pretrained and (s.name, s.dataset) == (name, dataset)]
+        spec = matches[0] if matches else NetworkSpec(name, dataset, PAPER_EPS[dataset], 2)
+    return replace(spec, batch=batch) if batch else spec
+
+
+class MethodTimeout(Exception):
+    """A method ran past its time budget."""
+
+
+def run_with_timeout(fn: Callable, seconds: float):
+    """``fn()``, interrupted by SIGALRM after ``seconds`` (Python checks signals between
+    torch operations, so a long operation overruns by at most its own duration)."""
+    def expire(signum, frame):
+        raise MethodTimeout(f"over the {seconds:g} s budget")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class Row:
+    """One method on one network: figures, or the reason there are none."""
+
+    method: str
+    seconds: Optional[float] = None
+    peak_mib: Optional[float] = None
+    mean_width: Optional[float] = None
+    margins_proved: Optional[float] = None
+    verified: Optional[float] = None
+    error: Optional[str] = None
+
+
+def margin_figures(lower: torch.Tensor, upper: torch.Tensor) -> dict:
+    """Mean width ``ub - lb`` of the margin bounds, fraction of margins with ``lb > 0``, and
+    of samples with every margin proved (the robustness certificate)."""
+    return {"mean_width": (upper - lower).mean().item(),
+            "margins_proved": (lower > 0).float().mean().item(),
+            "verified": (lower > 0).all(dim=1).float().mean().item()}
+
+
+def run_method(bm, box, C, label: str, timeout: float) -> Row:
+    """One call of ``label``'s method, measured; failures become the row's error text."""
+    method, needs_grad = METHODS[label]
+
+    def call():
+        with torch.enable_grad() if needs_grad else torch.no_grad():
+            lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
+        return lower.detach(), upper.detach()
+    try:
+        (lower, upper), seconds, peak = timed(lambda: run_with_timeout(call, timeout))
+    except (MemoryError, RuntimeError, MethodTimeout, ValueError, AssertionError,
+            NotImplementedError, IndexError) as err:
+        return Row(label, error=f"{type(err).__name__}: {first_line(err)}")
+    return Row(label, seconds, peak, **margin_figures(lower, upper))
+
+
+def first_line(err: BaseException, limit: int = 120) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def ratios(rows: list[Row]) -> dict:
+    """time(CROWN-hzono)/time(CROWN), width(CROWN-hzono)/width(CROWN) and
+    width(CROWN-hzono)/width(CROWN-IBP), where both rows have figures."""
+    by = {r.method: r for r in rows if r.error is None}
+
+    def ratio(attr, a, b):
+        if a in by and b in by and getattr(by[b], attr):
+            return getattr(by[a], attr) / getattr(by[b], attr)
+        return None
+    return {"time_crown_hzono_over_crown": ratio("seconds", "CROWN-hzono", "CROWN"),
+            "width_crown_hzono_over_crown": ratio("mean_width", "CROWN-hzono", "CROWN"),
+            "width_crown_hzono_over_crown_ibp": ratio("mean_width", "CROWN-hzono", "CROWN-IBP")}
+
+
+def bench_network(spec: NetworkSpec, methods, timeout: float, images: Optional[int] = None) -> dict:
+    """Every method of ``methods`` on the first ``spec.batch`` test images of the dataset."""
+    net = spec.build()
+    x, y = data.load_dataset(spec.dataset, "test").tensors
+    x, y = x[: spec.batch], y[: spec.batch]
+    with torch.no_grad():
+        accuracy = (net(x).argmax(1) == y).float().mean().item()
+    bm = lirpa_diffai.BoundedModule(net, x, bound_opts={"hzono": {"relu": "boxy", "correlate_input": spec.correlate}})
+    C = certify.margin_spec(y, 10)
+    box = certify.input_box(x, spec.eps, data.data_range(spec.dataset))
+    with torch.no_grad():
+        bm.compute_bounds(x=(box,), C=C, method="IBP")  # warm-up: first-call costs once
+    rows = []
+    for label in methods:
+        if label in spec.skip:
+            rows.append(Row(label, error="skipped: over budget"))
+        else:
+            rows.append(run_method(bm, box, C, label, timeout))
+        print(f"  {spec.label} {format_row(rows[-1])}", file=sys.stderr, flush=True)
+    return {"network": spec.label, "dataset": spec.dataset, "eps": spec.eps, "batch": spec.batch,
+            "correlate_input": spec.correlate, "pretrained": spec.pretrained, "clean_accuracy": accuracy,
+            "rows": [asdict(r) for r in rows], "ratios": ratios(rows)}
+
+
+def format_row(r: Row) -> str:
+    if r.error:
+        return f"{r.method}: {r.error}"
+    return (f"{r.method}: {r.seconds:.2f} s, {r.peak_mib:.0f} MiB, width {r.mean_width:.4g}, "
+            f"proved {r.margins_proved:.1%}, verified {r.verified:.1%}")
+
+
+def markdown(results: list[dict]) -> str:
+    """The figures as one markdown table, then the ratios per network."""
+    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved | verified |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for res in results:
+        eps = f"{res['eps'] * 255:.0f}/255" if res["dataset"] == "cifar10" else f"{res['eps']:g}"
+        head = f"{res['network']} ({eps}, {res['batch']}, {res['correlate_input']}; acc {res['clean_accuracy']:.0%})"
+        for r in res["rows"]:
+            if r["error"]:
+                cells = [r["error"].replace("|", "/"), "", "", "", ""]
+            else:
+                cells = [f"{r['seconds']:.3g}", f"{r['peak_mib']:.0f}", f"{r['mean_width']:.4g}",
+                         f"{r['margins_proved']:.1%}", f"{r['verified']:.1%}"]
+            lines.append(f"| {head} | {r['method']} | " + " | ".join(cells) + " |")
+            head = ""
+    lines += ["", "| network | time CROWN-hzono / CROWN | width CROWN-hzono / CROWN | width CROWN-hzono / CROWN-IBP |",
+              "|---|---:|---:|---:|"]
+    for res in results:
+        cells = ["-" if v is None else f"{v:.3g}" for v in res["ratios"].values()]
+        lines.append(f"| {res['network']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def limit_memory(gib: float) -> None:
+    """Cap the address space ``gib`` above its current size, so that an oversized method
+    fails with MemoryError/RuntimeError instead of the kernel's OOM killer ending the run."""
+    if gib <= 0:
+        return
+    current = int(Path("/proc/self/status").read_text().split("VmSize:")[1].split()[0]) * 1024
+    limit = current + int(gib * 2 ** 30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", default=",".join(s.label for s in DEFAULT_NETWORKS),
+                        help="comma-separated zoo 'name:dataset' or pretrained names")
+    parser.add_argument("--batch", type=int, help="images per network (default: per network)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--timeout-per-method", type=float, default=180.0, help="seconds")
+    parser.add_argument("--memory-gib", type=float, default=12.0, help="address-space cap (0: none)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--markdown", help="write the table to this path")
+    parser.add_argument("--json", help="write the figures to this path")
+    args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    try:
+        specs = [parse_network(n.strip(), args.batch) for n in args.networks.split(",") if n.strip()]
+    except (ValueError, KeyError) as err:
+        parser.error(str(err))
+    torch.set_num_threads(args.threads)
+    limit_memory(args.memory_gib)
+    start = time.perf_counter()
+    results = [bench_network(spec, methods, args.timeout_per_method) for spec in specs]
+    table = markdown(results)
+    header = (f"{args.threads} threads, torch {torch.__version__}, "
+              f"total {time.perf_counter() - start:.0f} s")
+    print(header)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(header + "\n\n" + table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": header, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
