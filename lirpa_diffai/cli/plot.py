@@ -258,13 +258,17 @@ def draw_training(figure, curves: dict, out: str, title: str):
     handles = {ax: ax.lines for ax in axes}
     if "lr" in curves:
         twin = axes[-1].twinx()
-        twin.plot(*curves["lr"], color="tab:red", linestyle="--", label="lr")
+        twin.plot(*curves["lr"], color="tab:red", linestyle="--", label="lr",
+                  drawstyle="steps-pre")  # the rate in use during each epoch
         twin.set_ylabel("learning rate", color="tab:red")
         if _spans_decades(curves["lr"][1]):
             twin.set_yscale("log")
         handles[axes[-1]] = axes[-1].lines + twin.lines
     for ax, lines in handles.items():
-        if lines:
+        if ax is axes[-1] and lines:  # above the axes: two y scales leave no free corner
+            ax.legend(handles=lines, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
+                      frameon=False)
+        elif lines:
             ax.legend(handles=lines)
     fig.suptitle(title)
     fig.savefig(out, dpi=110)
