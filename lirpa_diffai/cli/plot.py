@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layers.add_argument("--eps", type=float, default=0.02,
                         help="L-inf radius in the [0, 1] pixel range (default 0.02)")
     layers.add_argument("--methods", default=DEFAULT_METHODS,
-                        help="comma-separated bound methods, any of auto_LiRPA's and "
-                        f"hzono/HBox/HNIPS/HSwitch/HSmooth (default {DEFAULT_METHODS})")
+                        help="comma-separated bound methods, the names 'certify' takes: IBP, "
+                        "CROWN-IBP, CROWN, hzono, HBox, HNIPS, HSwitch, HSmooth, ... "
+                        f"(default {DEFAULT_METHODS})")
     layers.add_argument("--relu", default="boxy", choices=("boxy", "deepz", "switch", "smooth"),
                         help="ReLU of the 'hzono' method (default boxy)")
     layers.add_argument("--correlate-input", default="all",
