@@ -24,7 +24,18 @@ def test_ratios_need_both_rows_with_figures():
     rows = [bounds.Row("CROWN-hzono", seconds=2.0, mean_width=3.0), bounds.Row("CROWN", seconds=8.0, mean_width=1.5),
             bounds.Row("CROWN-IBP", error="RuntimeError: boom")]
     assert bounds.ratios(rows) == {"time_crown_hzono_over_crown": 0.25, "width_crown_hzono_over_crown": 2.0,
-                                   "width_crown_hzono_over_crown_ibp": None}
+                                   "width_crown_hzono_over_crown_ibp": None, "time_ratio_is_upper_bound": False}
+
+
+def test_a_timed_out_crown_bounds_the_time_ratio_from_above():
+    rows = [bounds.Row("CROWN-hzono", 3.0, 1.0, 3.0, 0.0, 0.0),
+            bounds.Row("CROWN", error="MethodTimeout: over the 60 s budget", timed_out_after=60.0)]
+    r = bounds.ratios(rows)
+    assert r["time_crown_hzono_over_crown"] == 0.05 and r["time_ratio_is_upper_bound"]
+    assert r["width_crown_hzono_over_crown"] is None
+    result = {"network": "n", "dataset": "cifar10", "eps": 2 / 255, "batch": 1, "correlate_input": 16,
+              "clean_accuracy": 0.0, "rows": [vars(x) for x in rows], "ratios": r}
+    assert "| n | < 0.05 | - | - |" in bounds.markdown([result])
 
 
 def test_run_with_timeout_interrupts_and_restores_the_alarm():
@@ -56,6 +67,7 @@ class FailingModule:
 def test_a_failing_method_becomes_an_error_row(behaviour, expected):
     row = bounds.run_method(FailingModule(behaviour), None, None, "CROWN", timeout=0.2)
     assert row.error == expected and row.seconds is None
+    assert (row.timed_out_after == 0.2) == (behaviour == "hang")
 
 
 def test_markdown_shows_figures_errors_and_ratios():
@@ -70,7 +82,7 @@ def test_markdown_shows_figures_errors_and_ratios():
 
 def test_parse_network_defaults_overrides_and_errors():
     spec = bounds.parse_network("conv_small:mnist")
-    assert (spec.eps, spec.batch, spec.pretrained) == (0.1, 8, False)
+    assert (spec.eps, spec.batch, spec.pretrained) == (0.1, 4, False)
     assert bounds.parse_network("ConvSmall:mnist", batch=3).batch == 3
     assert bounds.parse_network("resnet2b").pretrained and bounds.parse_network("resnet2b").dataset == "cifar10"
     other = bounds.parse_network("conv_med:cifar10")
