@@ -513,6 +513,8 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
             raise TrainingError(f"the checkpoint holds RNG states of {len(rng_states)} "
                                 f"processes; this run has {dist.world}")
         set_rng_state(mine)
+    if run.epoch >= total and dist.is_main:
+        log(f"the run in {out_dir} has completed {run.epoch} of {total} epochs already")
     while run.epoch < total:
         metrics = train_epoch(run, loss_module, bm, (x_train, y_train), dist, progress)
         last = run.epoch + 1 == total
@@ -528,6 +530,7 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
     if dist.active:
         import torch.distributed as tdist
         tdist.barrier()
+        tdist.destroy_process_group()
     return run.metrics
 
 
