@@ -281,3 +281,52 @@ def test_hzono_is_sound_on_random_graphs(ops, relu, rows, seed):
     with torch.no_grad():
         outputs = torch.stack([net(p) for p in box_samples(x - 0.1, x + 0.1, 100)])
     assert_inside(outputs, lb, ub)
+
+
+class DenseBlock(nn.Module):
+    """Three DenseNet layers ``x -> cat(x, conv(act(x)))``: each activation's input is the
+    previous one plus new channels, the case the per-part transformer results serve."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.act = act
+        self.convs = nn.ModuleList(nn.Conv2d(3 + 2 * i, 2, 3, padding=1) for i in range(3))
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = torch.cat([x, conv(self.act(x))], dim=1)
+        return self.act(x).flatten(1)
+
+
+@pytest.mark.parametrize("act,relu", [(nn.ReLU(), "boxy"), (nn.ReLU(), "deepz"), (nn.ReLU(), "switch"),
+                                      (nn.Sigmoid(), "boxy"), (nn.Tanh(), "boxy")])
+@pytest.mark.parametrize("rows", [0, 4])
+def test_elementwise_on_a_concatenation_runs_once_per_part(monkeypatch, act, relu, rows):
+    from lirpa_diffai import hybrid_zono
+    from lirpa_diffai.bound_ops.registry import HzonoContext
+
+    torch.manual_seed(0)
+    net, x = DenseBlock(act).eval(), torch.rand(2, 3, 5, 5)
+    bm = BoundedModule(net, x, bound_opts={"hzono": {"relu": relu, "correlate_input": rows}}).eval()
+    transformed = []
+    for name in ("relu", "s_shaped"):
+        original = getattr(hybrid_zono, name)
+        def counting(z, *args, original=original):
+            transformed.append(z.head.numel())
+            return original(z, *args)
+        monkeypatch.setattr(hybrid_zono, name, counting)
+
+    def bounds():
+        transformed.clear()
+        lb, ub = bm.compute_bounds(x=(ball(x, 0.1),), method="hzono")
+        return lb, ub, sum(transformed)
+
+    lb, ub, per_part = bounds()
+    monkeypatch.setattr(HzonoContext, "record_concatenation", lambda self, z, axis, parts: z)
+    lb_whole, ub_whole, whole = bounds()
+    # equal up to the last bit of tanh's vectorised kernel on different lengths
+    torch.testing.assert_close((lb, ub), (lb_whole, ub_whole), rtol=1e-6, atol=1e-7)
+    assert per_part < whole  # each channel transformed once: 3+2+2+2 of the 3+5+7+9 channels
+    points = torch.cat([box_samples(x - 0.1, x + 0.1, 64), attack_points(net, x - 0.1, x + 0.1, 5)])
+    with torch.no_grad():
+        assert_inside(torch.stack([net(p) for p in points]), lb, ub)

@@ -11,7 +11,7 @@ from .registry import register
 
 @register(BoundRelu)
 def relu(ctx, node, x):
-    return hz.relu(x, ctx.relu)
+    return ctx.elementwise(("relu", ctx.relu), lambda z: hz.relu(z, ctx.relu), x)
 
 
 @register(BoundLeakyRelu)
@@ -29,12 +29,16 @@ def _sigmoid_derivative(t):
 
 @register(BoundSigmoid)
 def sigmoid(ctx, node, x):
-    return hz.s_shaped(x, torch.sigmoid, _sigmoid_derivative)
+    return ctx.elementwise("sigmoid", lambda z: hz.s_shaped(z, torch.sigmoid, _sigmoid_derivative), x)
 
 
 @register(BoundTanh)
 def tanh(ctx, node, x):
-    return hz.s_shaped(x, torch.tanh, lambda t: 1 - torch.tanh(t) ** 2)
+    return ctx.elementwise("tanh", lambda z: hz.s_shaped(z, torch.tanh, _tanh_derivative), x)
+
+
+def _tanh_derivative(t):
+    return 1 - torch.tanh(t) ** 2
 
 
 @register(BoundClip)

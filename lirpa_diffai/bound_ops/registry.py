@@ -7,7 +7,12 @@ input (a constant: weights, shapes, ...). It is called only when some input is p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
+
+import torch
+
+from .. import hybrid_zono as hz
 
 HZONO_TRANSFORMERS: dict[type, Callable] = {}
 
@@ -44,3 +49,37 @@ class HzonoContext:
     relu: str = "boxy"
     training: bool = False
     aux_losses: list = field(default_factory=list)  # (weight, loss) recorded by DeepLoss
+    # id(z) -> (z, axis, parts): the concatenations built in this pass, parts flattened
+    concatenations: dict = field(default_factory=dict)
+    # (key, id(part)) -> (part, result) of elementwise transformers applied part by part
+    part_results: dict = field(default_factory=dict)
+
+    def record_concatenation(self, z: "hz.HybridZonotope", axis: int, parts) -> "hz.HybridZonotope":
+        """Remember that ``z`` is ``cat(parts, axis)``; a part that is itself a recorded
+        concatenation along ``axis`` contributes its own parts."""
+        flat = []
+        for part in parts:
+            inner = self.concatenations.get(id(part))
+            flat.extend(inner[2] if inner is not None and inner[1] == axis else (part,))
+        self.concatenations[id(z)] = (z, axis, tuple(flat))
+        return z
+
+    def elementwise(self, key, fn: Callable, z: "hz.HybridZonotope") -> "hz.HybridZonotope":
+        """``fn(z)`` for an elementwise transformer ``fn`` (``key`` names it and its options).
+
+        An elementwise map commutes with concatenation, ``f(cat(a, b)) = cat(f(a), f(b))``, so on
+        a concatenation recorded in this pass ``fn`` runs once per part and its results are
+        reused: in a DenseNet block, where each layer's input is the previous input plus a few
+        new channels, only the new channels are transformed (and concretized)."""
+        entry = self.concatenations.get(id(z))
+        if entry is None:
+            return fn(z)
+        _, axis, parts = entry
+        results = [self._part_result(key, fn, part) for part in parts]
+        return self.record_concatenation(hz.concat(results, partial(torch.cat, dim=axis)), axis, results)
+
+    def _part_result(self, key, fn, part):
+        cached = self.part_results.get((key, id(part)))
+        if cached is None:
+            cached = self.part_results[(key, id(part))] = (part, fn(part))  # keeps part alive: ids stay unique
+        return cached[1]

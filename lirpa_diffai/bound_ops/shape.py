@@ -22,7 +22,7 @@ def move_elements(ctx, node, x, *constants):
 def concat(ctx, node, *inputs):
     zonos = [v if isinstance(v, HybridZonotope) else HybridZonotope.from_point(v) for v in inputs]
     axis = node.axis if node.axis >= 0 else node.axis + zonos[0].head.dim()
-    return concat_zonos(zonos, partial(torch.cat, dim=axis))
+    return ctx.record_concatenation(concat_zonos(zonos, partial(torch.cat, dim=axis)), axis, zonos)
 
 
 @register(BoundPad)
