@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .runtime import keep_freed_memory
+    keep_freed_memory()  # large hzono tensors: reuse freed memory instead of page-faulting it in
     return args.run(args)
 
 
