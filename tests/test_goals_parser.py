@@ -387,6 +387,8 @@ def test_network_validator_is_pluggable(tmp_path):
     path.write_text(BASE)
     assert load_config(path, validate_network=str).network == "conv_small"
     assert check_network_in_zoo("ffnn") == "ffnn"
+    assert check_network_in_zoo("ResNet-Tiny") == "resnet_tiny"  # the paper's spelling
+    assert _config(drop=("network",), extra="network: ConvSmall").network == "conv_small"
 
 
 def test_yaml_is_loaded_safely():

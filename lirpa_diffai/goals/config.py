@@ -282,17 +282,10 @@ REQUIRED_KEYS = ("network", "dataset", "eps", "goal", "epochs")
 
 
 def check_network_in_zoo(name: str) -> str:
-    """``name`` if ``lirpa_diffai.models.names()`` lists it (or if that module is not
-    available), else ``ValueError`` with the nearest zoo name."""
-    try:
-        from .. import models
-    except ImportError:
-        return name
-    known = models.names()
-    if name not in known:
-        near = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
-        raise ValueError(f"unknown network {name!r}; did you mean {near[0]!r}?")
-    return name
+    """The zoo name of ``name`` (``lirpa_diffai.models.names()``, or the paper's spelling such
+    as ``ResNet-Tiny``); ``ValueError`` with the nearest zoo name otherwise."""
+    from .. import models
+    return models.canonical_name(name)
 
 
 def parse_config(text: str, source: str = "<string>",
