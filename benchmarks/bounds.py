@@ -6,7 +6,8 @@ CROWN-hzono, CROWN and alpha-CROWN, in one process, with the same inputs for eve
         --methods IBP,CROWN-hzono,CROWN --json out.json --markdown out.md
 
 For each network and method: wall-clock seconds of one call (after one IBP warm-up call per
-network), the peak resident memory the call added (/proc VmHWM, as ``bench_hzono.measure``),
+network; glibc set up as the command-line tools set it, ``runtime.keep_freed_memory``), the
+peak resident memory the call added (/proc VmHWM after ``malloc_trim``, ``bench_hzono.timed``),
 the mean width of the margin bounds ``y_label - y_j`` over the L-inf box clipped to [0, 1],
 the fraction of margins proved (lower bound > 0) and of samples verified (all margins proved).
 A method that fails (auto_LiRPA error, out of memory, over ``--timeout-per-method``) gets its
@@ -37,6 +38,7 @@ from bench_hzono import timed  # noqa: E402  (one memory/time measurement for bo
 
 import lirpa_diffai  # noqa: E402
 from lirpa_diffai import certify, data, models  # noqa: E402
+from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
 
 # label -> (method passed to compute_bounds, needs autograd)
 METHODS = {
@@ -289,6 +291,7 @@ def main(argv=None) -> int:
     except (ValueError, KeyError) as err:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the command-line tools; timed() still trims before each call
     limit_memory(args.memory_gib)
     start = time.perf_counter()
     results = [bench_network(spec, methods, args.timeout_per_method) for spec in specs]
