@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import signal
 import sys
@@ -171,12 +172,18 @@ def run_method(bm, box, C, label: str, timeout: float) -> Row:
     except MethodTimeout as err:
         return Row(label, error=f"MethodTimeout: {err}", timed_out_after=timeout)
     except (MemoryError, RuntimeError, ValueError, AssertionError, NotImplementedError, IndexError) as err:
-        return Row(label, error=f"{type(err).__name__}: {first_line(err)}")
+        return Row(label, error=f"{type(err).__name__}: {error_text(err)}")
     return Row(label, seconds, peak, **margin_figures(lower, upper))
 
 
-def first_line(err: BaseException, limit: int = 120) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+def error_text(err: BaseException, limit: int = 120) -> str:
+    """A one-line reason: the allocation that failed for an out-of-memory error (torch wraps
+    it, e.g. in a TorchScript traceback), else the message's first line, shortened."""
+    message = str(err).strip()
+    allocation = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", message)
+    if allocation:
+        return f"out of memory (a {int(allocation.group(1)) / 2**20:.0f} MiB allocation failed)"
+    text = message.splitlines()[0] if message else ""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

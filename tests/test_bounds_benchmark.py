@@ -63,7 +63,11 @@ class FailingModule:
 @pytest.mark.parametrize("behaviour,expected", [
     (MemoryError("cannot allocate"), "MemoryError: cannot allocate"),
     (RuntimeError("self.stride != kernel\nmore"), "RuntimeError: self.stride != kernel"),
-    ("hang", "MethodTimeout: over the 0.2 s budget")])
+    ("hang", "MethodTimeout: over the 0.2 s budget"),
+    (RuntimeError("The following operation failed in the TorchScript interpreter.\n  A.clamp(max=0)\n"
+                  "RuntimeError: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                  "memory: you tried to allocate 253755392 bytes. Error code 12"),
+     "RuntimeError: out of memory (a 242 MiB allocation failed)")])
 def test_a_failing_method_becomes_an_error_row(behaviour, expected):
     row = bounds.run_method(FailingModule(behaviour), None, None, "CROWN", timeout=0.2)
     assert row.error == expected and row.seconds is None
