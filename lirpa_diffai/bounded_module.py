@@ -179,6 +179,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             self._refresh_batch_statistics(final)
         merge_spec = C is not None and isinstance(final, BoundLinear) and final.inputs[0].perturbed
         values, stored = {}, {}
+        last_reader = self._last_readers(final)
         for node in self._topological_order(final):
             if node is final and merge_spec:
                 out = linear_with_spec(node, *(values[i.name] for i in node.inputs), C)
@@ -187,6 +188,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             if store_bounds and isinstance(value, HybridZonotope):
                 node.lower, node.upper = value.concretize()
                 node.interval = stored[node.name] = (node.lower, node.upper)
+            for name in last_reader.get(node.name, ()):
+                del values[name]  # no later node reads it: its memory can go now
         else:
             out = values[final.name]
             if not isinstance(out, HybridZonotope):
@@ -218,6 +221,17 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         for node in self._topological_order(final):
             if isinstance(node, BoundBatchNormalization):
                 self.get_forward_value(node)
+
+    def _last_readers(self, final) -> dict:
+        """``{node name: names of the inputs that no later node of the pass reads}``."""
+        last = {}
+        for node in self._topological_order(final):
+            for i in node.inputs:
+                last[i.name] = node.name
+        readers = {}
+        for value_name, reader in last.items():
+            readers.setdefault(reader, []).append(value_name)
+        return readers
 
     def _topological_order(self, final) -> list:
         """The nodes ``final`` depends on, each after its inputs (iterative DFS, cached)."""

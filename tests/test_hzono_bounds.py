@@ -330,3 +330,36 @@ def test_elementwise_on_a_concatenation_runs_once_per_part(monkeypatch, act, rel
     points = torch.cat([box_samples(x - 0.1, x + 0.1, 64), attack_points(net, x - 0.1, x + 0.1, 5)])
     with torch.no_grad():
         assert_inside(torch.stack([net(p) for p in points]), lb, ub)
+
+
+def test_a_pass_frees_each_value_after_its_last_reader(monkeypatch):
+    """Peak memory of a deep network: the value of a node is dropped once no later node reads it
+    (ResNet-34 with 16 rows: 1284 -> 63 MiB above the start in benchmarks)."""
+    import weakref
+    from lirpa_diffai import hybrid_zono
+
+    outputs, alive_at_call = [], []
+    original = hybrid_zono.relu
+    def recording(z, *args):
+        alive_at_call.append(sum(ref() is not None for ref in outputs))
+        out = original(z, *args)
+        outputs.append(weakref.ref(out))
+        return out
+    monkeypatch.setattr(hybrid_zono, "relu", recording)
+    net = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(8, 8), nn.ReLU())]).eval()
+    x = torch.rand(2, 8)
+    bm = BoundedModule(net, x, bound_opts={"hzono": {"correlate_input": 4}}).eval()
+    bm.compute_bounds(x=(ball(x, 0.1),), method="hzono")
+    assert len(alive_at_call) == 6 and max(alive_at_call) <= 1  # only the one the Linear just read
+
+
+def test_identity_memo_forgets_collected_keys():
+    from lirpa_diffai.bound_ops.registry import IdentityMemo
+
+    class Key:
+        pass
+    memo, key = IdentityMemo(), Key()
+    memo[key] = "value"
+    assert memo.get(key) == "value" and memo.get(Key()) is None
+    del key
+    assert len(memo) == 0

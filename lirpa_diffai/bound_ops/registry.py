@@ -6,6 +6,7 @@ input (a constant: weights, shapes, ...). It is called only when some input is p
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -42,6 +43,27 @@ def transformer_for(node) -> Callable:
         + ", ".join(sorted(c.__name__ for c in HZONO_TRANSFORMERS)))
 
 
+class IdentityMemo:
+    """A mapping keyed by object identity that holds no reference to its keys: an entry goes
+    when its key object is garbage collected (so a recycled ``id`` never finds a stale entry)."""
+
+    def __init__(self):
+        self._entries: dict = {}  # id(key) -> (weakref to key, value)
+
+    def get(self, key, default=None):
+        entry = self._entries.get(id(key))
+        return entry[1] if entry is not None and entry[0]() is key else default
+
+    def __setitem__(self, key, value) -> None:
+        def forget(ref, ident=id(key), entries=self._entries):
+            if entries.get(ident, (None,))[0] is ref:
+                del entries[ident]
+        self._entries[id(key)] = (weakref.ref(key, forget), value)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 @dataclass
 class HzonoContext:
     """What transformers may read or record during one hzono pass."""
@@ -49,9 +71,9 @@ class HzonoContext:
     relu: str = "boxy"
     training: bool = False
     aux_losses: list = field(default_factory=list)  # (weight, loss) recorded by DeepLoss
-    # id(z) -> (z, axis, parts): the concatenations built in this pass, parts flattened
-    concatenations: dict = field(default_factory=dict)
-    # (key, id(part)) -> (part, result) of elementwise transformers applied part by part
+    # concatenation -> (axis, its parts, flattened), while the concatenation lives
+    concatenations: IdentityMemo = field(default_factory=IdentityMemo)
+    # elementwise transformer key -> (part -> result), while the part lives
     part_results: dict = field(default_factory=dict)
 
     def record_concatenation(self, z: "hz.HybridZonotope", axis: int, parts) -> "hz.HybridZonotope":
@@ -59,9 +81,9 @@ class HzonoContext:
         concatenation along ``axis`` contributes its own parts."""
         flat = []
         for part in parts:
-            inner = self.concatenations.get(id(part))
-            flat.extend(inner[2] if inner is not None and inner[1] == axis else (part,))
-        self.concatenations[id(z)] = (z, axis, tuple(flat))
+            inner = self.concatenations.get(part)
+            flat.extend(inner[1] if inner is not None and inner[0] == axis else (part,))
+        self.concatenations[z] = (axis, tuple(flat))
         return z
 
     def elementwise(self, key, fn: Callable, z: "hz.HybridZonotope") -> "hz.HybridZonotope":
@@ -71,15 +93,15 @@ class HzonoContext:
         a concatenation recorded in this pass ``fn`` runs once per part and its results are
         reused: in a DenseNet block, where each layer's input is the previous input plus a few
         new channels, only the new channels are transformed (and concretized)."""
-        entry = self.concatenations.get(id(z))
+        entry = self.concatenations.get(z)
         if entry is None:
             return fn(z)
-        _, axis, parts = entry
-        results = [self._part_result(key, fn, part) for part in parts]
+        axis, parts = entry
+        memo = self.part_results.setdefault(key, IdentityMemo())
+        results = []
+        for part in parts:
+            result = memo.get(part)
+            if result is None:
+                result = memo[part] = fn(part)
+            results.append(result)
         return self.record_concatenation(hz.concat(results, partial(torch.cat, dim=axis)), axis, results)
-
-    def _part_result(self, key, fn, part):
-        cached = self.part_results.get((key, id(part)))
-        if cached is None:
-            cached = self.part_results[(key, id(part))] = (part, fn(part))  # keeps part alive: ids stay unique
-        return cached[1]
