@@ -186,9 +186,12 @@ def load_trained(checkpoint_path) -> tuple:
 
 def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
                        limit: int | None = None, batch_size: int = 100,
-                       json_path: str | None = None, log=print) -> tuple[Report, str]:
+                       json_path: str | None = None, log=print,
+                       hzono_rows: str | None = None) -> tuple[Report, str]:
     """Evaluate a checkpoint on its dataset's test split (see :func:`evaluate_network`);
     returns the report and its table, and writes the JSON to ``json_path`` if given.
+    ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
+    ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono).
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
     from pathlib import Path
     from . import data
@@ -210,7 +213,14 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
     n = limit or cfg.test_subset or len(x)
     x, y = x[:n], y[:n]
-    bm = BoundedModule(model, x[:1], bound_opts=cfg.bound_opts).eval()
+    bound_opts = dict(cfg.bound_opts)
+    if hzono_rows is not None:
+        rows = int(hzono_rows) if hzono_rows.isdigit() else hzono_rows
+        bound_opts["hzono"] = {**bound_opts.get("hzono", {}), "correlate_input": rows}
+    try:
+        bm = BoundedModule(model, x[:1], bound_opts=bound_opts).eval()
+    except ValueError as err:  # bound_opts["hzono"] refused, e.g. --hzono-rows
+        raise TrainingError(str(err)) from None
     log(f"evaluating {cfg.network} on {len(x)} {cfg.dataset} test images at eps {eps:g}")
     report = evaluate_network(model, bm, x, y, eps, method_list, batch_size, cfg.data_range,
                               cfg.num_classes, cfg.network, cfg.dataset,

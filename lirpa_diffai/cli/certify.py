@@ -16,6 +16,9 @@ def add_arguments(parser) -> None:
                         help="the first N test images (default: the configuration's "
                              "test_subset, else all)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--hzono-rows", default=None, metavar="ROWS",
+                        help="correlated input rows of the hzono methods: 0 (a box), k "
+                             "(CorrelateMax k) or all (default: the training configuration's)")
     parser.add_argument("--batch-size", type=int, default=100, help="images per bound call")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's)")
@@ -31,7 +34,7 @@ def run(args) -> int:
     from ..evaluation import certify_checkpoint
     try:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
-                                           args.batch_size, args.json)
+                                           args.batch_size, args.json, hzono_rows=args.hzono_rows)
     except (SourceError, TrainingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
