@@ -51,3 +51,31 @@ def assert_inside(outputs: torch.Tensor, lb: torch.Tensor, ub: torch.Tensor, tol
     assert below == 0 and above == 0, (
         f"{below} values below and {above} above the bounds; worst excess "
         f"{max((lb - outputs).max().item(), (outputs - ub).max().item()):.3g}")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests: the machine's 2 cores are shared, and one thread
+    avoids oversubscription (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def reference_relu(c, b, E, relu):
+    """The paper's ReLU on one sample's hybrid zonotope (center ``c``, box radius ``b``,
+    generators ``E`` (m, n)) in NumPy: the exact interval ReLU without rows, else ``boxy``
+    (a crossing neuron becomes ``[0, u]``) or ``deepz`` (``lam = u/(u-l)``, ``mu = -lam l/2``)."""
+    r = b + np.abs(E).sum(0)
+    l, u = c - r, c + r
+    if E.shape[0] == 0:
+        lo, hi = np.maximum(l, 0), np.maximum(u, 0)
+        return (hi + lo) / 2, (hi - lo) / 2, E
+    active, cross = l >= 0, (l < 0) & (u > 0)
+    if relu == "boxy":
+        return (np.where(active, c, np.where(cross, u / 2, 0.0)),
+                np.where(active, b, np.where(cross, u / 2, 0.0)), E * active)
+    lam = np.where(active, 1.0, np.where(cross, u / np.where(cross, u - l, 1.0), 0.0))
+    mu = np.where(cross, -lam * l / 2, 0.0)
+    return lam * c + mu, lam * b + mu, E * lam

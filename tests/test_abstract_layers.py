@@ -19,7 +19,7 @@ from lirpa_diffai.bound_ops.abstract import deep_loss, window_maxima
 from lirpa_diffai.goals.schedules import Lin, Until
 from lirpa_diffai.models.common import ParSum, stack
 
-from conftest import assert_inside, attack_points, box_samples
+from conftest import assert_inside, attack_points, box_samples, reference_relu
 
 
 def box(lower, upper):
@@ -62,21 +62,6 @@ def ref_abstract(layer, c, b, E, first):
     raise TypeError(layer)
 
 
-def ref_relu(c, b, E, relu):
-    r = b + np.abs(E).sum(0)
-    l, u = c - r, c + r
-    if E.shape[0] == 0:
-        lo, hi = np.maximum(l, 0), np.maximum(u, 0)
-        return (hi + lo) / 2, (hi - lo) / 2, E
-    active, cross = l >= 0, (l < 0) & (u > 0)
-    if relu == "boxy":
-        return (np.where(active, c, np.where(cross, u / 2, 0.0)),
-                np.where(active, b, np.where(cross, u / 2, 0.0)), E * active)
-    lam = np.where(active, 1.0, np.where(cross, u / np.where(cross, u - l, 1.0), 0.0))
-    mu = np.where(cross, -lam * l / 2, 0.0)
-    return lam * c + mu, lam * b + mu, E * lam
-
-
 def reference_bounds(net, lower, upper, relu, C=None):
     """The paper's hybrid zonotope (center c, box radius b, generators E (m, n)) of each sample
     through ``net``'s Linear / ReLU / abstract layers, written with explicit matrices. The spec
@@ -92,7 +77,7 @@ def reference_bounds(net, lower, upper, relu, C=None):
                     W, bias = C[s].numpy() @ W, C[s].numpy() @ bias
                 c, b, E = W @ c + bias, np.abs(W) @ b, E @ W.T
             elif isinstance(layer, nn.ReLU):
-                c, b, E = ref_relu(c, b, E, relu)
+                c, b, E = reference_relu(c, b, E, relu)
             else:
                 c, b, E = ref_abstract(layer, c, b, E, first=i == 0)
         r = b + np.abs(E).sum(0)

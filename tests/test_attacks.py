@@ -19,12 +19,7 @@ needs_mnist = pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file
                                  reason="needs ../shared/datasets/mnist.npz")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net(seed=0):

@@ -18,12 +18,7 @@ TINY = ("network: conv_small\ndataset: mnist\neps: 0.1\n"
         "train_subset: 200\ntest_subset: 50\nseed: 1\n")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

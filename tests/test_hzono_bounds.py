@@ -11,7 +11,7 @@ from torch import nn
 
 from lirpa_diffai import BoundedModule, HybridZonotope, PerturbationHybridZonotope, UnsupportedOperatorError
 
-from conftest import assert_inside, attack_points, box_samples
+from conftest import assert_inside, attack_points, box_samples, reference_relu
 
 
 def ball(x, eps):
@@ -57,23 +57,6 @@ def reference_hzono(net, lower, upper, relu, rows="all", C=None):
         results.append((c - r, c + r))
     lb, ub = zip(*results)
     return torch.tensor(np.array(lb)), torch.tensor(np.array(ub))
-
-
-def reference_relu(c, b, E, relu):
-    r = b + np.abs(E).sum(0)
-    l, u = c - r, c + r
-    if E.shape[0] == 0:
-        lo, hi = np.maximum(l, 0), np.maximum(u, 0)
-        return (hi + lo) / 2, (hi - lo) / 2, E
-    active, dead = l >= 0, u <= 0
-    cross = ~active & ~dead
-    if relu == "boxy":
-        c2 = np.where(active, c, np.where(cross, u / 2, 0.0))
-        b2 = np.where(active, b, np.where(cross, u / 2, 0.0))
-        return c2, b2, E * active
-    lam = np.where(active, 1.0, np.where(cross, u / np.where(cross, u - l, 1), 0.0))
-    mu = np.where(cross, -lam * l / 2, 0.0)
-    return lam * c + mu, lam * b + mu, E * lam
 
 
 @pytest.mark.parametrize("relu", ["boxy", "deepz"])

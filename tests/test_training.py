@@ -24,13 +24,7 @@ HAVE_MNIST = (SHARED / "datasets" / "mnist.npz").is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="needs ../shared/datasets/mnist.npz")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The machine's 2 cores are shared; one thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_config(tmp_path: Path, goal: str, name="tiny.yaml", **overrides) -> Path:
