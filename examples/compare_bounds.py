@@ -18,6 +18,7 @@ import torch
 
 import lirpa_diffai
 from lirpa_diffai import certify, data, models
+from lirpa_diffai.bounded_module import parse_correlate_input
 
 
 def build_network(name: str, dataset: str, checkpoint: str | None):
@@ -43,6 +44,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", help="also write the rows as JSON to this path")
     args = parser.parse_args(argv)
+    try:
+        rows = parse_correlate_input(args.rows, "--rows")
+    except ValueError as err:
+        parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -51,7 +56,6 @@ def main(argv=None) -> int:
     x, y = dataset.tensors[0][: args.batch], dataset.tensors[1][: args.batch]
     with torch.no_grad():
         accuracy = (net(x).argmax(1) == y).float().mean().item()
-    rows = int(args.rows) if args.rows.isdigit() else args.rows
     bm = lirpa_diffai.BoundedModule(net, x, bound_opts={"hzono": {"relu": args.relu, "correlate_input": rows}})
     results = certify.compare_methods(bm, x, y, args.eps, args.methods.split(","),
                                       data_range=data.data_range(args.dataset))

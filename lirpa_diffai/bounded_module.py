@@ -48,6 +48,16 @@ def hzono_options(user: Optional[dict]) -> dict:
     return opts
 
 
+def parse_correlate_input(text: str, option: str = "correlate_input"):
+    """``bound_opts["hzono"]["correlate_input"]`` from command-line text: ``"all"`` or a
+    non-negative int; ``ValueError`` naming ``option`` otherwise."""
+    if text == "all":
+        return "all"
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"{option} must be 'all' or a non-negative integer, not {text!r}")
+
+
 def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
     if rows == "all":
         return hz.correlate_all(z)

@@ -195,7 +195,7 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
     from pathlib import Path
     from . import data
-    from .bounded_module import BoundedModule
+    from .bounded_module import BoundedModule, parse_correlate_input
     from .training import TrainingError
     try:
         method_list = parse_methods(methods)
@@ -214,12 +214,12 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     n = limit or cfg.test_subset or len(x)
     x, y = x[:n], y[:n]
     bound_opts = dict(cfg.bound_opts)
-    if hzono_rows is not None:
-        rows = int(hzono_rows) if hzono_rows.isdigit() else hzono_rows
-        bound_opts["hzono"] = {**bound_opts.get("hzono", {}), "correlate_input": rows}
     try:
+        if hzono_rows is not None:
+            rows = parse_correlate_input(hzono_rows, "--hzono-rows (correlate_input)")
+            bound_opts["hzono"] = {**bound_opts.get("hzono", {}), "correlate_input": rows}
         bm = BoundedModule(model, x[:1], bound_opts=bound_opts).eval()
-    except ValueError as err:  # bound_opts["hzono"] refused, e.g. --hzono-rows
+    except ValueError as err:  # bound_opts["hzono"] refused
         raise TrainingError(str(err)) from None
     log(f"evaluating {cfg.network} on {len(x)} {cfg.dataset} test images at eps {eps:g}")
     report = evaluate_network(model, bm, x, y, eps, method_list, batch_size, cfg.data_range,

@@ -101,15 +101,6 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
-def parse_correlate_input(text: str):
-    """``"all"`` or a non-negative int, as ``bound_opts["hzono"]["correlate_input"]``."""
-    if text == "all":
-        return "all"
-    if text.isdigit():
-        return int(text)
-    raise ValueError(f"--correlate-input must be 'all' or a non-negative integer, not {text!r}")
-
-
 def load_network(args):
     """``(network in eval mode, dataset, description)`` from ``--network``/``--checkpoint``."""
     import torch
@@ -150,10 +141,12 @@ def load_network(args):
 
 
 def run_layers(args) -> int:
+    from ..bounded_module import parse_correlate_input
     out = args.out or (None if args.json else "layer_widths.png")
     figure = require_matplotlib() if out else None
     methods = parse_methods(args.methods)
-    options = {"relu": args.relu, "correlate_input": parse_correlate_input(args.correlate_input)}
+    options = {"relu": args.relu,
+               "correlate_input": parse_correlate_input(args.correlate_input, "--correlate-input")}
     if args.limit < 1 or args.batch_size < 1:
         raise ValueError("--limit and --batch-size must be positive")
 
