@@ -96,6 +96,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         self.hzono_aux_losses: list = []
         self.hzono_node_bounds: dict = {}
         self._topological_orders: dict = {}
+        self._last_readers_of: dict = {}
 
     def train(self, mode: bool = True) -> "BoundedModule":
         """As ``nn.Module.train``: returns ``self`` (auto_LiRPA 0.3's returns ``None``)."""
@@ -233,7 +234,9 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                 self.get_forward_value(node)
 
     def _last_readers(self, final) -> dict:
-        """``{node name: names of the inputs that no later node of the pass reads}``."""
+        """``{node name: names of the inputs that no later node of the pass reads}`` (cached)."""
+        if final.name in self._last_readers_of:
+            return self._last_readers_of[final.name]
         last = {}
         for node in self._topological_order(final):
             for i in node.inputs:
@@ -241,6 +244,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         readers = {}
         for value_name, reader in last.items():
             readers.setdefault(reader, []).append(value_name)
+        self._last_readers_of[final.name] = readers
         return readers
 
     def _topological_order(self, final) -> list:
