@@ -81,18 +81,27 @@ def test_markdown_shows_figures_errors_and_ratios():
     text = bounds.markdown([result])
     assert "| tiny:mnist (0.1, 2, all; acc 50%) | IBP | 0.5 | 10 | 4 | 25.0% | 0.0% |" in text
     assert "RuntimeError: a / b" in text  # a '|' would break the table
-    assert "| tiny:mnist | - | - | - |" in text
+    # without CROWN figures the ratio cells say why
+    assert "| tiny:mnist | - (CROWN RuntimeError: a / b) | - (CROWN RuntimeError: a / b) | - |" in text
 
 
 def test_parse_network_defaults_overrides_and_errors():
     spec = bounds.parse_network("conv_small:mnist")
     assert (spec.eps, spec.batch, spec.pretrained) == (0.1, 4, False)
     assert bounds.parse_network("ConvSmall:mnist", batch=3).batch == 3
+    assert bounds.parse_network("resnet34:cifar10", rows="all").correlate == "all"
+    assert bounds.parse_network("conv_small:mnist", rows=0).correlate == 0
     assert bounds.parse_network("resnet2b").pretrained and bounds.parse_network("resnet2b").dataset == "cifar10"
     other = bounds.parse_network("conv_med:cifar10")
     assert other.eps == pytest.approx(2 / 255) and other.label == "conv_med:cifar10"
     with pytest.raises(ValueError, match="did you mean"):
         bounds.parse_network("resnet_tinyy")
+
+
+def test_bad_rows_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        bounds.main(["--rows", "some"])
+    assert "--rows must be 'all' or a non-negative integer, not 'some'" in capsys.readouterr().err
 
 
 def test_unknown_method_is_a_usage_error(capsys):
