@@ -216,7 +216,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if not node.inputs:
             value = node.forward()
             if getattr(node, "perturbation", None) is not None:
-                return correlate_input(input_zonotope(node.perturbation, value), opts["correlate_input"])
+                return correlate_input(input_zonotope(node.perturbation, value),
+                                       opts["correlate_input"]).channels_last()
             return value
         args = [values[i.name] for i in node.inputs]
         if any(isinstance(a, HybridZonotope) for a in args):

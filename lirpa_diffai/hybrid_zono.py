@@ -74,7 +74,7 @@ class HybridZonotope:
         """Total error ``beta + sum_j |errors_j|`` (the paper's epsilon_H)."""
         if self.errors is None:
             return self.beta
-        return self.beta + self.errors.abs().sum(0)
+        return self.beta + sum_rows(self.errors.abs())
 
     def concretize(self) -> tuple[Tensor, Tensor]:
         """Interval concretization ``head -+ (beta + sum_j |errors_j|)``."""
@@ -94,10 +94,7 @@ class HybridZonotope:
         if bias is not None:
             head = head + bias
         beta = (abs_fn or fn)(self.beta)
-        errors = None
-        if self.errors is not None:
-            m, b = self.errors.shape[:2]
-            errors = fn(self.errors.flatten(0, 1)).unflatten(0, (m, b))
+        errors = None if self.errors is None else on_folded_rows(fn, self.errors)
         return HybridZonotope(head, beta, errors, self.ids)
 
     def map_batched(self, fn: Callable[[Tensor], Tensor]) -> "HybridZonotope":
@@ -149,9 +146,40 @@ class HybridZonotope:
         """DecorrelateAll: ``beta' = beta + sum_j |errors_j|``, no rows left."""
         return HybridZonotope(self.head, self.radius())
 
+    def channels_last(self) -> "HybridZonotope":
+        """The same zonotope with its image-shaped tensors (B, C, H, W) in channels-last
+        memory layout (``errors``: each row's images); other shapes are returned unchanged.
+
+        oneDNN's convolutions over the error rows folded into the batch are several times
+        faster in this layout (a 1x1 convolution of 128 CIFAR-sized images with 120 channels:
+        9x on this project's CPU), and the elementwise transformers, ``sum_rows`` and
+        ``concat`` keep it, so the hzono pass converts its input once."""
+        if self.head.dim() != 4:
+            return self
+        def convert(t):
+            return t.contiguous(memory_format=torch.channels_last)
+        errors = None if self.errors is None else on_folded_rows(convert, self.errors)
+        return HybridZonotope(convert(self.head), convert(self.beta), errors, self.ids)
+
     def detach(self) -> "HybridZonotope":
         errors = None if self.errors is None else self.errors.detach()
         return HybridZonotope(self.head.detach(), self.beta.detach(), errors, self.ids)
+
+
+def on_folded_rows(fn: Callable[..., Tensor], *rows: Tensor) -> Tensor:
+    """``fn`` on row tensors (m, B, *shape) with the m rows folded into the batch
+    (m * B, *shape), its result unfolded to (m, B', *shape')."""
+    return fn(*(r.flatten(0, 1) for r in rows)).unflatten(0, (rows[0].shape[0], -1))
+
+
+def sum_rows(rows: Tensor) -> Tensor:
+    """``rows.sum(0)`` in the memory layout of one row (torch's reduction returns a contiguous
+    tensor, and a contiguous operand mixed with channels-last ones, see
+    ``HybridZonotope.channels_last``, slows every later elementwise op): the sum runs over
+    the rows permuted so that their layout is contiguous, and is permuted back."""
+    order = sorted(range(1, rows.dim()), key=lambda d: -rows.stride(d))
+    inverse = sorted(range(len(order)), key=lambda i: order[i])
+    return rows.permute(0, *order).sum(0).permute(*inverse)
 
 
 def align_rows(zonos: Sequence[HybridZonotope]) -> tuple[list[Optional[Tensor]], tuple[int, ...]]:
@@ -178,12 +206,13 @@ def align_rows(zonos: Sequence[HybridZonotope]) -> tuple[list[Optional[Tensor]],
 
 
 def concat(zonos: Sequence[HybridZonotope], fn: Callable[[Sequence[Tensor]], Tensor]) -> HybridZonotope:
-    """Image of several zonotopes under a joining ``fn`` (e.g. ``torch.cat`` along a non-batch
-    axis), rows aligned by noise symbol."""
+    """Image of several zonotopes under a batch-agnostic joining ``fn`` (``torch.cat`` along a
+    non-batch axis), rows aligned by noise symbol; as in ``linear_map``, ``fn`` sees the rows
+    folded into the batch."""
     rows, ids = align_rows(zonos)
     head = fn([z.head for z in zonos])
     beta = fn([z.beta for z in zonos])
-    errors = None if rows[0] is None else torch.vmap(lambda *r: fn(r))(*rows)
+    errors = None if rows[0] is None else on_folded_rows(lambda *folded: fn(folded), *rows)
     return HybridZonotope(head, beta, errors, ids)
 
 
@@ -357,6 +386,6 @@ def decorrelate_min_k(z: HybridZonotope, k: int) -> HybridZonotope:
     kept = mass.topk(k, dim=0).indices.sort(dim=0).values        # (k, B), in row order
     dropped = torch.ones_like(mass).scatter(0, kept, 0.0)
     expand = (1,) * (z.errors.dim() - 2)
-    beta = z.beta + (magnitude * dropped.view(*mass.shape, *expand)).sum(0)
+    beta = z.beta + sum_rows(magnitude * dropped.view(*mass.shape, *expand))
     rows = z.errors.gather(0, kept.view(*kept.shape, *expand).expand(k, *z.shape))
     return HybridZonotope(z.head, beta, rows, fresh_ids(k))

@@ -153,3 +153,48 @@ def test_sigmoid_tanh_transformers_are_sound():
         out = hz.s_shaped(z, fn, d)
         residual = fn(x) - out.head - (e * out.errors).sum(1)
         assert (residual.abs() <= out.beta + 1e-5).all()
+
+
+def channels_last_rows(rows):
+    return hz.on_folded_rows(lambda t: t.contiguous(memory_format=torch.channels_last), rows)
+
+
+def test_sum_rows_keeps_the_layout_of_a_row():
+    rows = torch.randn(4, 2, 3, 5, 6)
+    for layout in (rows, channels_last_rows(rows)):
+        total = hz.sum_rows(layout)
+        torch.testing.assert_close(total, rows.sum(0))
+        assert total.stride() == layout[0].stride()
+    flat = torch.randn(3, 2, 7)
+    torch.testing.assert_close(hz.sum_rows(flat), flat.sum(0))
+
+
+def test_channels_last_keeps_values_and_converts_images_only():
+    z = random_zonotope(batch=2, shape=(3, 4, 5), rows=3)
+    cl = z.channels_last()
+    for a, b in zip((cl.head, cl.beta, *cl.errors), (z.head, z.beta, *z.errors)):
+        assert a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
+        torch.testing.assert_close(a, b)
+    assert cl.ids == z.ids
+    flat = random_zonotope(shape=(5,))
+    assert flat.channels_last() is flat
+
+
+def test_concat_and_conv_keep_channels_last():
+    """The layout survives the operations of a DenseNet block (conv, ReLU, concatenation,
+    concretization), so the hzono pass converts its input only once."""
+    z = random_zonotope(batch=2, shape=(3, 6, 6), rows=4).channels_last()
+    weight = torch.randn(5, 3, 3, 3)
+    conv = z.linear_map(lambda t: torch.nn.functional.conv2d(t, weight, padding=1),
+                        abs_fn=lambda t: torch.nn.functional.conv2d(t, weight.abs(), padding=1))
+    joined = hz.concat([z, hz.relu(conv)], lambda parts: torch.cat(parts, 1))
+    lower, upper = joined.concretize()
+    for t in (joined.head, joined.beta, joined.errors[0], lower, upper):
+        assert t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    reference = hz.concat([contiguous_copy(z), hz.relu(contiguous_copy(conv))], lambda parts: torch.cat(parts, 1))
+    torch.testing.assert_close(joined.concretize(), reference.concretize())
+
+
+def contiguous_copy(z):
+    """``z`` with contiguous tensors (the same values and ids): the reference layout."""
+    return HybridZonotope(z.head.contiguous(), z.beta.contiguous(), z.errors.contiguous(), z.ids)

@@ -176,6 +176,13 @@ def test_bad_options_and_operators_are_refused_with_names():
     with pytest.raises(UnsupportedOperatorError, match=r"node '.*' \(BoundMul\).*two perturbed"):
         bm.compute_bounds(x=(ball(torch.randn(1, 4), 0.1),), method="hzono")
 
+    class BatchConcat(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, -x], 0)
+    bm = BoundedModule(BatchConcat(), torch.randn(1, 4))
+    with pytest.raises(UnsupportedOperatorError, match=r"graph node '.*' \(Concat\) joins .* batch axis"):
+        bm.compute_bounds(x=(ball(torch.randn(1, 4), 0.1),), method="hzono")
+
     class Exp(nn.Module):
         def forward(self, x):
             return torch.exp(x)

@@ -10,7 +10,7 @@ from auto_LiRPA.operators import (BoundConcat, BoundFlatten, BoundPad, BoundResh
                                   BoundSlice, BoundSqueeze, BoundTranspose, BoundUnsqueeze)
 
 from ..hybrid_zono import HybridZonotope, concat as concat_zonos
-from .registry import register
+from .registry import register, UnsupportedOperatorError
 
 
 @register(BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice)
@@ -22,6 +22,9 @@ def move_elements(ctx, node, x, *constants):
 def concat(ctx, node, *inputs):
     zonos = [v if isinstance(v, HybridZonotope) else HybridZonotope.from_point(v) for v in inputs]
     axis = node.axis if node.axis >= 0 else node.axis + zonos[0].head.dim()
+    if axis == 0:
+        raise UnsupportedOperatorError(f"hzono: graph node '{node.name}' (Concat) joins perturbed "
+                                       "values along the batch axis; only other axes are supported")
     return ctx.record_concatenation(concat_zonos(zonos, partial(torch.cat, dim=axis)), axis, zonos)
 
 
