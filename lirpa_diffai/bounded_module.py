@@ -12,6 +12,7 @@ from auto_LiRPA.operators import BoundBatchNormalization, BoundLinear
 
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
+from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.linear import linear_with_spec
 from .hybrid_zono import HybridZonotope
 from .perturbation import input_zonotope
@@ -193,16 +194,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         last_reader = self._last_readers(final)
         for node in self._topological_order(final):
             if node is final and merge_spec:
-                out = linear_with_spec(node, *(values[i.name] for i in node.inputs), C)
+                out = linear_with_spec(node, *(joined(values[i.name]) for i in node.inputs), C)
                 break
             values[node.name] = value = self._hzono_node(ctx, node, values, opts)
-            if store_bounds and isinstance(value, HybridZonotope):
+            if store_bounds and is_perturbed(value):
                 node.lower, node.upper = value.concretize()
                 node.interval = stored[node.name] = (node.lower, node.upper)
             for name in last_reader.get(node.name, ()):
                 del values[name]  # no later node reads it: its memory can go now
         else:
-            out = values[final.name]
+            out = joined(values[final.name])
             if not isinstance(out, HybridZonotope):
                 out = HybridZonotope.from_point(out)
             if C is not None:
@@ -220,8 +221,11 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                                        opts["correlate_input"]).channels_last()
             return value
         args = [values[i.name] for i in node.inputs]
-        if any(isinstance(a, HybridZonotope) for a in args):
-            value = transformer_for(node)(ctx, node, *args)
+        if any(map(is_perturbed, args)):
+            transformer = transformer_for(node)
+            if not transformer.reads_parts:
+                args = [joined(a) for a in args]
+            value = transformer(ctx, node, *args)
         else:
             value = node.forward(*args)
         if isinstance(value, (torch.Size, tuple)):  # Shape nodes, as auto_LiRPA's forward pass

@@ -9,7 +9,7 @@ from .clip import BoundClip
 from .registry import register
 
 
-@register(BoundRelu)
+@register(BoundRelu, reads_parts=True)
 def relu(ctx, node, x):
     return ctx.elementwise(("relu", ctx.relu), lambda z: hz.relu(z, ctx.relu), x)
 
@@ -27,12 +27,12 @@ def _sigmoid_derivative(t):
     return s * (1 - s)
 
 
-@register(BoundSigmoid)
+@register(BoundSigmoid, reads_parts=True)
 def sigmoid(ctx, node, x):
     return ctx.elementwise("sigmoid", lambda z: hz.s_shaped(z, torch.sigmoid, _sigmoid_derivative), x)
 
 
-@register(BoundTanh)
+@register(BoundTanh, reads_parts=True)
 def tanh(ctx, node, x):
     return ctx.elementwise("tanh", lambda z: hz.s_shaped(z, torch.tanh, _tanh_derivative), x)
 

@@ -1,15 +1,17 @@
 """The hzono domain as one table: auto_LiRPA Bound class -> hybrid-zonotope transformer.
 
-A transformer is ``fn(ctx, node, *inputs) -> HybridZonotope | Tensor`` where each input is a
-:class:`~lirpa_diffai.hybrid_zono.HybridZonotope` (a perturbed value) or the node's concrete
-input (a constant: weights, shapes, ...). It is called only when some input is perturbed.
+A transformer is ``fn(ctx, node, *inputs) -> HybridZonotope | Concatenation | Tensor`` where
+each input is a :class:`~lirpa_diffai.hybrid_zono.HybridZonotope` (a perturbed value) or the
+node's concrete input (a constant: weights, shapes, ...). It is called only when some input is
+perturbed. A transformer registered with ``reads_parts=True`` also takes a
+:class:`Concatenation` as it is; every other one gets it joined.
 """
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Callable
+from functools import cached_property, partial
+from typing import Callable, Union
 
 import torch
 
@@ -18,10 +20,12 @@ from .. import hybrid_zono as hz
 HZONO_TRANSFORMERS: dict[type, Callable] = {}
 
 
-def register(*bound_classes: type):
+def register(*bound_classes: type, reads_parts: bool = False):
     """Decorator: make ``fn`` the hzono transformer of ``bound_classes`` (exact type match
-    first, then the nearest registered base class)."""
+    first, then the nearest registered base class). ``reads_parts``: ``fn`` takes a
+    :class:`Concatenation` input as its parts, without joining them."""
     def decorate(fn):
+        fn.reads_parts = reads_parts
         for cls in bound_classes:
             HZONO_TRANSFORMERS[cls] = fn
         return fn
@@ -64,6 +68,51 @@ class IdentityMemo:
         return len(self._entries)
 
 
+@dataclass(frozen=True, eq=False)  # identity semantics: parts are memo keys
+class Concatenation:
+    """A perturbed value that is ``cat(parts, axis)``, kept as its parts until a transformer
+    that is not registered with ``reads_parts`` needs the joined zonotope (``joined``, built
+    once). In a DenseNet block a concatenation is read by a ReLU (which maps its parts) and by
+    the next layer's concatenation (which takes its parts), so it is never joined; only the
+    ReLU's image, read by a convolution, is."""
+
+    parts: tuple
+    axis: int
+
+    @property
+    def shape(self) -> torch.Size:
+        shape = list(self.parts[0].shape)
+        shape[self.axis] = sum(part.shape[self.axis] for part in self.parts)
+        return torch.Size(shape)
+
+    @cached_property
+    def joined(self) -> hz.HybridZonotope:
+        return hz.concat(self.parts, partial(torch.cat, dim=self.axis))
+
+    def concretize(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joined zonotope's bounds, from the parts (without joining them)."""
+        lower, upper = zip(*(part.concretize() for part in self.parts))
+        return torch.cat(lower, self.axis), torch.cat(upper, self.axis)
+
+    @staticmethod
+    def of(values, axis: int) -> "Concatenation":
+        """``cat(values, axis)``; a value that is itself a concatenation along ``axis``
+        contributes its own parts."""
+        parts = []
+        for value in values:
+            parts.extend(value.parts if isinstance(value, Concatenation) and value.axis == axis else (value,))
+        return Concatenation(tuple(parts), axis)
+
+
+def joined(value: Union[hz.HybridZonotope, Concatenation, torch.Tensor]):
+    """``value`` with a :class:`Concatenation` joined into one zonotope."""
+    return value.joined if isinstance(value, Concatenation) else value
+
+
+def is_perturbed(value) -> bool:
+    return isinstance(value, (hz.HybridZonotope, Concatenation))
+
+
 @dataclass
 class HzonoContext:
     """What transformers may read or record during one hzono pass."""
@@ -71,37 +120,23 @@ class HzonoContext:
     relu: str = "boxy"
     training: bool = False
     aux_losses: list = field(default_factory=list)  # (weight, loss) recorded by DeepLoss
-    # concatenation -> (axis, its parts, flattened), while the concatenation lives
-    concatenations: IdentityMemo = field(default_factory=IdentityMemo)
     # elementwise transformer key -> (part -> result), while the part lives
     part_results: dict = field(default_factory=dict)
 
-    def record_concatenation(self, z: "hz.HybridZonotope", axis: int, parts) -> "hz.HybridZonotope":
-        """Remember that ``z`` is ``cat(parts, axis)``; a part that is itself a recorded
-        concatenation along ``axis`` contributes its own parts."""
-        flat = []
-        for part in parts:
-            inner = self.concatenations.get(part)
-            flat.extend(inner[1] if inner is not None and inner[0] == axis else (part,))
-        self.concatenations[z] = (axis, tuple(flat))
-        return z
-
-    def elementwise(self, key, fn: Callable, z: "hz.HybridZonotope") -> "hz.HybridZonotope":
+    def elementwise(self, key, fn: Callable, z):
         """``fn(z)`` for an elementwise transformer ``fn`` (``key`` names it and its options).
 
         An elementwise map commutes with concatenation, ``f(cat(a, b)) = cat(f(a), f(b))``, so on
-        a concatenation recorded in this pass ``fn`` runs once per part and its results are
-        reused: in a DenseNet block, where each layer's input is the previous input plus a few
-        new channels, only the new channels are transformed (and concretized)."""
-        entry = self.concatenations.get(z)
-        if entry is None:
+        a :class:`Concatenation` ``fn`` runs once per part and its results are reused: in a
+        DenseNet block, where each layer's input is the previous input plus a few new channels,
+        only the new channels are transformed (and concretized)."""
+        if not isinstance(z, Concatenation):
             return fn(z)
-        axis, parts = entry
         memo = self.part_results.setdefault(key, IdentityMemo())
         results = []
-        for part in parts:
+        for part in z.parts:
             result = memo.get(part)
             if result is None:
                 result = memo[part] = fn(part)
             results.append(result)
-        return self.record_concatenation(hz.concat(results, partial(torch.cat, dim=axis)), axis, results)
+        return Concatenation(tuple(results), z.axis)

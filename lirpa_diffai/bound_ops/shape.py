@@ -3,14 +3,12 @@ Slice, Concat, Pad, Shape. Each is linear with 0/1 coefficients, so the node's o
 ``forward`` maps every part of the zonotope (per error row through ``torch.vmap``)."""
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from auto_LiRPA.operators import (BoundConcat, BoundFlatten, BoundPad, BoundReshape, BoundShape,
                                   BoundSlice, BoundSqueeze, BoundTranspose, BoundUnsqueeze)
 
-from ..hybrid_zono import HybridZonotope, concat as concat_zonos
-from .registry import register, UnsupportedOperatorError
+from ..hybrid_zono import HybridZonotope
+from .registry import Concatenation, UnsupportedOperatorError, is_perturbed, register
 
 
 @register(BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice)
@@ -18,14 +16,15 @@ def move_elements(ctx, node, x, *constants):
     return x.map_batched(lambda t: node.forward(t, *constants))
 
 
-@register(BoundConcat)
+@register(BoundConcat, reads_parts=True)
 def concat(ctx, node, *inputs):
-    zonos = [v if isinstance(v, HybridZonotope) else HybridZonotope.from_point(v) for v in inputs]
-    axis = node.axis if node.axis >= 0 else node.axis + zonos[0].head.dim()
+    """A lazy :class:`Concatenation` of the inputs (constants become points)."""
+    values = [v if is_perturbed(v) else HybridZonotope.from_point(v) for v in inputs]
+    axis = node.axis if node.axis >= 0 else node.axis + len(values[0].shape)
     if axis == 0:
         raise UnsupportedOperatorError(f"hzono: graph node '{node.name}' (Concat) joins perturbed "
                                        "values along the batch axis; only other axes are supported")
-    return ctx.record_concatenation(concat_zonos(zonos, partial(torch.cat, dim=axis)), axis, zonos)
+    return Concatenation.of(values, axis)
 
 
 @register(BoundPad)
