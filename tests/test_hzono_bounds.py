@@ -322,6 +322,27 @@ def test_elementwise_on_a_concatenation_runs_once_per_part(monkeypatch, act, rel
         assert_inside(torch.stack([net(p) for p in points]), lb, ub)
 
 
+def test_a_concatenation_is_joined_only_for_a_reader_that_needs_it(monkeypatch):
+    """In a dense block the concatenations are read by ReLUs (per part) and by the next
+    concatenation (its parts): only the ReLU images that a conv or the flatten reads are joined,
+    and the per-node bounds of a concatenation, taken from its parts, equal the joined ones."""
+    from lirpa_diffai import hybrid_zono
+    from lirpa_diffai.bound_ops.registry import Concatenation
+
+    joins, original = [], hybrid_zono.concat
+    monkeypatch.setattr(hybrid_zono, "concat", lambda zonos, fn: joins.append(len(zonos)) or original(zonos, fn))
+    torch.manual_seed(0)
+    net, x = DenseBlock(nn.ReLU()).eval(), torch.rand(2, 3, 5, 5)
+    bm = BoundedModule(net, x, bound_opts={"hzono": {"correlate_input": 4}}).eval()
+    bm.compute_bounds(x=(ball(x, 0.1),), method="hzono")
+    assert joins == [2, 3, 4]  # the ReLU images read by the 2nd and 3rd conv and by the flatten
+
+    z = [hybrid_zono.HybridZonotope.from_box(-torch.rand(2, c, 3, 3), torch.rand(2, c, 3, 3)) for c in (1, 2)]
+    lazy = Concatenation.of([Concatenation.of(z, 1), z[0]], 1)
+    assert len(lazy.parts) == 3 and lazy.shape == (2, 4, 3, 3)
+    torch.testing.assert_close(lazy.concretize(), lazy.joined.concretize())
+
+
 def test_a_pass_frees_each_value_after_its_last_reader(monkeypatch):
     """Peak memory of a deep network: the value of a node is dropped once no later node reads it
     (ResNet-34 with 16 rows: 1284 -> 63 MiB above the start in benchmarks)."""
