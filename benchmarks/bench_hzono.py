@@ -10,6 +10,9 @@ forward pass, IBP, hzono with 0 and with 16 correlated input rows, and CROWN-IBP
     hzono(0 rows) / IBP            <= 1.25
     hzono(16 rows) / (17 x forward) <= 1.5
 
+(for networks in eval mode; with ``name:train`` the abstract layers act and add rows of their
+own, so the ratios are printed without a target).
+
 Peak memory is read from /proc/self/status (VmHWM after resetting it through
 /proc/self/clear_refs), so it counts every allocation of the process, not just torch's. glibc is
 set up as the command-line tools set it (``lirpa_diffai.runtime.keep_freed_memory``).
@@ -124,8 +127,11 @@ def report(results: list[dict]) -> str:
     lines.append("")
     for r in results:
         for key, value in r["ratios"].items():
-            verdict = "ok" if value <= TARGETS[key] else "MISSED"
-            lines.append(f"{r['network']}: {key} = {value:.2f} (target <= {TARGETS[key]}) {verdict}")
+            if r["train_mode"]:  # the abstract layers add rows: "0 rows" is not a box pass
+                verdict = "(no target: abstract layers act in training mode)"
+            else:
+                verdict = f"(target <= {TARGETS[key]}) " + ("ok" if value <= TARGETS[key] else "MISSED")
+            lines.append(f"{r['network']}: {key} = {value:.2f} {verdict}")
     return "\n".join(lines)
 
 

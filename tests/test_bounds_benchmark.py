@@ -128,3 +128,17 @@ def test_one_network_end_to_end(tmp_path):
     assert rows["CROWN-hzono"]["mean_width"] < rows["CROWN-IBP"]["mean_width"]
     assert result["ratios"]["width_crown_hzono_over_crown_ibp"] < 1
     assert "| CROWN-hzono |" in out_md.read_text()
+
+
+def test_bench_hzono_report_judges_targets_in_eval_mode_only():
+    import bench_hzono
+    methods = {m: {"seconds": 1.0, "peak_mib": 1.0} for m in ("forward", "IBP")}
+
+    def result(name, train, hzono0, hzono16):
+        return {"network": name, "train_mode": train, "methods": methods,
+                "ratios": {"hzono0_over_ibp": hzono0, "hzono16_over_17_forward": hzono16}}
+    text = bench_hzono.report([result("fast", False, 1.0, 1.6), result("abstract", True, 2.6, 0.4)])
+    assert "fast: hzono0_over_ibp = 1.00 (target <= 1.25) ok" in text
+    assert "fast: hzono16_over_17_forward = 1.60 (target <= 1.5) MISSED" in text
+    assert "abstract: hzono0_over_ibp = 2.60 (no target: abstract layers act in training mode)" in text
+    assert "| abstract (train) | IBP | 1.000 | 1 |" in text
