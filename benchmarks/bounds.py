@@ -278,7 +278,7 @@ def markdown(results: list[dict]) -> str:
             cells[0] = "< " + cells[0]
         crown_error = next((row["error"] for row in res["rows"] if row["method"] == "CROWN" and row["error"]), None)
         if r["time_crown_hzono_over_crown"] is None and crown_error:
-            cells[:2] = [f"- (CROWN {crown_error.replace('|', '/')})"] * 2
+            cells[0] = f"- (CROWN {crown_error.replace('|', '/')})"
         lines.append(f"| {res['network']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
