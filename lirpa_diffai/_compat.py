@@ -7,8 +7,8 @@ otherwise, and is applied at most once. ``install()`` applies the ones needed be
 classes.
 
 Import order: ``lirpa_diffai_compat.pth`` in site-packages (written by ``make install``
-with ``python -m lirpa_diffai install-hook``) runs ``install_import_hook()`` at
-interpreter start-up. That puts a meta-path finder in front of the first
+with ``python -m lirpa_diffai install-hook``) loads this module alone (not the package) and
+runs ``install_import_hook()`` at interpreter start-up. That puts a meta-path finder in front of the first
 ``import auto_LiRPA``, which wraps auto_LiRPA's loader to patch before and after its
 module body runs. Start-up stays cheap: nothing is imported until auto_LiRPA is.
 Importing ``lirpa_diffai`` installs the same hook, so an environment without the
@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import re
 import sys
 import types
+import warnings
 
 APPLIED: list[str] = []  # names of the patches applied in this process, for tests
+JIT_SCRIPT_DEPRECATION = r"`torch\.jit\.script` is deprecated"
 
 
 def _once(fn):
@@ -247,8 +250,16 @@ class _AutoLirpaLoader(importlib.abc.Loader):
 
     def exec_module(self, module):
         install()
-        self.inner.exec_module(module)
+        # auto_LiRPA 0.3's import calls warnings.simplefilter("once"), which turns on every
+        # warning of the whole process, and then scripts helpers with torch.jit.script, which
+        # torch 2.13 deprecates. The filters are restored after its import, and the
+        # deprecation (nothing a user can act on) is not shown; other warnings are.
+        with warnings.catch_warnings(record=True) as caught:
+            self.inner.exec_module(module)
         patch_loaded()
+        for w in caught:
+            if not re.match(JIT_SCRIPT_DEPRECATION, str(w.message)):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 class _AutoLirpaFinder(importlib.abc.MetaPathFinder):
@@ -279,8 +290,23 @@ def install_import_hook() -> None:
 
 
 PTH_NAME = "lirpa_diffai_compat.pth"
-PTH_LINE = ("import sys; exec('try:\\n import lirpa_diffai._compat as c; c.install_import_hook()"
-            "\\nexcept ImportError: pass')\n")
+# The start-up hook loads this file alone as ``lirpa_diffai._compat``: importing it through the
+# package would run ``lirpa_diffai/__init__`` (torch, auto_LiRPA: a second) at every interpreter
+# start. site runs a .pth once per site directory, and a Linux venv lists its site-packages
+# twice (lib and the lib64 link), so the second run must reuse the first's module.
+_PTH_SOURCE = """\
+import importlib.util
+name = "lirpa_diffai._compat"
+package = None if name in sys.modules else importlib.util.find_spec("lirpa_diffai")
+if package is not None:
+    spec = importlib.util.spec_from_file_location(name, package.submodule_search_locations[0] + "/_compat.py")
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[name])
+if name in sys.modules:
+    sys.modules[name].install_import_hook()
+"""
+PTH_LINE = ("import sys; exec(" + repr("try:\n" + "".join(" " + line + "\n" for line in _PTH_SOURCE.splitlines())
+                                     + "except (ImportError, OSError): pass") + ")\n")
 
 
 def write_pth(site_dir: str | None = None) -> str:

@@ -130,3 +130,27 @@ def test_alpha_crown_with_a_mostly_unstable_layer():
     assert ((relu.lower < 0) & (relu.upper > 0)).float().mean() > 0.9
     lb, ub = bm.compute_bounds(x=(xb,), method="alpha-CROWN")
     assert (lb >= unstable[0] - 1e-5).all() and (ub <= unstable[1] + 1e-5).all()
+
+
+def run_python(script: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True)
+
+
+def test_startup_hook_imports_nothing_heavy(tmp_path):
+    """The .pth hook runs at every interpreter start (twice in a Linux venv: lib and lib64):
+    it loads the compat module alone, not torch or the package, and installs one finder."""
+    result = run_python("import sys; from lirpa_diffai._compat import _AutoLirpaFinder\n"
+                        "print('torch' in sys.modules, 'auto_LiRPA' in sys.modules,"
+                        " sum(isinstance(f, _AutoLirpaFinder) for f in sys.meta_path))", tmp_path)
+    assert result.returncode == 0 and result.stdout.split() == ["False", "False", "1"], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("first", ["import auto_LiRPA", "import lirpa_diffai"])
+def test_auto_lirpa_import_keeps_warning_filters_and_is_quiet(first, tmp_path):
+    """auto_LiRPA 0.3 calls warnings.simplefilter("once") at import (turning on every warning
+    of the process) and torch.jit.script (deprecated in torch 2.13)."""
+    result = run_python(f"import warnings\n{first}\n"
+                        "assert not [f for f in warnings.filters if f[0] == 'once'], warnings.filters\n"
+                        "print('ok')", tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    assert "torch.jit.script" not in result.stderr
