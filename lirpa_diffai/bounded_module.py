@@ -65,6 +65,20 @@ def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
     return hz.correlate_max_k(z, rows) if rows else z
 
 
+@contextlib.contextmanager
+def keep_requires_grad(parameters):
+    """Restore the ``requires_grad`` of ``parameters`` on exit. auto_LiRPA 0.3's parameter nodes
+    call ``param.requires_grad_(node.training)`` on the network's own (shared) parameters at
+    every pass, so bounding in eval mode silently froze the network being trained, and a
+    training-mode pass unfroze the layers a user had frozen."""
+    flags = [(p, p.requires_grad) for p in parameters]
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 class BoundedModule(auto_LiRPA.BoundedModule):
     """auto_LiRPA's ``BoundedModule`` with the HybridZonotope domain as ``method="hzono"``.
 
@@ -91,8 +105,13 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                  custom_ops=None):
         bound_opts = dict(bound_opts or {})
         bound_opts["hzono"] = hzono_options(bound_opts.get("hzono"))
-        super().__init__(model, global_input, bound_opts=bound_opts, device=device,
-                         verbose=verbose, custom_ops=custom_ops)
+        # the network's parameters, which the graph's parameter nodes share (a tuple, not a
+        # module: a module attribute would become a graph node); set first, as auto_LiRPA's
+        # __init__ already runs forward passes
+        self._shared_parameters = tuple(model.parameters())
+        with keep_requires_grad(self._shared_parameters):
+            super().__init__(model, global_input, bound_opts=bound_opts, device=device,
+                             verbose=verbose, custom_ops=custom_ops)
         self.hzono_output: Optional[HybridZonotope] = None
         self.hzono_aux_losses: list = []
         self.hzono_node_bounds: dict = {}
@@ -107,15 +126,20 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     def eval(self) -> "BoundedModule":
         return self.train(False)
 
+    def forward(self, *x, **kwargs):
+        with keep_requires_grad(self._shared_parameters):
+            return super().forward(*x, **kwargs)
+
     def compute_bounds(self, x=None, aux=None, C=None, method="backward", *args, **kwargs):
         key = method.lower() if isinstance(method, str) else method
-        if key in HZONO_METHODS:
-            return self.compute_hzono_bounds(x, C=C, relu=HZONO_METHODS[key], **kwargs)
-        if key in CROWN_HZONO_METHODS:
-            if args:
-                raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
-            return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
-        return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+        with keep_requires_grad(self._shared_parameters):
+            if key in HZONO_METHODS:
+                return self.compute_hzono_bounds(x, C=C, relu=HZONO_METHODS[key], **kwargs)
+            if key in CROWN_HZONO_METHODS:
+                if args:
+                    raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
+                return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
+            return super().compute_bounds(x, aux, C, method, *args, **kwargs)
 
     def compute_crown_hzono_bounds(self, x=None, aux=None, C=None, final="backward",
                                    final_node_name=None, bound_lower=True, bound_upper=True,

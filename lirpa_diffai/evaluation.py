@@ -7,7 +7,6 @@ positive. Every accuracy is a fraction of all evaluated samples.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,29 +22,15 @@ from .certify import margin_spec
 def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str,
                    data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
     """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
-    (the prediction is not checked here). The parameters' ``requires_grad`` flags are left
-    as they were (see :func:`keep_requires_grad`)."""
+    (the prediction is not checked here)."""
     from auto_LiRPA import BoundedTensor, PerturbationLpNorm
     lo, hi = data_range
     x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
     xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
-    with torch.no_grad(), keep_requires_grad(bm):
+    with torch.no_grad():
         lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,
                                   bound_upper=False)
     return (lb > 0).all(dim=1)
-
-
-@contextlib.contextmanager
-def keep_requires_grad(module: nn.Module):
-    """Restore every parameter's ``requires_grad`` on exit. auto_LiRPA 0.3's parameter
-    nodes set ``param.requires_grad_(node.training)`` on each pass, so bounding in eval mode
-    would silently freeze the (shared) parameters of the network being trained."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 @dataclass

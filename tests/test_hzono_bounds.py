@@ -374,3 +374,19 @@ def test_identity_memo_forgets_collected_keys():
     assert memo.get(key) == "value" and memo.get(Key()) is None
     del key
     assert len(memo) == 0
+
+
+@pytest.mark.parametrize("method", ["hzono", "IBP", "CROWN-IBP", "CROWN", "CROWN-hzono"])
+def test_bounding_leaves_the_parameters_requires_grad_as_they_were(method):
+    """auto_LiRPA 0.3 sets each shared parameter's ``requires_grad`` to the module's training
+    flag on every pass: an eval-mode bound froze the network being trained."""
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    net[2].weight.requires_grad_(False)  # a layer the user froze
+    x = torch.rand(2, 4)
+    flags = [p.requires_grad for p in net.parameters()]
+    for training in (False, True):
+        bm = BoundedModule(net, x).train(training)
+        with torch.no_grad():
+            bm.compute_bounds(x=(ball(x, 0.1),), method=method)
+            bm(x)
+        assert [p.requires_grad for p in net.parameters()] == flags
