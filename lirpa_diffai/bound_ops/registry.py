@@ -110,6 +110,7 @@ def joined(value: Union[hz.HybridZonotope, Concatenation, torch.Tensor]):
 
 
 def is_perturbed(value) -> bool:
+    """Whether a value of the pass is a zonotope (joined or not) rather than a constant."""
     return isinstance(value, (hz.HybridZonotope, Concatenation))
 
 
