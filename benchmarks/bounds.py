@@ -96,6 +96,9 @@ DEFAULT_NETWORKS = (
     NetworkSpec("conv_big", "mnist", 0.1, 2, correlate=64, skip=NO_ALPHA),
     NetworkSpec("conv_big", "cifar10", 2 / 255, 2, correlate=64, skip=NO_ALPHA),
     NetworkSpec("resnet_tiny", "cifar10", 2 / 255, 1, correlate=32, skip=NO_ALPHA),
+    # with the paper's abstract layers (Figure 7); in eval mode its CorrelateAll before the
+    # logits acts (only_train=False), the others are the identity
+    NetworkSpec("resnet_tiny_fewcombo", "cifar10", 2 / 255, 1, correlate=32, skip=NO_CROWN),
     NetworkSpec("resnet18", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
     NetworkSpec("resnet34", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
     NetworkSpec("densenet100", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
