@@ -390,3 +390,23 @@ def test_bounding_leaves_the_parameters_requires_grad_as_they_were(method):
             bm.compute_bounds(x=(ball(x, 0.1),), method=method)
             bm(x)
         assert [p.requires_grad for p in net.parameters()] == flags
+
+
+@given(ops=st.lists(st.sampled_from(["conv", "relu", "add", "cat"]), min_size=1, max_size=6),
+       relu=st.sampled_from(["boxy", "deepz"]), rows=st.sampled_from([0, 4]), seed=st.integers(0, 1000))
+@settings(max_examples=15, deadline=None)
+def test_layout_and_lazy_concatenation_do_not_change_bounds(ops, relu, rows, seed):
+    """The pass's speed-ups (channels-last values, concatenations kept as parts) give the
+    bounds of the plain pass: contiguous values, every concatenation joined at once."""
+    from unittest import mock
+    from lirpa_diffai.bound_ops.registry import HzonoContext, joined
+
+    torch.manual_seed(seed)
+    net = RandomGraph(ops, 2).eval()
+    x = torch.rand(2, 2, 4, 4)
+    bm = BoundedModule(net, x, bound_opts={"hzono": {"relu": relu, "correlate_input": rows}})
+    fast = bm.compute_bounds(x=(ball(x, 0.1),), method="hzono")
+    with mock.patch.object(HybridZonotope, "channels_last", lambda self: self), \
+         mock.patch.object(HzonoContext, "elementwise", lambda self, key, fn, z: fn(joined(z))):
+        plain = bm.compute_bounds(x=(ball(x, 0.1),), method="hzono")
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
