@@ -14,10 +14,16 @@ $(STAMP): setup.cfg pyproject.toml
 	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai._compat makes it run on torch 2.
 	$(BIN)/pip install --no-deps auto_LiRPA==0.3
 	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+# The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.
+HOOK := $(VENV)/.hook
+
+$(HOOK): $(STAMP) lirpa_diffai/_compat.py
 	$(BIN)/python -m lirpa_diffai install-hook
 	touch $@
 
-install: $(STAMP)
+install: $(HOOK)
 
 # Train ConvSmall on MNIST (examples/goals/mnist_small.yaml) into runs/mnist_small, then certify
 # it on 1000 test images. Running it again resumes (a finished run is only certified again).
