@@ -91,10 +91,10 @@ class NetworkSpec:
 NO_ALPHA = ("alpha-CROWN",)
 NO_CROWN = ("CROWN", "alpha-CROWN")
 DEFAULT_NETWORKS = (
-    NetworkSpec("conv_small", "mnist", 0.1, 4, correlate=64),
-    NetworkSpec("conv_small", "cifar10", 2 / 255, 4, correlate=64),
-    NetworkSpec("conv_big", "mnist", 0.1, 2, correlate=64, skip=NO_ALPHA),
-    NetworkSpec("conv_big", "cifar10", 2 / 255, 2, correlate=64, skip=NO_ALPHA),
+    NetworkSpec("conv_small", "mnist", 0.1, 4),
+    NetworkSpec("conv_small", "cifar10", 2 / 255, 4),
+    NetworkSpec("conv_big", "mnist", 0.1, 2, skip=NO_ALPHA),
+    NetworkSpec("conv_big", "cifar10", 2 / 255, 2, skip=NO_ALPHA),
     NetworkSpec("resnet_tiny", "cifar10", 2 / 255, 1, correlate=32, skip=NO_ALPHA),
     # with the paper's abstract layers (Figure 7); in eval mode its CorrelateAll before the
     # logits acts (only_train=False), the others are the identity
@@ -104,9 +104,9 @@ DEFAULT_NETWORKS = (
     NetworkSpec("densenet100", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
     # pretrained third-party networks: eps of the ERAN/PRIMA benchmarks for the ERAN
     # ConvSmalls (MANIFEST gives none), the training eps for resnet2b (MANIFEST)
-    NetworkSpec("mnist_conv_small_nat", "mnist", 0.12, 8, correlate=64, pretrained=True),
-    NetworkSpec("cifar_conv_small_pgd", "cifar10", 2 / 255, 8, correlate=64, pretrained=True),
-    NetworkSpec("resnet2b", "cifar10", 2 / 255, 4, correlate=64, pretrained=True),
+    NetworkSpec("mnist_conv_small_nat", "mnist", 0.12, 8, pretrained=True),
+    NetworkSpec("cifar_conv_small_pgd", "cifar10", 2 / 255, 8, pretrained=True),
+    NetworkSpec("resnet2b", "cifar10", 2 / 255, 4, pretrained=True),
 )
 
 

@@ -87,7 +87,7 @@ def test_markdown_shows_figures_errors_and_ratios():
 
 def test_parse_network_defaults_overrides_and_errors():
     spec = bounds.parse_network("conv_small:mnist")
-    assert (spec.eps, spec.batch, spec.pretrained) == (0.1, 4, False)
+    assert (spec.eps, spec.batch, spec.pretrained, spec.correlate) == (0.1, 4, False, 64)
     assert bounds.parse_network("ConvSmall:mnist", batch=3).batch == 3
     assert bounds.parse_network("resnet34:cifar10", rows="all").correlate == "all"
     assert bounds.parse_network("conv_small:mnist", rows=0).correlate == 0
