@@ -209,11 +209,21 @@ def test_read_metrics_refuses_an_empty_file(tmp_path):
 
 # ------------------------------------------------------------------ command line
 
-def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+def refused(argv, capsys) -> str:
+    """Run the command line, expect the common error convention (exit 2, ``error: ``, no
+    traceback) and return the message."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     path = write_lines(tmp_path, ['{"epoch": 1, "train_loss": 1.0}'])
-    with pytest.raises(SystemExit, match=r"pip install 'lirpa-diffai\[plot\]'.*pip install matplotlib"):
-        main(["plot", "training", str(path)])
+    err = refused(["plot", "training", str(path)], capsys)
+    assert "pip install 'lirpa-diffai[plot]'" in err and "pip install matplotlib" in err
 
 
 @needs_models
@@ -236,9 +246,23 @@ def test_layers_json_only_runs_without_matplotlib(tmp_path, monkeypatch, capsys)
     (["--network", "conv_small"], "not a pretrained network"),
     (["--network", "conv_small", "--checkpoint", "/nonexistent.pt"], "checkpoint /nonexistent.pt not found"),
 ])
-def test_layers_argument_errors(argv, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["plot", "layers", "--json", "/dev/null"] + argv)
+def test_layers_argument_errors(argv, message, capsys):
+    assert message in refused(["plot", "layers", "--json", "/dev/null"] + argv, capsys)
+
+
+@needs_models
+@pytest.mark.parametrize("eps", ["0", "-0.1", "1.5"])
+def test_layers_refuse_the_eps_certify_refuses(eps, capsys):
+    """One rule for plot layers and certify: eps in (0, hi - lo] of the data range."""
+    err = refused(["plot", "layers", "--json", "/dev/null", "--eps", eps], capsys)
+    assert "eps must be in (0, 1]" in err
+
+
+@pytest.mark.parametrize("option", ["--json", "--out"])
+def test_layers_refuse_an_unwritable_output_before_any_work(option, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(plot, "load_network", lambda args: pytest.fail("the network was loaded"))
+    err = refused(["plot", "layers", option, str(tmp_path / "missing" / "x.out")], capsys)
+    assert f"{option} {tmp_path / 'missing' / 'x.out'}: directory" in err and "does not exist" in err
 
 
 def test_layers_checkpoint_of_a_zoo_network(tmp_path):
@@ -251,7 +275,7 @@ def test_layers_checkpoint_of_a_zoo_network(tmp_path):
     assert torch.equal(loaded.fc1.weight, net.fc1.weight)
 
 
-def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path):
+def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path, capsys):
     net = get("conv_small", "mnist")
     text = "network: conv_small\ndataset: mnist\neps: 0.1\ngoal: Box\nepochs: 1\n"
     path = tmp_path / "checkpoint.pt"
@@ -260,8 +284,8 @@ def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path):
                                                               dataset=None))
     assert dataset == "mnist" and torch.equal(loaded.conv1.weight, net.conv1.weight)
     torch.save({"state_dict": get("conv_med", "mnist").state_dict(), "config_text": text, "epoch": 1}, path)
-    with pytest.raises(SystemExit, match="checkpoint does not fit the architecture"):
-        main(["plot", "layers", "--checkpoint", str(path), "--json", str(tmp_path / "x.json")])
+    assert "checkpoint does not fit the architecture" in refused(
+        ["plot", "layers", "--checkpoint", str(path), "--json", str(tmp_path / "x.json")], capsys)
 
 
 # ------------------------------------------------------------------ drawing (matplotlib)
