@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     results = [bench_network(spec, methods, args.timeout_per_method) for spec in specs]
     table = markdown(results)
     header = (f"{args.threads} threads, torch {torch.__version__}, "
-              f"total {time.perf_counter() - start:.0f} s")
+              f"total {time.perf_counter() - start:.2f} s")
     print(header)
     print(table)
     if args.markdown:
