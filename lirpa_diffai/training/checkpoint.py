@@ -37,20 +37,38 @@ def write_metrics(path: Path, metrics: list[dict]) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """A checkpoint written by the trainer, read with ``weights_only=True``."""
+    """A checkpoint written by the trainer, read with ``weights_only=True``. Any other file
+    (empty, not written by ``torch.save``, holding other objects or other keys) raises
+    :class:`CheckpointError` saying it is not a lirpa-diffai checkpoint and why."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types
-        raise CheckpointError(f"{path} is not a readable checkpoint: "
-                              f"{str(err).splitlines()[0]}") from None
+    except Exception:  # unpickling errors have many types; torch's text advises unsafe loading
+        raise CheckpointError(f"{path} is not a lirpa-diffai checkpoint: it "
+                              f"{unreadable_reason(path)}") from None
     needed = ("state_dict", "config_text", "epoch")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in needed):
-        raise CheckpointError(f"{path} is not a lirpa_diffai training checkpoint (it lacks "
-                              f"{', '.join(needed)})")
+        raise CheckpointError(f"{path} is not a lirpa-diffai checkpoint: it lacks "
+                              f"{', '.join(needed)} (write one with `python -m lirpa_diffai "
+                              f"train`)")
     return ckpt
+
+
+TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80")   # zip archive (torch >= 1.6), legacy pickle
+
+
+def unreadable_reason(path: Path) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, as the end of a sentence."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "is empty (0 bytes; a run killed before its first checkpoint was written?)"
+    if head.startswith(TORCH_SAVE_MAGIC):
+        return ("holds Python objects other than tensors and plain values, which are never "
+                "unpickled (not written by `python -m lirpa_diffai train`)")
+    return "is not a file written by torch.save (a configuration or another file?)"
 
 
 def config_of(ckpt: dict) -> TrainConfig:
