@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import torch
 from torch import nn
 
 from .attacks import attack_correct
-from .certify import certified_mask
+from .certify import METHOD_ERRORS, certified_mask, method_error
 from .training.checkpoint import CHECKPOINT, config_of, load_checkpoint, load_state_checked
 from .training.errors import TrainingError
 from .training.step import build_network
@@ -23,11 +24,13 @@ from .training.step import build_network
 
 @dataclass
 class MethodRow:
-    """Certified accuracy of one bound method and its wall-clock seconds."""
+    """Certified accuracy of one bound method and its wall-clock seconds, or the ``error`` of
+    a method that failed (then no figures)."""
 
     method: str
-    certified: float
-    seconds: float
+    certified: Optional[float] = None
+    seconds: Optional[float] = None
+    error: Optional[str] = None
 
 
 @dataclass
@@ -44,7 +47,12 @@ class Report:
     methods: list[MethodRow] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The report as a dict; a method's ``error`` only where it failed."""
+        d = asdict(self)
+        for row in d["methods"]:
+            if row["error"] is None:
+                del row["error"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
@@ -61,7 +69,8 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
                      progress=None) -> Report:
     """Clean, MI-FGSM and certified accuracy of ``model`` (eval mode) on ``(x, y)``.
     ``bm`` is a ``lirpa_diffai.BoundedModule`` around ``model`` in eval mode; ``progress``
-    (optional) is called with a message before each part."""
+    (optional) is called with a message before each part. A method that fails
+    (``certify.METHOD_ERRORS``) gets its error in its row; the other methods still run."""
     say = progress or (lambda _msg: None)
     parts = batches(len(x), batch_size)
     with torch.no_grad():
@@ -74,8 +83,12 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     for method in methods:
         say(method)
         start = time.perf_counter()
-        proved = torch.cat([certified_mask(bm, x[s], y[s], eps, method, data_range,
-                                           num_classes) for s in parts])
+        try:
+            proved = torch.cat([certified_mask(bm, x[s], y[s], eps, method, data_range,
+                                               num_classes) for s in parts])
+        except METHOD_ERRORS as err:
+            report.methods.append(MethodRow(method, error=method_error(err)))
+            continue
         seconds = time.perf_counter() - start
         report.methods.append(MethodRow(method, (proved & correct).float().mean().item(),
                                         seconds))
@@ -89,7 +102,8 @@ def format_report(r: Report) -> str:
     lines = ["| evaluation | accuracy | seconds |", "|---|---:|---:|",
              f"| MI-FGSM (mu 0.8, 20 steps of eps/10) | {r.attack:.1%} | "
              f"{r.attack_seconds:.1f} |"]
-    lines += [f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
+    lines += [f"| certified, {m.method} | failed: {m.error.replace('|', '/')} | |" if m.error
+              else f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
               for m in r.methods]
     return head + "\n".join(lines)
 
@@ -104,6 +118,7 @@ def known_methods() -> dict[str, str]:
     names.update({m: SPELLING.get(m, m) for m in bounded_module.HZONO_METHODS})
     names.update({m: SPELLING.get(m, m)
                   for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
+    names["alpha-crown"] = "alpha-CROWN"
     return names
 
 

@@ -78,7 +78,9 @@ def test_layers_of_a_resnet_in_topological_order():
 @needs_models
 @pytest.mark.parametrize("method,options", [
     ("IBP", {}), ("hzono", {"correlate_input": 0}), ("hzono", {"correlate_input": "all"}),
-    ("HNIPS", {"correlate_input": "all"}), ("CROWN", {}), ("CROWN-IBP", {})])
+    ("HNIPS", {"correlate_input": "all"}), ("CROWN", {}), ("CROWN-IBP", {}),
+    ("alpha-CROWN-hzono", {"correlate_input": "all"}),   # optimizes: needs autograd on
+    pytest.param("alpha-CROWN", {}, marks=pytest.mark.slow)])
 def test_layer_bounds_contain_sampled_and_attacked_values(conv_small, mnist_images, method, options):
     bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": options}).eval()
     bounds = bound_layers(bm, mnist_images, EPS, method)

@@ -34,4 +34,9 @@ def run(args) -> int:
     except (SourceError, TrainingError, FileNotFoundError) as err:
         raise CommandError(str(err)) from None
     print(table)
+    failed = [m.method for m in report.methods if m.error]
+    if failed:
+        kept = " and in " + args.json if args.json else ""
+        raise CommandError(f"{', '.join(failed)} failed (the reason is in the table{kept}); "
+                           f"the other rows are complete")
     return 0
