@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -159,15 +160,81 @@ def check_eps(eps: float, data_range) -> float:
 def load_trained(checkpoint_path) -> tuple:
     """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
     holding ``checkpoint.pt``)."""
-    from pathlib import Path
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    ckpt = load_checkpoint(path)
+    return trained_network(load_checkpoint(checkpoint_file(checkpoint_path)))
+
+
+def checkpoint_file(path) -> Path:
+    """``path``, or the ``checkpoint.pt`` inside it when it is a run directory."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+def trained_network(ckpt: dict) -> tuple:
+    """``(model in eval mode, cfg)``: the configuration's network with the checkpoint's
+    weights, each key and shape checked."""
     cfg = config_of(ckpt)
     model = build_network(cfg)
     load_state_checked(model, ckpt["state_dict"], cfg.network)
     return model.eval(), cfg
+
+
+def load_network(name: str, checkpoint=None, dataset: str | None = None,
+                 untrained: bool = False) -> tuple[nn.Module, str, str]:
+    """``(network in eval mode, dataset, description)`` for the tools that bound a network
+    on test images (``plot layers``, ``examples/compare_bounds.py``).
+
+    Without ``checkpoint``: the pretrained network ``name`` (``models.PRETRAINED``), or, with
+    ``untrained``, the zoo network ``name`` freshly initialised. With ``checkpoint``: a
+    training checkpoint of ``python -m lirpa_diffai train`` (a file or its run directory;
+    network and dataset from its configuration) or a state dict for the zoo network
+    ``name``. ``dataset`` defaults to the network's (the first the zoo defines it for); one
+    that contradicts the pretrained network or the configuration is a ValueError, as is an
+    unreadable checkpoint (``CheckpointError``)."""
+    from . import models
+    from .models.pretrained import check, state_dict_of, translate
+    from .models.registry import ZOO
+    from .training.checkpoint import unreadable_reason
+    from .training.errors import CheckpointError
+
+    def agreed(known: str, what: str) -> str:
+        if dataset not in (None, known):
+            raise ValueError(f"{what} is a {known} network, not {dataset}")
+        return known
+
+    if checkpoint is None:
+        if name in models.PRETRAINED:
+            return (models.load_pretrained(name).eval(),
+                    agreed(models.PRETRAINED[name].dataset, name), name)
+        if not untrained:
+            raise ValueError(f"--network {name!r} is not a pretrained network "
+                             f"({', '.join(models.PRETRAINED)}); give --checkpoint for a zoo "
+                             "network")
+        name = models.canonical_name(name)
+        dataset = dataset or ZOO[name].datasets[0]
+        return models.get(name, dataset).eval(), dataset, f"{name} (untrained)"
+    path = checkpoint_file(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unpickling errors have many types; torch's text advises unsafe loading
+        raise CheckpointError(f"{path} is not a readable checkpoint: it "
+                              f"{unreadable_reason(path)}") from None
+    if isinstance(ckpt, dict) and "config_text" in ckpt:
+        net, cfg = trained_network(ckpt)
+        return net, agreed(cfg.dataset, f"{path}'s {cfg.network}"), \
+            f"{cfg.network} ({path.name})"
+    name = models.canonical_name(name)
+    dataset = dataset or ZOO[name].datasets[0]
+    net = models.get(name, dataset)
+    state = state_dict_of(ckpt)
+    buffers = dict(net.named_buffers())
+    check(net, translate({k: v for k, v in state.items() if k not in buffers}, {}))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
+        raise ValueError(f"{path}: {err}") from None
+    return net.eval(), dataset, f"{name} ({path.name})"
 
 
 def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
@@ -179,7 +246,6 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
     ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono).
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
-    from pathlib import Path
     from . import data
     from .bounded_module import BoundedModule, parse_correlate_input
     try:

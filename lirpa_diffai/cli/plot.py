@@ -104,45 +104,6 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
-def load_network(args):
-    """``(network in eval mode, dataset, description)`` from ``--network``/``--checkpoint``."""
-    import torch
-
-    from .. import models
-    from ..models.pretrained import check, state_dict_of, translate
-    if args.checkpoint is None:
-        if args.network in models.PRETRAINED:
-            known = models.PRETRAINED[args.network]
-            if args.dataset not in (None, known.dataset):
-                raise ValueError(f"{args.network} is a {known.dataset} network, "
-                                 f"not {args.dataset}")
-            return models.load_pretrained(args.network), known.dataset, args.network
-        raise ValueError(f"--network {args.network!r} is not a pretrained network "
-                         f"({', '.join(models.PRETRAINED)}); give --checkpoint for a zoo network")
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types
-        raise ValueError(f"{args.checkpoint} is not a readable checkpoint: "
-                         f"{str(err).splitlines()[0]}") from None
-    if isinstance(ckpt, dict) and "config_text" in ckpt:
-        from ..goals.config import parse_config
-        cfg = parse_config(ckpt["config_text"], ckpt.get("config_path") or args.checkpoint)
-        name, dataset = cfg.network, cfg.dataset
-    else:
-        name, dataset = args.network, args.dataset or "mnist"
-    net = models.get(name, dataset)
-    state = state_dict_of(ckpt)
-    buffers = dict(net.named_buffers())
-    check(net, translate({k: v for k, v in state.items() if k not in buffers}, {}))
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
-        raise ValueError(f"{args.checkpoint}: {err}") from None
-    return net.eval(), dataset, f"{models.canonical_name(name)} ({Path(args.checkpoint).name})"
-
-
 def run_layers(args) -> int:
     from ..bounded_module import parse_correlate_input
     from .common import check_output_path
@@ -158,9 +119,9 @@ def run_layers(args) -> int:
 
     from .. import data
     from ..bounded_module import BoundedModule
-    from ..evaluation import check_eps
+    from ..evaluation import check_eps, load_network
     from ..layer_bounds import format_table, measure_layer_widths
-    net, dataset, description = load_network(args)
+    net, dataset, description = load_network(args.network, args.checkpoint, args.dataset)
     check_eps(args.eps, data.data_range(dataset))
     x = data.load_dataset(dataset, "test", args.data_root).tensors[0][:args.limit]
     bm = BoundedModule(net, x[:1], bound_opts={"hzono": options}).eval()
