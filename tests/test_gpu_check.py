@@ -49,3 +49,23 @@ def test_without_cuda_it_says_so_and_exits_2(capsys, monkeypatch):
     assert gpu_check.main([]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gpu_check: CUDA is not available") and "--device cpu" in err
+
+
+# ------------------------------------------------- no tensor made on the CPU inside a pass
+# A tensor on the "meta" device mixed with one created on the CPU by default raises, as a
+# CUDA tensor would: these catch such tensors without a GPU.
+
+def test_augment_keeps_the_device_of_its_images_and_the_cpu_draws():
+    from lirpa_diffai.training import augment
+    assert augment(torch.zeros(4, 3, 8, 8, device="meta")).device.type == "meta"
+    x = torch.rand(4, 3, 8, 8)
+    torch.manual_seed(5)
+    first = augment(x)
+    torch.manual_seed(5)
+    assert torch.equal(augment(x), first)   # drawn from the CPU RNG on every device
+
+
+def test_attack_helpers_follow_their_inputs():
+    from lirpa_diffai.attacks import eps_box, l1_normalise
+    x = torch.zeros(2, 1, 4, 4, device="meta")
+    assert all(t.device.type == "meta" for t in eps_box(x, 0.1) + (l1_normalise(x),))

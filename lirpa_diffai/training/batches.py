@@ -38,16 +38,18 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, dist: Dist) ->
 
 def augment(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
     """Random crop (zero padding ``padding``) and random horizontal flip, per image, drawn
-    from torch's global RNG."""
+    from torch's global CPU RNG (the same draws, and the same resumed run, on every device;
+    the indices then move to ``x``'s device)."""
     b, _, h, w = x.shape
+    device = x.device
     padded = F.pad(x, [padding] * 4)
-    dy = torch.randint(0, 2 * padding + 1, (b,))
-    dx = torch.randint(0, 2 * padding + 1, (b,))
-    rows = (dy.view(b, 1) + torch.arange(h)).view(b, 1, h, 1)
-    cols = (dx.view(b, 1) + torch.arange(w)).view(b, 1, 1, w)
-    idx_b = torch.arange(b).view(b, 1, 1, 1)
-    out = padded[idx_b, torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
-    flip = torch.rand(b) < 0.5
+    dy = torch.randint(0, 2 * padding + 1, (b,)).to(device)
+    dx = torch.randint(0, 2 * padding + 1, (b,)).to(device)
+    rows = (dy.view(b, 1) + torch.arange(h, device=device)).view(b, 1, h, 1)
+    cols = (dx.view(b, 1) + torch.arange(w, device=device)).view(b, 1, 1, w)
+    idx_b = torch.arange(b, device=device).view(b, 1, 1, 1)
+    out = padded[idx_b, torch.arange(x.shape[1], device=device).view(1, -1, 1, 1), rows, cols]
+    flip = (torch.rand(b) < 0.5).to(device)
     return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
 
 
