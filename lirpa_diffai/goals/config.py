@@ -38,7 +38,8 @@ nearest known one). Keys (``*`` = required)::
                   false for mnist
     train_subset  use only the first N training examples (default: all)
     test_subset   evaluate on the first N test examples (default: all)
-    data_root     where the dataset is (default: lirpa_diffai.data's search order)
+    data_root     where the dataset is, and only there: a directory that does not hold it is
+                  an error (default: lirpa_diffai.data's search order)
     device        torch device (default cpu)
     output        directory for checkpoints and logs (default: none)
 

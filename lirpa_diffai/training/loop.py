@@ -8,8 +8,8 @@ directory:
 
 ``checkpoint.pt``   written atomically (a temporary file in the same directory, then
                     ``os.replace``): model and optimizer state, the completed epoch, the
-                    configuration's text, path and ``--set`` overrides, the metrics so far and the RNG states of
-                    every process (torch, numpy, python). Everything is a tensor or plain
+                    configuration's text, path and ``--set`` overrides, the metrics so far
+                    and the RNG states of every process (torch, numpy, python). Everything is a tensor or plain
                     Python, so it loads with ``torch.load(..., weights_only=True)``.
 ``metrics.jsonl``   one JSON object per epoch: ``epoch`` (1-based), ``train_loss``,
                     ``train_accuracy`` (the network in eval mode on each training batch
@@ -142,7 +142,7 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
             raise TrainingError(f"the checkpoint holds RNG states of {len(rng_states)} "
                                 f"processes; this run has {dist.world}")
         set_rng_state(mine)
-    steps_left, smoke, timing_log = max_steps, [], say
+    steps_left, smoke, timing_log, saved = max_steps, [], say, run.epoch
     try:
         while run.epoch < total and steps_left != 0:
             metrics, steps = train_epoch(run, loss_module, bm, (x_train, y_train), dist,
@@ -163,8 +163,9 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
             if dist.is_main:
                 save_atomic(run.checkpoint(states), out_dir / CHECKPOINT)
                 write_metrics(out_dir / METRICS, run.metrics)
+            saved = run.epoch
     except KeyboardInterrupt:
-        raise Interrupted(interrupted_message(run, out_dir, config_path, overrides,
+        raise Interrupted(interrupted_message(saved, out_dir, config_path, overrides,
                                               max_steps)) from None
     if max_steps is not None:
         say(f"stopped after {max_steps - steps_left} steps (--max-steps {max_steps}); "
@@ -187,21 +188,22 @@ def resume_message(run: Run, total: int, out_dir: Path) -> str:
             f"asked for; nothing to train (give --epochs above {run.epoch} to continue it)")
 
 
-def interrupted_message(run: Run, out_dir: Path, config_path: str, overrides,
+def interrupted_message(saved: int, out_dir: Path, config_path: str, overrides,
                         max_steps: int | None) -> str:
-    """Where an interrupted run stands and how to continue it."""
+    """Where an interrupted run stands (``saved``: the epoch of its last checkpoint) and how
+    to continue it."""
     if max_steps is not None:
         return "interrupted (a --max-steps run writes no checkpoint)"
     ckpt = out_dir / CHECKPOINT
-    if not ckpt.is_file():
-        return (f"interrupted during epoch {run.epoch + 1}, before the first checkpoint "
-                f"(written after each epoch); nothing was saved in {out_dir}")
+    if saved == 0 or not ckpt.is_file():
+        return ("interrupted during epoch 1, before the first checkpoint (written after each "
+                f"epoch); nothing was saved in {out_dir}")
     command = ["python", "-m", "lirpa_diffai", "train", config_path, "--out", str(out_dir),
                "--resume"]
     for argument in overrides:
         command += ["--set", argument]
-    return (f"interrupted during epoch {run.epoch + 1}; the last checkpoint is {ckpt} "
-            f"(after epoch {run.epoch}). Resume with:\n  {shlex.join(command)}")
+    return (f"interrupted; the last checkpoint is {ckpt} (after epoch {saved}). Resume "
+            f"with:\n  {shlex.join(command)}")
 
 
 def _quiet(*_args, **_kwargs) -> None:

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ..goals.config import TrainConfig
-from .checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, config_differences, config_of, \
-    load_checkpoint, load_state_checked
+from .checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, METRICS, config_differences, \
+    config_of, load_checkpoint, load_state_checked
 from .distributed import Dist
 from .errors import TrainingError
 from .rng import seed_everything
@@ -67,7 +67,7 @@ def check_device(cfg: TrainConfig) -> None:
 def remove_leftovers(out: Path, log=print) -> None:
     """Delete the temporary files (``.checkpoint.pt.tmp<pid>``, ``.metrics.jsonl.tmp<pid>``)
     of writes that a killed process left behind; a live process's are kept."""
-    for tmp in sorted(out.glob(".*.tmp*")):
+    for tmp in sorted(p for name in (CHECKPOINT, METRICS) for p in out.glob(f".{name}.tmp*")):
         pid = tmp.name.rpartition(".tmp")[2]
         if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
