@@ -55,14 +55,9 @@ def test_without_cuda_it_says_so_and_exits_2(capsys, monkeypatch):
 # A tensor on the "meta" device mixed with one created on the CPU by default raises, as a
 # CUDA tensor would: these catch such tensors without a GPU.
 
-def test_augment_keeps_the_device_of_its_images_and_the_cpu_draws():
+def test_augment_keeps_the_device_of_its_images():
     from lirpa_diffai.training import augment
     assert augment(torch.zeros(4, 3, 8, 8, device="meta")).device.type == "meta"
-    x = torch.rand(4, 3, 8, 8)
-    torch.manual_seed(5)
-    first = augment(x)
-    torch.manual_seed(5)
-    assert torch.equal(augment(x), first)   # drawn from the CPU RNG on every device
 
 
 def test_attack_helpers_follow_their_inputs():
