@@ -3,7 +3,6 @@ command line: the margin specification, the certified mask, the autograd mode ea
 needs, and one table row per bound method on the same inputs."""
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from dataclasses import asdict, dataclass
