@@ -106,8 +106,8 @@ def bound_margins(bm, x: torch.Tensor, labels: torch.Tensor, eps: float, method:
 
 
 def compare_methods(bm, x, labels, eps, methods=DEFAULT_METHODS, num_classes=10,
-                    data_range=(0.0, 1.0), skip: Callable[[str], Optional[str]] = None,
-                    progress: Callable[[str], None] = None) -> list[MethodResult]:
+                    data_range=(0.0, 1.0), skip: Optional[Callable[[str], Optional[str]]] = None,
+                    progress: Optional[Callable[[str], None]] = None) -> list[MethodResult]:
     """Each method on the same inputs, timed; ``bm`` is a ``lirpa_diffai.BoundedModule``.
     ``skip(method)`` (optional) gives a reason not to run a method (e.g.
     ``budget.size_limit_reason``); a method that fails (``METHOD_ERRORS``) gets its error in
