@@ -87,13 +87,22 @@ def short_run(config: str, variant: str, steps: int, batch: int, n_test: int,
     return row
 
 
+def per_config(text: str, n: int) -> list[int]:
+    """``"5"`` -> ``[5] * n``; ``"5,6,7"`` -> ``[5, 6, 7]`` (one per configuration)."""
+    values = [int(v) for v in text.split(",")]
+    if len(values) not in (1, n):
+        raise SystemExit(f"expected 1 or {n} comma-separated values, got {text!r}")
+    return values * n if len(values) == 1 else values
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--steps", default="150,40,20",
+    parser.add_argument("--steps", default="60,20,10",
                         help="steps per run: one number, or one per config")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", default="16,8,8",
+                        help="batch size: one number, or one per config")
     parser.add_argument("--test", type=int, default=100, help="test images evaluated")
     parser.add_argument("--clip", type=float, default=10.0, help="grad_clip of ibp-clip")
     parser.add_argument("--threads", type=int, default=1)
@@ -101,11 +110,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, configs = [], args.configs.split(",")
-    steps = [int(s) for s in args.steps.split(",")]
-    steps = steps * len(configs) if len(steps) == 1 else steps
-    for config, n in zip(configs, steps):
+    steps, batches = (per_config(text, len(configs)) for text in (args.steps, args.batch))
+    for config, n, batch in zip(configs, steps, batches):
         for variant in args.variants.split(","):
-            row = short_run(config, variant, n, args.batch, args.test, args.clip)
+            row = short_run(config, variant, n, batch, args.test, args.clip)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -155,6 +155,16 @@ def test_ctrl_c_names_the_last_checkpoint_and_exits_130(tmp_path, capsys, monkey
 
 
 @needs_data
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, capsys,
+                                                                   monkeypatch):
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training.loop, "training_step", interrupt)
+    code, _, err = cli(capsys, write_config(tmp_path), "--out", tmp_path / "run")
+    assert code == 130 and "before the first checkpoint" in err and "Traceback" not in err
+
+
+@needs_data
 def test_resume_messages_and_a_comment_only_edit(tmp_path, capsys):
     path, out_dir = write_config(tmp_path, epochs=2), tmp_path / "run"
     assert cli(capsys, path, "--out", out_dir)[0] == 0
