@@ -1,20 +1,21 @@
-"""Do the deep networks' shipped schedules reach a NaN loss, and do ``init: ibp`` and
+"""Do the deep networks' schedules reach a NaN loss, and do ``init: ibp`` and
 ``grad_clip`` keep them finite? A short run per network and variant on the CIFAR-10 subset.
 
     python benchmarks/deep_stability.py                       # the three networks, both variants
     python benchmarks/deep_stability.py --configs baseline_resnet_tiny --steps 40 --batch 8 \\
-        --variants shipped,ibp-clip --json out.json
+        --variants default,ibp-clip --json out.json
 
 Each run trains ``--steps`` optimizer steps of batch ``--batch`` with the configuration of
 ``examples/goals/<config>.yaml`` (its goal, method, optimizer and learning-rate schedule),
 with the schedules compressed in time: step k of n runs at the file's epoch
 ``t = k / n * horizon``, where ``horizon`` is 1.25 times the epoch at which every schedule of
 the goal has reached its final value, so the eps ramp happens as the file says and the last
-fifth of the run is at full strength. Variants: ``shipped`` (the file as it is) and
-``ibp-clip`` (``init: ibp`` and ``grad_clip: --clip``). For each run it reports the step at
-which the loss was first not finite (or none), the mean loss of the last 10 steps, the time
-per step, and clean and certified accuracy (the file's method at its full eps) on the first
-``--test`` test images. One thread by default (``--threads``).
+fifth of the run is at full strength. Variants: ``default`` (torch's initialisation, no
+clipping: the files as they were before ``init`` and ``grad_clip`` existed) and ``ibp-clip``
+(``init: ibp`` and ``grad_clip: --clip``, what the deep files now set). For each run it
+reports the step at which the loss was first not finite (or none), the mean loss of the last
+10 steps, the time per step, and clean and certified accuracy (the file's method at its full
+eps) on the first ``--test`` test images. One thread by default (``--threads``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from lirpa_diffai.goals.config import parse_config  # noqa: E402
 from lirpa_diffai.training import Dist, GoalLoss  # noqa: E402
 
 CONFIGS = ("baseline_resnet_tiny", "insamplpar34_resnet34", "adv5islpad100_densenet100")
-VARIANTS = {"shipped": (), "ibp-clip": ("init=ibp", "grad_clip={clip}")}
+VARIANTS = {"default": ("init=default", "grad_clip=null"),
+            "ibp-clip": ("init=ibp", "grad_clip={clip}")}
 
 
 def horizon(goal, epochs: int) -> float:
