@@ -280,3 +280,19 @@ def test_training_mode_batch_norm_uses_the_batch_statistics_held_fixed():
     ref_b, ref_d = reference_distances(net, x, y, 1)
     torch.testing.assert_close(d_b, ref_b, rtol=1e-5, atol=1e-12)
     torch.testing.assert_close(d_d, ref_d, rtol=1e-5, atol=1e-12)
+
+
+def test_the_traced_graph_follows_the_networks_weights_and_running_statistics():
+    """A cached graph reads the network's current tensors, and tracing it leaves an autograd
+    graph already built on the network usable."""
+    net, x, y = make("residual")
+    ce = nn.functional.cross_entropy(net(x), y)        # built before the first trace
+    loss = ce + mmr_loss(net, x, y, gamma_b=1.0, gamma_d=1.0, k_b=5, k_d=4)
+    loss.backward()
+    with torch.no_grad():
+        net.bn.running_mean.add_(0.3)
+        net.fc.weight.mul_(1.5)
+    d_b, d_d = region_distances(net, x, y)
+    ref_b, ref_d = reference_distances(net, x, y, 1)
+    torch.testing.assert_close(d_b, ref_b, rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(d_d, ref_d, rtol=1e-5, atol=1e-12)

@@ -28,12 +28,13 @@ sequential network, the order of its layers), each input flattened in the logica
 """
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 from dataclasses import dataclass
 
 import torch
-from auto_LiRPA.operators import (BoundAdd, BoundAveragePool, BoundBatchNormalization,
+from auto_LiRPA.operators import (BoundAdd, BoundAveragePool, BoundBatchNormalization, BoundBuffers,
                                   BoundConcat, BoundConv, BoundConvTranspose, BoundDiv,
                                   BoundFlatten, BoundGlobalAveragePool, BoundInput, BoundLinear,
                                   BoundMatMul, BoundMul, BoundNeg, BoundPad, BoundParams,
@@ -83,15 +84,32 @@ _BOUNDED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def bounded_network(model, x: Tensor) -> BoundedModule:
     """``model`` itself if it is a ``lirpa_diffai.BoundedModule``, else a BoundedModule traced
     from it (cached per network and input shape while the network lives), in the network's
-    current mode."""
+    current mode, reading the network's own parameters and buffers.
+
+    The graph is traced from a copy of the network, then pointed at the network's tensors:
+    auto_LiRPA's tracing reloads the traced network's state in place, which would invalidate
+    any autograd graph already built on the network (a cross-entropy term of the same loss),
+    and it copies the buffers (a batch norm's running statistics would go stale)."""
     if isinstance(model, BoundedModule):
         return model
     per_shape = _BOUNDED.setdefault(model, {})
     key = (tuple(x.shape[1:]), x.dtype, str(x.device))
     if key not in per_shape:
-        per_shape[key] = BoundedModule(model, x[:1].detach(), device=str(x.device))
+        traced = BoundedModule(copy.deepcopy(model), x[:1].detach(), device=str(x.device))
+        per_shape[key] = share_tensors(traced, model)
     bm = per_shape[key]
     bm.train(model.training)
+    return bm
+
+
+def share_tensors(bm: BoundedModule, model) -> BoundedModule:
+    """``bm`` with its parameter and buffer nodes holding ``model``'s tensors (by name)."""
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    for node in bm.modules():
+        if isinstance(node, BoundParams):
+            node._parameters["param"] = params[node.ori_name]
+        elif isinstance(node, BoundBuffers) and node.ori_name in buffers:
+            node._buffers["buffer"] = buffers[node.ori_name]
     return bm
 
 
