@@ -107,12 +107,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     wanted = args.only.split(",") if args.only else list(goals(args.epochs))
     results_path = Path(args.out) / "claim.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name, goal in goals(args.epochs).items():
         if name in wanted:
-            results[name] = train_and_evaluate(name, goal, args)
+            result = train_and_evaluate(name, goal, args)
+            # read again: runs of other goals (--only) may have written their results meanwhile
+            results = json.loads(results_path.read_text()) if results_path.exists() else {}
+            results[name] = result
             results_path.write_text(json.dumps(results, indent=2) + "\n")
-            print(f"{name}: trained in {results[name]['train_seconds']:.0f} s", flush=True)
+            print(f"{name}: trained in {result['train_seconds']:.0f} s", flush=True)
+    results = json.loads(results_path.read_text())
+    results = {name: results[name] for name in goals(args.epochs) if name in results}
     print(f"ConvSmall on MNIST, {args.train_subset} training images, {args.epochs} epochs, "
           f"batch {args.batch_size}; eps {EPS} on {args.limit} test images\n")
     print(format_table(results))

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from lirpa_diffai import models
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.bounded_module import BoundedModule
 from lirpa_diffai.mmr import region_distances

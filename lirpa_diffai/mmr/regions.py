@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from auto_LiRPA.operators import (BoundAdd, BoundAveragePool, BoundBatchNormalization, BoundBuffers,
                                   BoundConcat, BoundConv, BoundConvTranspose, BoundDiv,
-                                  BoundFlatten, BoundGlobalAveragePool, BoundInput, BoundLinear,
+                                  BoundFlatten, BoundGlobalAveragePool, BoundLinear,
                                   BoundMatMul, BoundMul, BoundNeg, BoundPad, BoundParams,
                                   BoundReduceMean, BoundReduceSum, BoundRelu, BoundReshape,
                                   BoundShape, BoundSlice, BoundSqueeze, BoundSub, BoundTranspose,
@@ -118,13 +118,17 @@ def graph_order(bm: BoundedModule) -> list:
     return bm._topological_order(bm.final_node())
 
 
+def is_network_input(bm: BoundedModule, node) -> bool:
+    """Whether ``node`` is the network's (data) input, not a parameter, buffer or constant."""
+    return (node.name in bm.input_name and not isinstance(node, BoundParams)
+            and getattr(node, "input_index", None) is not None)
+
+
 def perturbed_names(bm: BoundedModule) -> set:
     """Names of the nodes that depend on the network's input."""
-    inputs = {bm[name].name for name in bm.input_name if isinstance(bm[name], BoundInput)
-              and not isinstance(bm[name], BoundParams) and bm[name].input_index is not None}
     out = set()
     for node in graph_order(bm):
-        if node.name in inputs or any(i.name in out for i in node.inputs):
+        if is_network_input(bm, node) or any(i.name in out for i in node.inputs):
             out.add(node.name)
     return out
 
@@ -214,7 +218,7 @@ def jacobian_pass(bm: BoundedModule, x: Tensor, rows: Tensor, visit) -> HybridZo
         if not node.inputs:
             if isinstance(node, BoundParams):
                 value = node.param      # not node.forward(): it resets requires_grad
-            elif node.name in bm.input_name and getattr(node, "input_index", None) is not None:
+            elif is_network_input(bm, node):
                 value = HybridZonotope(x, torch.zeros_like(x), rows, fresh_ids(rows.shape[0]))
                 value = value.channels_last()
             else:
