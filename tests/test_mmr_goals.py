@@ -165,3 +165,12 @@ def test_the_mmr_example_configs_load_and_take_a_step():
         loss = training.training_step(training.GoalLoss(model, bm, cfg), optimizer, x, y, 20.0,
                                       cfg.lr_at(20.0))
         assert loss > 0
+
+
+def test_training_read_outs_see_inside_dlist():
+    from lirpa_diffai.training import eps_factor, schedule_values
+    goal = parse_goal(RECIPE)
+    assert schedule_values(goal, 5.0) == pytest.approx({
+        "DList.pairs[2].w": 0.25, "DList.pairs[2].MMR.k_b": 0.1 - 0.08 * 5 / 100})
+    assert eps_factor(goal, 5.0) is None                         # no Box
+    assert eps_factor(parse_goal("DList((Point, 1), (Sub(0.5, Box), 1))"), 5.0) == 0.5
