@@ -296,3 +296,15 @@ def test_the_traced_graph_follows_the_networks_weights_and_running_statistics():
     ref_b, ref_d = reference_distances(net, x, y, 1)
     torch.testing.assert_close(d_b, ref_b, rtol=1e-5, atol=1e-12)
     torch.testing.assert_close(d_d, ref_d, rtol=1e-5, atol=1e-12)
+
+
+class Square(nn.Module):
+    def forward(self, x):
+        h = torch.relu(x.flatten(1))
+        return h * h
+
+
+def test_a_product_of_two_input_dependent_values_is_refused_by_node():
+    x = torch.rand(2, 1, 2, 2)
+    with pytest.raises(RegionError, match=r"node '.+' \(BoundMul\) multiplies two perturbed"):
+        region_distances(Square(), x, torch.tensor([0, 1]))

@@ -42,7 +42,7 @@ from auto_LiRPA.operators import (BoundAdd, BoundAveragePool, BoundBatchNormaliz
                                   BoundShape, BoundSlice, BoundSqueeze, BoundSub, BoundTranspose,
                                   BoundUnsqueeze)
 
-from ..bound_ops import transformer_for
+from ..bound_ops import UnsupportedOperatorError, transformer_for
 from ..bound_ops.abstract import BoundAbstractLayer
 from ..bound_ops.registry import is_perturbed, joined
 from ..bounded_module import BoundedModule
@@ -228,7 +228,10 @@ def jacobian_pass(bm: BoundedModule, x: Tensor, rows: Tensor, visit) -> HybridZo
             if any(map(is_perturbed, args)):
                 if type(node) is BoundRelu:
                     visit(node, joined(args[0]))
-                value = _node_value(ctx, node, args)
+                try:
+                    value = _node_value(ctx, node, args)
+                except UnsupportedOperatorError as err:   # e.g. a product of two perturbed values
+                    raise RegionError(f"the linear-region distances (MMR): {err}") from None
             else:
                 value = node.forward(*args)
             if isinstance(value, (torch.Size, tuple)):
