@@ -159,7 +159,7 @@ def test_the_mmr_example_configs_load_and_take_a_step():
                                                        .replace("PGD7", "PGD2")))
         torch.manual_seed(0)
         model = training.build_network(cfg).train()
-        x, y = torch.rand((4,) + shape), torch.tensor([3, 7, 1, 0])
+        x, y = torch.rand((2,) + shape), torch.tensor([3, 7])
         bm = training.bounded_module(model, cfg, x)
         optimizer = training.make_optimizer(model, cfg)
         loss = training.training_step(training.GoalLoss(model, bm, cfg), optimizer, x, y, 20.0,
