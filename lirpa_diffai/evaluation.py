@@ -16,6 +16,7 @@ from torch import nn
 
 from .attacks import attack_correct
 from .certify import certified_mask
+from .training.batches import dataset_of
 from .training.checkpoint import CHECKPOINT, config_of, load_checkpoint, load_state_checked
 from .training.errors import TrainingError
 from .training.step import build_network
@@ -169,7 +170,6 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     median smallest d_B and d_D).
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
     from pathlib import Path
-    from . import data
     from .bounded_module import BoundedModule, parse_correlate_input
     try:
         method_list = parse_methods(methods)
@@ -184,7 +184,7 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
         eps = check_eps(cfg.eps if eps is None else eps, cfg.data_range)
     except ValueError as err:
         raise TrainingError(str(err)) from None
-    x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
+    x, y = dataset_of(cfg, "test").tensors
     n = limit or cfg.test_subset or len(x)
     x, y = x[:n], y[:n]
     bound_opts = dict(cfg.bound_opts)

@@ -1,5 +1,8 @@
-"""``python -m lirpa_diffai train CONFIG.yaml [--epochs N] [--out DIR] [--resume]``."""
-HELP = "train a zoo network with a goal from a YAML configuration (see examples/goals/)"
+"""``python -m lirpa_diffai train CONFIG.yaml [--epochs N] [--out DIR] [--resume]
+[--set KEY=VALUE ...] [--max-steps N] [--train-subset N] [--test-subset N]``."""
+HELP = "train a network with a goal from a YAML configuration (see examples/goals/)"
+
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
 
 
 def add_arguments(parser) -> None:
@@ -11,26 +14,52 @@ def add_arguments(parser) -> None:
                              "runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run whose checkpoint is in the output directory")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides",
+                        help="override a configuration key (a nested one as "
+                             "optimizer.lr=0.01); the value is YAML, checked like the "
+                             "file's; repeatable")
+    parser.add_argument("--train-subset", type=int, default=None, metavar="N",
+                        help="train on the first N training examples (--set train_subset=N)")
+    parser.add_argument("--test-subset", type=int, default=None, metavar="N",
+                        help="evaluate on the first N test examples (--set test_subset=N)")
+    parser.add_argument("--max-steps", type=int, default=None, metavar="N",
+                        help="a smoke run: stop after N optimizer steps, evaluate on the "
+                             "test subset, write nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per process (default: torch's; on a busy "
                              "machine 1 avoids oversubscription)")
 
 
+def overrides_of(args) -> list[str]:
+    """The ``--set`` arguments, with ``--train-subset`` / ``--test-subset`` as two more."""
+    out = list(args.overrides)
+    for key in ("train_subset", "test_subset"):
+        if getattr(args, key) is not None:
+            out.append(f"{key}={getattr(args, key)}")
+    return out
+
+
 def run(args) -> int:
     import sys
-    if args.epochs is not None and args.epochs < 1:
-        print("error: --epochs must be a positive integer", file=sys.stderr)
-        return 2
+    for flag, value in (("--epochs", args.epochs), ("--max-steps", args.max_steps)):
+        if value is not None and value < 1:
+            print(f"error: {flag} must be a positive integer, got {value}", file=sys.stderr)
+            return 2
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     from ..goals import SourceError
-    from ..training import TrainingError, train
+    from ..training import Interrupted, TrainingError, train
     try:
         metrics = train(args.config, out=args.out, epochs=args.epochs, resume=args.resume,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, overrides=overrides_of(args),
+                        max_steps=args.max_steps)
+    except Interrupted as err:
+        print(f"\n{err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (SourceError, TrainingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0 if metrics else 1
+    return 0 if metrics is not None else 1

@@ -4,7 +4,15 @@ The file is read with ``yaml.compose`` and the safe loader only; every refused k
 raises :class:`ConfigError` naming the file, line and column (and, for an unknown key, the
 nearest known one). Keys (``*`` = required)::
 
-    network*      zoo name (``lirpa_diffai.models.names()``; e.g. conv_small, resnet_tiny)
+    network*      zoo name (``lirpa_diffai.models.names()``; e.g. conv_small, resnet_tiny), or
+                  an import path ``package.module:Name`` of an ``nn.Module`` class or of a
+                  function returning one (imported with importlib, never evaluated)
+    network_args  keyword arguments of an import-path network (a mapping of plain values)
+    init          default (the network's own initialisation) | ibp: Shi et al. 2021's IBP
+                  initialisation, weights ~ N(0, 2 pi / fan_in^2) so that interval widths
+                  keep their size from layer to layer at initialisation
+    grad_clip     clip the gradient's global L2 norm to this value before each step, as
+                  DiffAI does (default: no clipping), > 0
     dataset*      mnist | cifar10 (inputs in the data range [0, 1])
     eps*          L-inf training radius, 0 < eps <= 1
     goal*         the training goal: paper notation (a string) or the nested-mapping form,
@@ -30,9 +38,14 @@ nearest known one). Keys (``*`` = required)::
                   false for mnist
     train_subset  use only the first N training examples (default: all)
     test_subset   evaluate on the first N test examples (default: all)
-    data_root     where the dataset is (default: lirpa_diffai.data's search order)
+    data_root     where the dataset is, and only there: a directory that does not hold it is
+                  an error (default: lirpa_diffai.data's search order)
     device        torch device (default cpu)
     output        directory for checkpoints and logs (default: none)
+
+Any key can also be given on the command line, ``--set key=value`` (``--set
+optimizer.lr=0.01`` for a nested one): the value is YAML, validated like the file's, and
+errors name the ``--set`` argument instead of the file.
 """
 from __future__ import annotations
 
@@ -40,7 +53,7 @@ import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import yaml
 
@@ -75,6 +88,9 @@ class TrainConfig:
     eps: float
     goal: Goal
     epochs: int
+    network_args: dict = field(default_factory=dict)
+    init: str = "default"
+    grad_clip: float | None = None
     method: str = "hzono"
     hzono: dict = field(default_factory=lambda: {"relu": "boxy"})
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -121,7 +137,12 @@ class Reader:
     def error(self, node: yaml.Node, message: str) -> ConfigError:
         """A :class:`ConfigError` at ``node``."""
         mark = node.start_mark
-        return ConfigError(message, mark.line + 1, mark.column + 1, self.source)
+        return ConfigError(message, mark.line + 1, mark.column + 1, self.source_of(node))
+
+    def source_of(self, node: yaml.Node) -> str:
+        """The file, or the ``--set`` argument, that ``node`` was written in."""
+        name = getattr(node.start_mark, "name", "")
+        return name if name.startswith(OVERRIDE_PREFIX) else self.source
 
     def scalar(self, node: yaml.Node, what: str):
         """The Python value of a scalar node, else an error naming ``what`` was expected."""
@@ -213,7 +234,7 @@ def optional(convert: Callable) -> Callable:
 
 def goal_value(reader: Reader, node: yaml.Node) -> Goal:
     """The ``goal`` key: a string in the paper's notation or the nested-mapping form."""
-    return parse_goal(node, Origin(reader.source))
+    return parse_goal(node, Origin(reader.source_of(node)))
 
 
 def lr_schedule_value(reader: Reader, node: yaml.Node) -> Schedule:
@@ -224,7 +245,7 @@ def lr_schedule_value(reader: Reader, node: yaml.Node) -> Schedule:
         if "milestones" not in steps:
             raise reader.error(node, "lr_schedule with gamma needs milestones")
         return step_schedule(steps["milestones"], steps.get("gamma", 0.1))
-    value = from_node(node, reader.source)
+    value = from_node(node, reader.source_of(node))
     try:
         return as_schedule(value)
     except TypeError:
@@ -248,6 +269,29 @@ def correlate_input_value(reader: Reader, node: yaml.Node):
     return number(0, integer=True)(reader, node)
 
 
+def plain_value(reader: Reader, node: yaml.Node):
+    """A plain YAML value (numbers, strings, booleans, null, lists and mappings of them)."""
+    if isinstance(node, yaml.SequenceNode):
+        return [plain_value(reader, n) for n in node.value]
+    if isinstance(node, yaml.MappingNode):
+        return {reader.scalar(k, "a key"): plain_value(reader, v) for k, v in node.value}
+    return reader.scalar(node, "a value")
+
+
+def keyword_arguments(reader: Reader, node: yaml.Node) -> dict:
+    """``network_args``: a mapping from parameter names to plain values."""
+    if not isinstance(node, yaml.MappingNode):
+        raise reader.error(node, f"expected a mapping of keyword arguments, got a "
+                                 f"{_node_kind(node)}")
+    out = {}
+    for key_node, value_node in node.value:
+        key = reader.scalar(key_node, "a parameter name")
+        if not isinstance(key, str) or not key.isidentifier() or key in out:
+            raise reader.error(key_node, f"expected a parameter name given once, got {key!r}")
+        out[key] = plain_value(reader, value_node)
+    return out
+
+
 def section(keys: dict, what: str) -> Callable:
     """A converter for a nested mapping with ``keys``."""
     return lambda reader, node: reader.mapping(node, keys, what)
@@ -260,6 +304,9 @@ HZONO_KEYS = {"relu": choice(RELU_VARIANTS), "correlate_input": correlate_input_
 POSITIVE_INT = number(1, integer=True)
 TOP_KEYS = {
     "network": typed(str, "a network name"),
+    "network_args": keyword_arguments,
+    "init": choice(("default", "ibp")),
+    "grad_clip": optional(number(0, lo_open=True)),
     "dataset": choice(DATASETS),
     "eps": number(DATA_RANGE[0], DATA_RANGE[1] - DATA_RANGE[0], lo_open=True),
     "goal": goal_value,
@@ -288,10 +335,70 @@ def check_network_in_zoo(name: str) -> str:
     return models.canonical_name(name)
 
 
+def check_network(name: str) -> str:
+    """An import path ``package.module:Name`` whose target imports and is callable, else the
+    zoo name of ``name`` (see :func:`check_network_in_zoo`)."""
+    from ..models import custom
+    if custom.is_import_path(name):
+        custom.import_network(name)
+        return name
+    return check_network_in_zoo(name)
+
+
+OVERRIDE_PREFIX = "--set "
+
+
+def override_node(text: str, argument: str) -> yaml.Node:
+    """The YAML node of ``text``, its marks naming the ``--set`` ``argument``."""
+    loader = yaml.SafeLoader(text)
+    loader.name = OVERRIDE_PREFIX + argument
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(f"invalid YAML: {err.problem or err.context}",
+                          source=loader.name) from None
+    finally:
+        loader.dispose()
+    return node if node is not None else yaml.ScalarNode(
+        "tag:yaml.org,2002:null", "", yaml.Mark(loader.name, 0, 0, 0, None, None))
+
+
+def apply_override(root: yaml.MappingNode, argument: str) -> None:
+    """Splice ``key=value`` (``a.b=value`` for a nested key) into the composed file."""
+    key, sep, value = argument.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"expected key=value, got {argument!r}",
+                          source=OVERRIDE_PREFIX + argument)
+    mapping = root
+    parts = key.strip().split(".")
+    for depth, part in enumerate(parts):
+        mark = yaml.Mark(OVERRIDE_PREFIX + argument, 0, 0, 0, None, None)
+        entry = next((pair for pair in mapping.value
+                      if isinstance(pair[0], yaml.ScalarNode) and pair[0].value == part), None)
+        if depth + 1 == len(parts):
+            new = override_node(value, argument)
+            if entry is None:
+                mapping.value.append((yaml.ScalarNode("tag:yaml.org,2002:str", part, mark,
+                                                      mark), new))
+            else:
+                mapping.value[mapping.value.index(entry)] = (entry[0], new)
+        elif entry is None or not isinstance(entry[1], yaml.MappingNode):
+            inner = yaml.MappingNode("tag:yaml.org,2002:map", [], mark, mark)
+            if entry is None:
+                mapping.value.append((yaml.ScalarNode("tag:yaml.org,2002:str", part, mark,
+                                                      mark), inner))
+            else:
+                mapping.value[mapping.value.index(entry)] = (entry[0], inner)
+            mapping = inner
+        else:
+            mapping = entry[1]
+
+
 def parse_config(text: str, source: str = "<string>",
-                 validate_network: Callable[[str], str] = check_network_in_zoo
-                 ) -> TrainConfig:
-    """A :class:`TrainConfig` from YAML ``text``; errors name ``source``."""
+                 validate_network: Callable[[str], str] = check_network,
+                 overrides: Sequence[str] = ()) -> TrainConfig:
+    """A :class:`TrainConfig` from YAML ``text`` with the ``--set`` ``overrides``
+    (``key=value``) applied; errors name ``source`` (or the override)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
@@ -302,16 +409,16 @@ def parse_config(text: str, source: str = "<string>",
     if root is None:
         raise ConfigError("empty configuration", source=source)
     reader = Reader(source)
+    if overrides and isinstance(root, yaml.MappingNode):
+        for argument in overrides:
+            apply_override(root, argument)
     values = reader.mapping(root, TOP_KEYS, "the training configuration")
     missing = [k for k in REQUIRED_KEYS if k not in values]
     if missing:
         raise reader.error(root, f"missing required key{'s' if len(missing) > 1 else ''} "
                                  f"{', '.join(missing)}")
     key_nodes = {k.value: (k, v) for k, v in root.value}
-    try:
-        values["network"] = validate_network(values["network"])
-    except ValueError as err:
-        raise reader.error(key_nodes["network"][1], str(err)) from None
+    values["network"] = checked_network(reader, key_nodes, values, validate_network)
     optimizer = values.get("optimizer", {})
     if optimizer.get("name", "adam") != "sgd" and "momentum" in optimizer:
         raise reader.error(key_nodes["optimizer"][1], "momentum applies to the sgd optimizer "
@@ -323,8 +430,38 @@ def parse_config(text: str, source: str = "<string>",
     return TrainConfig(**values, source=source)
 
 
-def load_config(path, validate_network: Callable[[str], str] = check_network_in_zoo
-                ) -> TrainConfig:
+def checked_network(reader: Reader, key_nodes: dict, values: dict,
+                    validate_network: Callable[[str], str]) -> str:
+    """The validated ``network``: a zoo network defined for the dataset, or an import path
+    whose target takes ``network_args`` and builds an ``nn.Module``; errors at its line."""
+    from .. import models
+    from ..models import custom
+    node = key_nodes["network"][1]
+    try:
+        name = validate_network(values["network"])
+    except ValueError as err:
+        raise reader.error(node, str(err)) from None
+    args = values.get("network_args")
+    if custom.is_import_path(name):
+        try:
+            custom.check_builds_module(name, args or {})
+        except ValueError as err:
+            raise reader.error(key_nodes["network_args"][1] if "network_args" in key_nodes and
+                               isinstance(err, custom.ArgumentsError) else node,
+                               str(err)) from None
+    elif args is not None:
+        raise reader.error(key_nodes["network_args"][0], "network_args applies to a network "
+                           "given by import path (package.module:Name) only")
+    elif name in models.names():
+        try:
+            models.check_dataset(name, values["dataset"])
+        except ValueError as err:
+            raise reader.error(node, str(err)) from None
+    return name
+
+
+def load_config(path, validate_network: Callable[[str], str] = check_network,
+                overrides: Sequence[str] = ()) -> TrainConfig:
     """The :class:`TrainConfig` in the YAML file ``path``. ``validate_network`` checks (and
     may canonicalise) the network name, raising ValueError to refuse it."""
-    return parse_config(Path(path).read_text(), str(path), validate_network)
+    return parse_config(Path(path).read_text(), str(path), validate_network, overrides)

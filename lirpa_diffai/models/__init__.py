@@ -5,8 +5,8 @@ counts neurons and parameters as the paper does, ``load_pretrained`` reads a che
 """
 from .common import NetworkSize, Normalize, ParSum, SkipCat, count_params, network_size, stack
 from .pretrained import ARCHITECTURES, PRETRAINED, PretrainedMismatchError, load_pretrained
-from .registry import canonical_name, get, names
+from .registry import build, canonical_name, check_dataset, get, names
 
 __all__ = ["ARCHITECTURES", "NetworkSize", "Normalize", "PRETRAINED", "ParSum",
-           "PretrainedMismatchError", "SkipCat", "canonical_name", "count_params", "get",
-           "load_pretrained", "names", "network_size", "stack"]
+           "PretrainedMismatchError", "SkipCat", "build", "canonical_name", "check_dataset",
+           "count_params", "get", "load_pretrained", "names", "network_size", "stack"]

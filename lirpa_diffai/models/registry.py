@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 from torch import nn
 
 from .. import data
-from . import abstract_variants, densenet, feedforward, resnet
+from . import abstract_variants, custom, densenet, feedforward, resnet
 
 BOTH = ("mnist", "cifar10")
 CIFAR = ("cifar10",)
@@ -64,14 +64,28 @@ def canonical_name(name: str) -> str:
                      f"Choices: {', '.join(ZOO)}")
 
 
-def get(name: str, dataset: str = "cifar10", **kwargs) -> nn.Sequential:
-    """A freshly initialised zoo network ``name`` for ``dataset`` ("mnist" | "cifar10").
-    ``kwargs`` go to the builder; ``insert={"after:<stage>": module, ...}`` places extra
-    modules at stage boundaries (see ``lirpa_diffai.models.common.stack``)."""
+def check_dataset(name: str, dataset: str) -> str:
+    """The zoo name of ``name`` if the paper defines it for ``dataset``, else ValueError."""
     name = canonical_name(name)
     data.check_name(dataset)
     entry = ZOO[name]
     if dataset not in entry.datasets:
         raise ValueError(f"{name} is defined for {', '.join(entry.datasets)} only, "
                          f"not {dataset!r}")
-    return entry.build(dataset, **kwargs)
+    return name
+
+
+def get(name: str, dataset: str = "cifar10", **kwargs) -> nn.Sequential:
+    """A freshly initialised zoo network ``name`` for ``dataset`` ("mnist" | "cifar10").
+    ``kwargs`` go to the builder; ``insert={"after:<stage>": module, ...}`` places extra
+    modules at stage boundaries (see ``lirpa_diffai.models.common.stack``)."""
+    return ZOO[check_dataset(name, dataset)].build(dataset, **kwargs)
+
+
+def build(name: str, dataset: str, network_args: dict | None = None) -> nn.Module:
+    """The network of a training configuration: ``package.module:Name(**network_args)``
+    for an import path (see :mod:`.custom`), else the zoo network ``name`` for
+    ``dataset``."""
+    if custom.is_import_path(name):
+        return custom.build(name, network_args)
+    return get(name, dataset)

@@ -2,6 +2,8 @@
 and the epoch only, split over the processes) and CIFAR-style augmentation."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -15,9 +17,25 @@ def load_data(cfg: TrainConfig) -> tuple:
     """``(train, test)`` image and label tensors: the first ``train_subset`` /
     ``test_subset`` examples of the configuration's dataset."""
     def take(split, n):
-        x, y = data.load_dataset(cfg.dataset, split, cfg.data_root).tensors
+        x, y = dataset_of(cfg, split).tensors
         return (x[:n], y[:n]) if n else (x, y)
     return take("train", cfg.train_subset), take("test", cfg.test_subset)
+
+
+def dataset_of(cfg: TrainConfig, split: str):
+    """The configuration's dataset split: from ``data_root`` when it is given (and nowhere
+    else: a ``data_root`` that does not hold the dataset is an error naming it), else from
+    :func:`lirpa_diffai.data.load_dataset`'s search order."""
+    if cfg.data_root is None:
+        return data.load_dataset(cfg.dataset, split)
+    root, tried = Path(cfg.data_root), []
+    if not root.is_dir():
+        raise TrainingError(f"data_root {cfg.data_root} in {cfg.source} is not a directory")
+    found = data.read_user_dir(root, cfg.dataset, split, tried)
+    if found is None:
+        raise TrainingError(f"data_root {cfg.data_root} in {cfg.source} does not hold "
+                            f"{cfg.dataset} ({split}); looked for:\n  " + "\n  ".join(tried))
+    return data.to_dataset(*found, cfg.dataset)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, dist: Dist) -> list:
@@ -38,16 +56,15 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, dist: Dist) ->
 
 def augment(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
     """Random crop (zero padding ``padding``) and random horizontal flip, per image, drawn
-    from torch's global RNG."""
+    from torch's RNG of ``x``'s device."""
     b, _, h, w = x.shape
+    dev = x.device
     padded = F.pad(x, [padding] * 4)
-    dy = torch.randint(0, 2 * padding + 1, (b,))
-    dx = torch.randint(0, 2 * padding + 1, (b,))
-    rows = (dy.view(b, 1) + torch.arange(h)).view(b, 1, h, 1)
-    cols = (dx.view(b, 1) + torch.arange(w)).view(b, 1, 1, w)
-    idx_b = torch.arange(b).view(b, 1, 1, 1)
-    out = padded[idx_b, torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
-    flip = torch.rand(b) < 0.5
+    dy = torch.randint(0, 2 * padding + 1, (b,), device=dev)
+    dx = torch.randint(0, 2 * padding + 1, (b,), device=dev)
+    rows = (dy.view(b, 1) + torch.arange(h, device=dev)).view(b, 1, h, 1)
+    cols = (dx.view(b, 1) + torch.arange(w, device=dev)).view(b, 1, 1, w)
+    idx_b = torch.arange(b, device=dev).view(b, 1, 1, 1)
+    out = padded[idx_b, torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1), rows, cols]
+    flip = torch.rand(b, device=dev) < 0.5
     return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
-
-

@@ -3,6 +3,7 @@ then ``os.replace``), read with ``torch.load(..., weights_only=True)`` and check
 network of the stored configuration."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -72,8 +73,26 @@ def unreadable_reason(path: Path) -> str:
 
 
 def config_of(ckpt: dict) -> TrainConfig:
-    """The training configuration stored in a checkpoint."""
-    return parse_config(ckpt["config_text"], ckpt.get("config_path") or "<checkpoint>")
+    """The training configuration stored in a checkpoint (its file's text and the ``--set``
+    overrides the run was started with)."""
+    return parse_config(ckpt["config_text"], ckpt.get("config_path") or "<checkpoint>",
+                        overrides=tuple(ckpt.get("overrides", ())))
+
+
+# keys that may change between a run and its resumption: where the file is, where the run
+# writes, and how many epochs it trains in all (``--epochs``)
+RESUMABLE_CHANGES = ("source", "output", "epochs")
+
+
+def config_differences(now: TrainConfig, then: TrainConfig) -> list[str]:
+    """``"key: now ... (the run: ...)"`` for each key of the parsed configurations that
+    differs, other than :data:`RESUMABLE_CHANGES` (comments and layout never count)."""
+    out = []
+    for f in dataclasses.fields(now):
+        a, b = getattr(now, f.name), getattr(then, f.name)
+        if f.name not in RESUMABLE_CHANGES and a != b:
+            out.append(f"{f.name}: {a} (the run: {b})")
+    return out
 
 
 def load_state_checked(model: nn.Module, state: dict, network: str) -> None:

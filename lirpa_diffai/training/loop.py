@@ -8,8 +8,8 @@ directory:
 
 ``checkpoint.pt``   written atomically (a temporary file in the same directory, then
                     ``os.replace``): model and optimizer state, the completed epoch, the
-                    configuration's text and path, the metrics so far and the RNG states of
-                    every process (torch, numpy, python). Everything is a tensor or plain
+                    configuration's text, path and ``--set`` overrides, the metrics so far
+                    and the RNG states of every process (torch, numpy, python). Everything is a tensor or plain
                     Python, so it loads with ``torch.load(..., weights_only=True)``.
 ``metrics.jsonl``   one JSON object per epoch: ``epoch`` (1-based), ``train_loss``,
                     ``train_accuracy`` (the network in eval mode on each training batch
@@ -20,6 +20,9 @@ directory:
 The order of the training examples in epoch e is a function of ``(seed, e)`` only
 (``DistributedSampler.set_epoch``), so a resumed run sees the same batches; together with the
 restored RNG states, ``--resume`` continues exactly where the interrupted run stopped.
+Ctrl-C stops a run with :class:`Interrupted` (the CLI exits 130) naming the last checkpoint
+and the command that resumes it. ``max_steps`` (``--max-steps``, a smoke run) stops after that
+many optimizer steps, evaluates on the test subset, and writes nothing.
 
 Several processes (``torchrun --nproc_per_node=N``): gloo on CPU, nccl on CUDA. The goal's
 loss -- concrete forward passes and ``bm.compute_bounds`` alike -- is computed inside the
@@ -34,8 +37,8 @@ networks without batch norm and goals without sampling).
 """
 from __future__ import annotations
 
+import shlex
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,13 +47,21 @@ from torch import nn
 from ..certify import certified_mask
 from ..goals.config import TrainConfig, parse_config
 from .batches import augment, epoch_batches, load_data
-from .checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, METRICS, load_checkpoint, \
-    load_state_checked, save_atomic, write_metrics
+from .checkpoint import CHECKPOINT, METRICS, save_atomic, write_metrics
 from .distributed import Dist, all_sum, gather_objects, init_distributed
 from .errors import TrainingError
-from .readouts import format_metrics, goal_eps, progress_fields, schedule_values
-from .rng import rng_state, seed_everything, set_rng_state
-from .step import GoalLoss, bounded_module, build_network, make_optimizer, training_step
+from .readouts import format_duration, format_metrics, goal_eps, progress_fields, \
+    schedule_values
+from .rng import rng_state, set_rng_state
+from .run import Run, check_device, output_dir, remove_leftovers, start_run
+from .step import GoalLoss, bounded_module, is_out_of_memory, out_of_memory_error, \
+    training_step
+
+TIMING_STEPS = 4   # the time per step is measured on steps 2..4 (step 1 warms caches up)
+
+
+class Interrupted(TrainingError):
+    """Ctrl-C during training; the message says where the last checkpoint is."""
 
 
 def evaluate(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
@@ -65,13 +76,19 @@ def evaluate(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
     try:
         for idx in shard.split(batch_size):
             xb, yb = x[idx].to(dist.device), y[idx].to(dist.device)
-            with torch.no_grad():
-                right = model(xb).argmax(1) == yb
-            correct += right.sum().item()
-            if certify:
-                ok = certified_mask(bm, xb, yb, cfg.eps, cfg.method, cfg.data_range,
-                                    cfg.num_classes)
-                proved += (ok & right).sum().item()
+            try:
+                with torch.no_grad():
+                    right = model(xb).argmax(1) == yb
+                correct += right.sum().item()
+                if certify:
+                    ok = certified_mask(bm, xb, yb, cfg.eps, cfg.method, cfg.data_range,
+                                        cfg.num_classes)
+                    proved += (ok & right).sum().item()
+            except Exception as err:
+                if is_out_of_memory(err):
+                    raise out_of_memory_error(cfg, "certifying the test set", len(yb)) \
+                        from None
+                raise
     finally:
         model.train()
         bm.train()
@@ -82,83 +99,35 @@ def evaluate(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
     return out
 
 
-@dataclass
-class Run:
-    """A training run's state: what the checkpoint stores."""
-
-    cfg: TrainConfig
-    config_text: str
-    config_path: str
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    epoch: int = 0
-    metrics: list = field(default_factory=list)
-
-    def checkpoint(self, rng_states: list) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "state_dict": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
-                "config_text": self.config_text, "config_path": self.config_path,
-                "network": self.cfg.network, "dataset": self.cfg.dataset,
-                "metrics": self.metrics, "rng": rng_states,
-                "sampler": {"seed": self.cfg.seed, "next_epoch": self.epoch}}
-
-
-def output_dir(cfg: TrainConfig, config_path: str, out: str | None) -> Path:
-    """``out``, else the configuration's ``output``, else ``runs/<config stem>``."""
-    return Path(out or cfg.output or Path("runs") / Path(config_path).stem)
-
-
-def start_run(config_path: str, out: Path, resume: bool, dist: Dist,
-              log=print) -> tuple[Run, list | None]:
-    """A fresh run, or the run in ``out``'s checkpoint (``resume``); also the RNG states to
-    restore (None for a fresh run)."""
+def train(config_path: str, out: str | None = None, epochs: int | None = None,
+          resume: bool = False, progress: bool = True, log=print, overrides=(),
+          max_steps: int | None = None) -> list[dict]:
+    """Train as the configuration (with the ``--set`` ``overrides``, ``key=value``) says;
+    ``epochs`` overrides its epoch count, ``max_steps`` stops after that many steps without
+    writing anything. Returns the metrics of every epoch so far (a ``max_steps`` run: of
+    the epochs it trained in, the last one partial). See the module docstring for what is
+    written."""
     path = Path(config_path)
     if not path.is_file():
         raise TrainingError(f"configuration file {config_path} not found")
     text = path.read_text()
-    cfg = parse_config(text, str(path))
-    ckpt_path = out / CHECKPOINT
-    ckpt = None
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["config_text"] != text:
-            raise TrainingError(f"{config_path} differs from the configuration the run in "
-                                f"{out} was started with; resume with the same file")
-    elif resume:
-        log(f"no checkpoint in {out}; starting a new run")
-    elif ckpt_path.exists():
-        raise TrainingError(f"{ckpt_path} exists: pass --resume to continue that run, or "
-                            "choose another --out")
-    seed_everything(cfg.seed)
-    model = build_network(cfg).to(dist.device)
-    optimizer = make_optimizer(model, cfg)
-    run = Run(cfg, text, str(path), model, optimizer)
-    if ckpt is None:
-        return run, None
-    load_state_checked(model, ckpt["state_dict"], cfg.network)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    run.epoch, run.metrics = int(ckpt["epoch"]), list(ckpt.get("metrics", []))
-    return run, ckpt.get("rng")
-
-
-def train(config_path: str, out: str | None = None, epochs: int | None = None,
-          resume: bool = False, progress: bool = True, log=print) -> list[dict]:
-    """Train as the configuration says (``epochs`` overrides its epoch count); returns the
-    metrics of every epoch so far. See the module docstring for what is written."""
-    cfg0 = parse_config(Path(config_path).read_text(), config_path) \
-        if Path(config_path).is_file() else None
-    if cfg0 is None:
-        raise TrainingError(f"configuration file {config_path} not found")
-    dist = init_distributed(cfg0.device)
-    out_dir = output_dir(cfg0, config_path, out)
-    run, rng_states = start_run(config_path, out_dir, resume, dist,
-                                log if dist.is_main else _quiet)
-    cfg, model = run.cfg, run.model
+    cfg = parse_config(text, str(path), overrides=tuple(overrides))
+    check_device(cfg)
+    dist = init_distributed(cfg.device)
+    say = log if dist.is_main else _quiet
+    out_dir = output_dir(cfg, config_path, out)
+    if dist.is_main and out_dir.is_dir():
+        remove_leftovers(out_dir, say)
+    run, rng_states = start_run(cfg, text, str(path), out_dir, resume, dist,
+                                tuple(overrides), say)
+    model = run.model
     total = epochs or cfg.epochs
-    if dist.is_main:
+    if rng_states is not None:
+        say(resume_message(run, total, out_dir))
+    (x_train, y_train), (x_test, y_test) = load_data(cfg)
+    if dist.is_main and max_steps is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(out_dir / METRICS, run.metrics)
-    (x_train, y_train), (x_test, y_test) = load_data(cfg)
     bm = bounded_module(model, cfg, x_train[:1].to(dist.device))
     model.train()
     bm.train()
@@ -173,25 +142,68 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
             raise TrainingError(f"the checkpoint holds RNG states of {len(rng_states)} "
                                 f"processes; this run has {dist.world}")
         set_rng_state(mine)
-    if run.epoch >= total and dist.is_main:
-        log(f"the run in {out_dir} has completed {run.epoch} of {total} epochs already")
-    while run.epoch < total:
-        metrics = train_epoch(run, loss_module, bm, (x_train, y_train), dist, progress)
-        last = run.epoch + 1 == total
-        if (cfg.test_every and (run.epoch + 1) % cfg.test_every == 0) or last:
-            metrics.update(evaluate(model, bm, x_test, y_test, cfg, dist))
-        run.epoch += 1
-        run.metrics.append(metrics)
-        states = gather_objects(rng_state(), dist)
-        if dist.is_main:
-            save_atomic(run.checkpoint(states), out_dir / CHECKPOINT)
-            write_metrics(out_dir / METRICS, run.metrics)
-            log(format_metrics(metrics))
+    steps_left, smoke, timing_log, saved = max_steps, [], say, run.epoch
+    try:
+        while run.epoch < total and steps_left != 0:
+            metrics, steps = train_epoch(run, loss_module, bm, (x_train, y_train), dist,
+                                         progress, steps_left, timing_log, total)
+            timing_log = None                # the first epoch of this process only
+            last = run.epoch + 1 == total
+            stopped = steps_left is not None and steps >= steps_left
+            if (cfg.test_every and (run.epoch + 1) % cfg.test_every == 0) or last or stopped:
+                metrics.update(evaluate(model, bm, x_test, y_test, cfg, dist))
+            say(format_metrics(metrics))
+            run.epoch += 1
+            if steps_left is not None:       # a smoke run: nothing is saved
+                steps_left -= steps
+                smoke.append(metrics)
+                continue
+            run.metrics.append(metrics)
+            states = gather_objects(rng_state(), dist)
+            if dist.is_main:
+                save_atomic(run.checkpoint(states), out_dir / CHECKPOINT)
+                write_metrics(out_dir / METRICS, run.metrics)
+            saved = run.epoch
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_message(saved, out_dir, config_path, overrides,
+                                              max_steps)) from None
+    if max_steps is not None:
+        say(f"stopped after {max_steps - steps_left} steps (--max-steps {max_steps}); "
+            "nothing written")
     if dist.active:
         import torch.distributed as tdist
         tdist.barrier()
         tdist.destroy_process_group()
-    return run.metrics
+    return run.metrics + smoke
+
+
+def resume_message(run: Run, total: int, out_dir: Path) -> str:
+    """What ``--resume`` does with the run in ``out_dir``."""
+    if run.epoch < total:
+        return (f"resuming the run in {out_dir} after epoch {run.epoch} of {total}: "
+                f"training epochs {run.epoch + 1}-{total}")
+    if run.epoch == total:
+        return f"the run in {out_dir} has completed all its {total} epochs; nothing to train"
+    return (f"the run in {out_dir} has completed {run.epoch} epochs, more than the {total} "
+            f"asked for; nothing to train (give --epochs above {run.epoch} to continue it)")
+
+
+def interrupted_message(saved: int, out_dir: Path, config_path: str, overrides,
+                        max_steps: int | None) -> str:
+    """Where an interrupted run stands (``saved``: the epoch of its last checkpoint) and how
+    to continue it."""
+    if max_steps is not None:
+        return "interrupted (a --max-steps run writes no checkpoint)"
+    ckpt = out_dir / CHECKPOINT
+    if saved == 0 or not ckpt.is_file():
+        return ("interrupted during epoch 1, before the first checkpoint (written after each "
+                f"epoch); nothing was saved in {out_dir}")
+    command = ["python", "-m", "lirpa_diffai", "train", config_path, "--out", str(out_dir),
+               "--resume"]
+    for argument in overrides:
+        command += ["--set", argument]
+    return (f"interrupted; the last checkpoint is {ckpt} (after epoch {saved}). Resume "
+            f"with:\n  {shlex.join(command)}")
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -199,14 +211,19 @@ def _quiet(*_args, **_kwargs) -> None:
 
 
 def train_epoch(run: Run, loss_module: nn.Module, bm, train_data: tuple, dist: Dist,
-                progress: bool) -> dict:
-    """One epoch of training; returns its metrics (without the test part)."""
+                progress: bool, max_steps: int | None = None, timing_log=None,
+                total_epochs: int | None = None) -> tuple[dict, int]:
+    """One epoch of training, at most ``max_steps`` steps of it; returns its metrics
+    (without the test part) and the number of steps taken. ``timing_log`` (optional) is
+    called with the time per step measured on the first steps and the projected times."""
     from tqdm import tqdm
     cfg, model, epoch = run.cfg, run.model, run.epoch
     x_all, y_all = train_data
     batches = epoch_batches(len(x_all), cfg.batch_size, cfg.seed, epoch, dist)
+    todo = batches if max_steps is None else batches[:max_steps]
     start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0.0, 0.0
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+    step_ends: list[float] = []
+    bar = tqdm(todo, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                disable=not (progress and dist.is_main), dynamic_ncols=True, mininterval=1.0)
     lr = cfg.lr_at(epoch)
     for i, idx in enumerate(bar):
@@ -214,14 +231,27 @@ def train_epoch(run: Run, loss_module: nn.Module, bm, train_data: tuple, dist: D
         x, y = x_all[idx].to(dist.device), y_all[idx].to(dist.device)
         if cfg.augment:
             x = augment(x)
-        with torch.no_grad():
-            model.eval()
-            correct += (model(x).argmax(1) == y).sum().item()
-            model.train()
-        lr = cfg.lr_at(t)
-        loss_sum += training_step(loss_module, run.optimizer, x, y, t, lr) * len(y)
+        try:
+            with torch.no_grad():
+                model.eval()
+                correct += (model(x).argmax(1) == y).sum().item()
+                model.train()
+            lr = cfg.lr_at(t)
+            loss_sum += training_step(loss_module, run.optimizer, x, y, t, lr,
+                                      cfg.grad_clip) * len(y)
+        except Exception as err:
+            if is_out_of_memory(err):
+                raise out_of_memory_error(cfg, f"in step {i + 1} of epoch {epoch + 1}",
+                                          len(y)) from None
+            raise
         seen += len(y)
-        if i % 10 == 0 or i + 1 == len(batches):
+        if timing_log is not None and len(step_ends) < TIMING_STEPS:
+            step_ends.append(time.perf_counter())
+            if len(step_ends) == min(TIMING_STEPS, len(todo)):
+                bar.clear()
+                timing_log(timing_message(cfg, start, step_ends, len(batches), t,
+                                          total_epochs or cfg.epochs, epoch))
+        if i % 10 == 0 or i + 1 == len(todo):
             bar.set_postfix(progress_fields(cfg, t, loss_sum / seen, correct / seen, lr),
                             refresh=False)
     loss_sum, correct, seen = all_sum([loss_sum, correct, seen], dist)
@@ -229,6 +259,23 @@ def train_epoch(run: Run, loss_module: nn.Module, bm, train_data: tuple, dist: D
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen, "eps": goal_eps(cfg, end_t), "lr": lr,
             "seconds": time.perf_counter() - start,
-            "schedules": schedule_values(cfg.goal, end_t)}
+            "schedules": schedule_values(cfg.goal, end_t)}, len(todo)
 
 
+def timing_message(cfg: TrainConfig, start: float, step_ends: list, steps_per_epoch: int,
+                   t: float, total_epochs: int, epoch: int) -> str:
+    """The time per step measured on the first steps (without step 1 when there are more)
+    and what it projects for an epoch and for the epochs left."""
+    if len(step_ends) > 1:
+        per_step = (step_ends[-1] - step_ends[0]) / (len(step_ends) - 1)
+        measured = f"steps 2-{len(step_ends)}" if len(step_ends) > 2 else "step 2"
+    else:
+        per_step, measured = step_ends[0] - start, "step 1"
+    epoch_s = per_step * steps_per_epoch
+    text = (f"time per step {per_step:.3g} s ({measured}, batch {cfg.batch_size}): about "
+            f"{format_duration(epoch_s)} per epoch of {steps_per_epoch} steps, "
+            f"{format_duration(epoch_s * (total_epochs - epoch))} for epochs {epoch + 1}-"
+            f"{total_epochs}")
+    if schedule_values(cfg.goal, t) != schedule_values(cfg.goal, float(total_epochs)):
+        text += " (the goal's schedules are still ramping up: later steps may cost more)"
+    return text

@@ -92,3 +92,12 @@ def format_metrics(m: dict) -> str:
         parts.append(f"certified {m['test_certified']:.2%}")
     parts += [f"eps {m['eps']:.4g}", f"lr {m['lr']:.3g}", f"{m['seconds']:.1f} s"]
     return ", ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    """``"42 s"``, ``"3.5 min"`` or ``"2.1 h"``."""
+    if seconds < 90:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

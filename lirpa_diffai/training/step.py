@@ -10,11 +10,13 @@ from .. import models
 from ..goals import GoalContext
 from ..goals.config import TrainConfig
 from .errors import TrainingError
+from .initialisation import initialise
 
 
 def build_network(cfg: TrainConfig) -> nn.Module:
-    """A freshly initialised zoo network of the configuration (seed it first)."""
-    return models.get(cfg.network, cfg.dataset)
+    """A freshly initialised network of the configuration (seed it first): a zoo network
+    or ``package.module:Name(**network_args)``, initialised as ``init`` says."""
+    return initialise(models.build(cfg.network, cfg.dataset, cfg.network_args), cfg.init)
 
 
 def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
@@ -69,15 +71,39 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                  y: torch.Tensor, t: float, lr: float) -> float:
-    """One optimizer step on the goal's loss at time ``t``; returns the loss."""
+                  y: torch.Tensor, t: float, lr: float, grad_clip: float | None = None
+                  ) -> float:
+    """One optimizer step on the goal's loss at time ``t``; returns the loss. With
+    ``grad_clip``, the gradient's global L2 norm is clipped to it first (DiffAI's
+    ``clip_grad_norm_`` before each step)."""
     set_lr(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
     loss = loss_module(x, y, t)
     if not torch.isfinite(loss):
-        raise TrainingError(f"the training loss is {loss.item()} at epoch {t:.3f}")
+        raise TrainingError(f"the training loss is {loss.item()} at epoch {t:.3f}; for deep "
+                            "networks set init: ibp and grad_clip (examples/goals/README.md, "
+                            "'Deep networks')")
     loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                       grad_clip)
     optimizer.step()
     return loss.item()
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is torch's or Python's out-of-memory error (CPU or GPU)."""
+    if isinstance(err, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def out_of_memory_error(cfg: TrainConfig, where: str, batch: int) -> TrainingError:
+    """The refusal for an out-of-memory error: what ran, with which batch, and what helps."""
+    crown = " or, for CROWN, auto_LiRPA's crown_batch_size" if cfg.method == "CROWN" else ""
+    return TrainingError(
+        f"out of memory {where} with batch_size {batch} (per process) and method "
+        f"{cfg.method} on {cfg.network}; use a smaller batch (--set batch_size=...){crown}, "
+        "or measure the peak first with --max-steps (examples/goals/README.md)")
 
 
