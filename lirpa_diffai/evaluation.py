@@ -47,6 +47,7 @@ class Report:
     attack: float
     attack_seconds: float
     methods: list[MethodRow] = field(default_factory=list)
+    regions: dict | None = None     # lirpa_diffai.mmr.stats.RegionStats.as_dict(), if asked
 
     def as_dict(self) -> dict:
         """The report as a dict; a method's ``error`` only where it failed."""
@@ -241,11 +242,14 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
 def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
                        limit: int | None = None, batch_size: int = 100,
                        json_path: str | None = None, log=print,
-                       hzono_rows: str | None = None) -> tuple[Report, str]:
+                       hzono_rows: str | None = None, regions: bool = False
+                       ) -> tuple[Report, str]:
     """Evaluate a checkpoint on its dataset's test split (see :func:`evaluate_network`);
     returns the report and its table, and writes the JSON to ``json_path`` if given.
     ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
-    ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono).
+    ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono). ``regions`` adds the
+    region statistics of :mod:`lirpa_diffai.mmr.stats` (unstable ReLUs per layer and method,
+    median smallest d_B and d_D).
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
     from .bounded_module import BoundedModule, parse_correlate_input
     try:
@@ -276,6 +280,18 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     report = evaluate_network(model, bm, x, y, eps, method_list, batch_size, cfg.data_range,
                               cfg.num_classes, cfg.network, cfg.dataset,
                               progress=lambda m: log(f"  {m} ..."))
+    table = format_report(report)
+    if regions:
+        from .mmr import RegionError
+        from .mmr.stats import format_region_stats, region_statistics
+        log("  region statistics ...")
+        try:
+            stats = region_statistics(model, bm, x, y, eps, method_list, batch_size,
+                                      cfg.data_range)
+        except RegionError as err:
+            raise TrainingError(f"--regions: {err}") from None
+        report.regions = stats.as_dict()
+        table += "\n\n" + format_region_stats(stats)
     if json_path:
         Path(json_path).write_text(report.to_json() + "\n")
-    return report, format_report(report)
+    return report, table

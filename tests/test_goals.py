@@ -15,7 +15,9 @@ from lirpa_diffai.goals import (IFGSM, BiSample, Box, GoalContext, Lin, Mix, Nor
                                 parse_goal)
 
 N_IN, N_OUT = 6, 4
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "goals").glob("*.yaml"))
+# the MMR examples need a 10-class network (k_D = 10); tests/test_mmr_goals.py takes their step
+EXAMPLES = sorted(p for p in (Path(__file__).parent.parent / "examples" / "goals").glob("*.yaml")
+                  if not p.name.startswith("mmr_"))
 
 
 def small_net(seed=0):

@@ -1,5 +1,5 @@
 """``python -m lirpa_diffai certify CHECKPOINT [--methods ...] [--eps E] [--limit N]
-[--json PATH] [--batch-size B]``."""
+[--json PATH] [--batch-size B] [--regions]``."""
 HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
         "certified accuracy per bound method")
 
@@ -20,6 +20,9 @@ def add_arguments(parser) -> None:
                         help="correlated input rows of the hzono methods: 0 (a box), k "
                              "(CorrelateMax k) or all (default: the training configuration's)")
     parser.add_argument("--batch-size", type=int, default=100, help="images per bound call")
+    parser.add_argument("--regions", action="store_true",
+                        help="also the fraction of unstable ReLUs per layer and method and the "
+                             "median smallest distances to region and decision boundaries")
 
 
 def run(args) -> int:
@@ -30,7 +33,8 @@ def run(args) -> int:
     from ..evaluation import certify_checkpoint
     try:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
-                                           args.batch_size, args.json, hzono_rows=args.hzono_rows)
+                                           args.batch_size, args.json, hzono_rows=args.hzono_rows,
+                                           regions=args.regions)
     except (SourceError, TrainingError, FileNotFoundError) as err:
         raise CommandError(str(err)) from None
     print(table)

@@ -13,15 +13,21 @@ abstraction ``alpha_g(l, u)`` and its loss ``loss_g(d, y)``:
                        kept in the box; a sample stops once misclassified; cross-entropy
 ``Box``                the box as an abstract element, bounded with ``ctx.bounds``;
                        cross-entropy on the worst-case margins ``[0, -lb(y - y_j)]``
+``PGD(k)``             Madry et al.'s PGD: a uniform random start, k signed-gradient steps
+                       of size ``(u - l) / k`` kept in the box; cross-entropy
 ``Mix(g1, g2, lam)``   ``(1 - lam) * loss_g1 + lam * loss_g2``, both on the same box
+``DList((g1, w1),      ``sum_i w_i loss_gi / sum_i w_i`` (DiffAI's weighted list)
+...)``
+``MMR(gamma_B,         Croce et al.'s Maximum Margin Regularizer at the center (no CE)
+gamma_D, k_B, k_D, p)``
 ``Sub(delta, g)``      g on ``[c - delta (u - l) / 2, c + delta (u - l) / 2]``, c the center
 ``Sample(delta, r,     b = center of what gs produces on ``Sub(1 - r delta)``; gt on
 gs, gt)``              ``[b - delta (u - l) / 2, b + delta (u - l) / 2]`` clipped to the range
 ``BiSample(g1, g2)``   ``d = |UB(alpha_g1(l, u)) - c|``; g2 on ``[c - d, c + d]`` (clipped)
 =====================  ===================================================================
 
-Every float argument may be a schedule (evaluated at ``t``). Goals other than ``Mix``
-produce a *region* ``(lo, hi)`` on a box (a point has ``lo == hi``); ``Sample`` and
+Every float argument may be a schedule (evaluated at ``t``). Goals other than ``Mix``,
+``DList`` and ``MMR`` produce a *region* ``(lo, hi)`` on a box (a point has ``lo == hi``); ``Sample`` and
 ``BiSample`` need one from ``gs`` / ``g1``.
 """
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..certify import margin_spec
-from .schedules import COERCE, Schedule, Term, describe
+from .schedules import COERCE, Const, Schedule, Term, as_schedule, describe
 
 Interval = tuple[Tensor, Tensor]
 BoundsFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -111,9 +117,18 @@ COERCE["Goal"] = as_goal
 
 class Goal(Term):
     """A training goal. Subclasses define ``loss_on`` (mean loss on a box) and, when they
-    produce a point or box, ``region``."""
+    produce a point or box, ``region``. ``written_at`` is where the parser read the goal
+    (it has ``error(message)``), or None."""
 
     kind: ClassVar[str] = "goal"
+    written_at: ClassVar[object] = None
+
+    def refused(self, message: str) -> ValueError:
+        """A ValueError for a refusal found while training, placed where the goal was written
+        (a :class:`~lirpa_diffai.goals.errors.GoalSyntaxError` with its position) when known."""
+        where = self.written_at
+        return where.error(f"{type(self).__name__}: {message}") if where is not None \
+            else ValueError(f"{self}: {message}")
 
     @property
     def has_region(self) -> bool:
@@ -206,6 +221,30 @@ class IFGSM(PointGoal):
 
 
 @dataclass(frozen=True)
+class PGD(PointGoal):
+    """``PGDk`` (Madry et al. 2018, as the MMR reference trains): a uniformly random start in
+    the box, then k steps ``x <- clip(x + (u - l) / k * sign(grad_x CE), l, u)`` (step
+    ``2 eps / k``), every sample moving for all k steps; cross-entropy on the result. Only the
+    input is differentiated; the forward passes run in the model's current mode."""
+
+    k: int = 40
+
+    def __str__(self) -> str:
+        return f"PGD{self.k}"
+
+    def point(self, ctx, box, y, t):
+        l, u = (b.detach() for b in box)
+        step = (u - l) / self.k
+        x = l + (u - l) * torch.rand_like(l)
+        for _ in range(self.k):
+            x = x.requires_grad_(True)
+            with torch.enable_grad():
+                grad, = torch.autograd.grad(F.cross_entropy(ctx.model(x), y, reduction="sum"), x)
+            x = torch.maximum(torch.minimum(x.detach() + step * grad.sign(), u), l)
+        return x.detach()
+
+
+@dataclass(frozen=True)
 class Box(Goal):
     """The box ``<(l + u) / 2, (u - l) / 2, 0>`` as an abstract element, bounded by
     ``ctx.bounds`` with the margin spec ``e_y - e_j``; loss: cross-entropy on ``[0, -lb]``,
@@ -241,6 +280,128 @@ class Mix(Goal):
         lam = self.lam(t)
         parts = [(1 - lam, self.g1), (lam, self.g2)]
         return sum(w * g.loss_on(ctx, box, y, t) for w, g in parts if w != 0)
+
+
+def as_weighted_pair(pair, owner: str, index: int) -> tuple:
+    """Argument ``index`` of ``owner``, ``(goal, weight)`` with a weight >= 0 (a number or a
+    schedule), as ``(Goal, Schedule)``; else ``TypeError`` / ``ValueError``."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{owner} argument {index} must be a pair (goal, weight), "
+                        f"got {describe(pair)}")
+    goal = as_goal(pair[0], owner, f"goal of pair {index}")
+    weight = as_schedule(pair[1], owner, f"weight of pair {index}")
+    if isinstance(weight, Const) and weight.value < 0:
+        raise ValueError(f"{owner} weight of pair {index} must be >= 0, got {weight}")
+    return goal, weight
+
+
+def as_weighted_goals(value, owner: str, param: str) -> tuple:
+    """``value``, a sequence of pairs ``(goal, weight)``, as a tuple of ``(Goal, Schedule)``."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{owner} argument '{param}' must be pairs (goal, weight), "
+                        f"got {describe(value)}")
+    return tuple(as_weighted_pair(pair, owner, i) for i, pair in enumerate(value, 1))
+
+
+COERCE["WeightedGoals"] = as_weighted_goals
+
+
+@dataclass(frozen=True)
+class DList(Goal):
+    """DiffAI's weighted list ``DList((g1, w1), (g2, w2), ...)``: the loss
+    ``sum_i w_i loss_gi / sum_i w_i`` (DiffAI divides by the sum of the weights), each goal
+    on the same box; a goal whose weight is 0 at ``t`` is not computed. So
+    ``DList((CE, 1), (MMR, lambda))`` is ``(CE + lambda MMR) / (1 + lambda)``: the MMR paper's
+    ``CE + lambda MMR`` up to the factor ``1 / (1 + lambda)`` (for Adam, a constant factor
+    of the loss changes nothing but epsilon's relative size). Weights are >= 0."""
+
+    pairs: WeightedGoals
+    # written with one argument per pair; the parser checks each with this
+    variadic_item: ClassVar[Callable] = staticmethod(as_weighted_pair)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.pairs:
+            raise ValueError("DList needs at least one pair (goal, weight)")
+
+    @property
+    def has_region(self) -> bool:
+        return False
+
+    def arguments(self) -> list:
+        return list(self.pairs)
+
+    def __str__(self) -> str:
+        return f"DList({', '.join(f'({g}, {w})' for g, w in self.pairs)})"
+
+    def loss_on(self, ctx, box, y, t):
+        weights = [w(t) for _, w in self.pairs]
+        total = sum(weights)
+        if not total > 0:
+            raise self.refused(f"the weights sum to {total:g} at epoch {t:g}; it must be > 0")
+        return sum(w * g.loss_on(ctx, box, y, t) for w, (g, _) in zip(weights, self.pairs)
+                   if w != 0) / total
+
+
+def as_norm(value, owner: str, param: str) -> str:
+    """``value`` as the norm ``"inf"`` or ``"2"``, else ``TypeError``."""
+    from ..mmr.regions import RegionError, norm_key
+    try:
+        return norm_key(value)
+    except RegionError:
+        raise TypeError(f"{owner} argument '{param}' must be inf or 2, got {describe(value)}") from None
+
+
+def as_gamma(value, owner: str, param: str) -> Schedule:
+    """A schedule; a constant must be > 0."""
+    from ..mmr.loss import check_gamma
+    schedule = as_schedule(value, owner, param)
+    if isinstance(schedule, Const):
+        check_gamma(schedule.value, f"{owner} argument '{param}'")
+    return schedule
+
+
+def as_k(value, owner: str, param: str) -> Schedule:
+    """A schedule; a constant must be a fraction in (0, 1) or a whole count >= 1."""
+    from ..mmr.loss import check_k
+    schedule = as_schedule(value, owner, param)
+    if isinstance(schedule, Const):
+        check_k(schedule.value, f"{owner} argument '{param}'")
+    return schedule
+
+
+COERCE.update(Norm=as_norm, Gamma=as_gamma, K=as_k)
+
+
+@dataclass(frozen=True)
+class MMR(Goal):
+    """Croce et al.'s Maximum Margin Regularizer ``MMR(gamma_B, gamma_D, k_B, k_D, p)`` at the
+    box's center (the clean point): ``1/k_B sum over the k_B smallest d_B of
+    max(0, 1 - d_B / gamma_B) + 1/k_D sum over the k_D smallest d_D of max(0, 1 - d_D /
+    gamma_D)``, batch mean, with the exact region distances of
+    :func:`lirpa_diffai.mmr.region_distances` in the l_p norm ``p`` (``inf`` or ``2``). A k
+    in (0, 1) is a fraction of the candidates, a whole k >= 1 a count. It is a regularizer
+    (no cross-entropy): combine it with ``DList``. Every argument but ``p`` may be a schedule;
+    refusals found at training time (a count above the network's ReLUs, a network that is not
+    piecewise linear) name the goal's position."""
+
+    gamma_b: Gamma
+    gamma_d: Gamma
+    k_b: K
+    k_d: K
+    p: Norm = "inf"
+
+    @property
+    def has_region(self) -> bool:
+        return False
+
+    def loss_on(self, ctx, box, y, t):
+        from ..mmr import RegionError, mmr_loss
+        try:
+            return mmr_loss(ctx.model, center(box), y, gamma_b=self.gamma_b(t),
+                            gamma_d=self.gamma_d(t), k_b=self.k_b(t), k_d=self.k_d(t), p=self.p)
+        except RegionError as err:
+            raise self.refused(f"{err} (at epoch {t:g})") from None
 
 
 class Reboxing(Goal):
@@ -332,6 +493,6 @@ class BiSample(Reboxing):
 
 
 GOALS: dict[str, type[Goal]] = {cls.__name__: cls for cls in (
-    Point, Normal, Uniform, IFGSM, Box, Mix, Sub, Sample, BiSample)}
+    Point, Normal, Uniform, IFGSM, PGD, Box, Mix, DList, MMR, Sub, Sample, BiSample)}
 
 __all__ = ["GoalContext", "Goal", "GOALS", "input_box", "margin_spec", "margin_loss", *GOALS]

@@ -2,13 +2,17 @@
 
 Paper notation (a tokenizer and a recursive-descent parser; nothing is ever ``eval``-ed)::
 
-    expr     := NUMBER | NAME [ '(' [ args ] ')' ]
+    expr     := NUMBER | 'inf' | NAME [ '(' [ args ] ')' ] | '(' expr ',' expr ')'
     args     := arg { ',' arg }
     arg      := [ NAME '=' ] expr            (keyword arguments after positional ones)
     NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor: Point, Normal, Uniform, IFGSM,
-                                              Box, Mix, Sub, Sample, BiSample, Lin, Until;
-                                              ``IFGSMk`` with an integer k is ``IFGSM(k)``)
+                                              PGD, Box, Mix, DList, MMR, Sub, Sample,
+                                              BiSample, Lin, Until; ``IFGSMk`` / ``PGDk``
+                                              with an integer k is ``IFGSM(k)`` / ``PGD(k)``)
     NUMBER   := [+-]? (digits [. digits?] | . digits) [(e|E) [+-]? digits]
+
+A parenthesized pair ``(g, w)`` is an argument of ``DList`` (a goal and its weight); ``inf``
+is the norm argument of ``MMR``.
 
 Whitespace (newlines included) separates tokens. ``Point`` and ``Point()`` are the same.
 
@@ -19,7 +23,12 @@ a list (positional), a mapping (keywords), null (no arguments) or a single scala
     goal: {Mix: [Point, {Sub: [{Lin: [0, 1, 150, 10]}, Box]}, "Lin(0, 0.5, 150, 10)"]}
     goal: {Mix: {g1: Point, g2: Box, lam: 0.5}}
 
-Parameters (in order; all are also keywords): ``IFGSM(k=5)``, ``Mix(g1, g2, lam)``,
+In the mapping form ``DList`` takes a list of two-element lists:
+``{DList: [[Point, 1], ["MMR(0.2, 0.2, 0.1, 10)", 0.5]]}``.
+
+Parameters (in order; all are also keywords): ``IFGSM(k=5)``, ``PGD(k=40)``,
+``MMR(gamma_b, gamma_d, k_b, k_d, p=inf)``, ``DList(pair, pair, ...)`` (positional only),
+``Mix(g1, g2, lam)``,
 ``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``,
 ``Lin(start, end, steps, warmup=0)``, ``Until(m, s1, s2)``.
 Refused inputs raise :class:`GoalSyntaxError` with the line and column (inside the YAML file
@@ -39,7 +48,7 @@ from .goals import GOALS, Goal
 from .schedules import COERCE, SCHEDULES, Const, Schedule, Term, as_schedule, describe
 
 CONSTRUCTORS: dict[str, type[Term]] = {**GOALS, **SCHEDULES}
-_SUFFIXED = re.compile(r"(IFGSM)(\d+)$")   # the paper's IFGSMk
+_SUFFIXED = re.compile(r"(IFGSM|PGD)(\d+)$")   # the paper's IFGSMk, and PGDk
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -122,6 +131,8 @@ def build(cls: type[Term], name: str, positional: list, keywords: dict, loc: Loc
     """``cls`` applied to the arguments, each checked against its parameter (errors at the
     argument's Loc). ``positional`` is a list of (value, Loc); ``keywords`` maps parameter
     names to (value, Loc); ``loc`` is where the constructor's name was written."""
+    if hasattr(cls, "variadic_item"):
+        return build_variadic(cls, name, positional, keywords, loc)
     params = fields(cls)
     names = [f.name for f in params]
     required = sum(f.default is MISSING for f in params)
@@ -150,10 +161,34 @@ def build(cls: type[Term], name: str, positional: list, keywords: dict, loc: Loc
                 values[f.name] = COERCE[f.type](value, cls.__name__, f.name)
             except (TypeError, ValueError) as err:
                 raise aloc.error(str(err)) from None
+    return construct(cls, values, loc)
+
+
+def construct(cls: type[Term], values: dict, loc: Loc) -> Term:
+    """``cls(**values)``, its refusals as errors at ``loc``; a goal remembers ``loc``."""
     try:
-        return cls(**values)
+        term = cls(**values)
     except (TypeError, ValueError) as err:
         raise loc.error(str(err)) from None
+    if isinstance(term, Goal):
+        object.__setattr__(term, "written_at", loc)
+    return term
+
+
+def build_variadic(cls: type[Term], name: str, positional: list, keywords: dict, loc: Loc) -> Term:
+    """A constructor whose one parameter collects every (positional) argument, each checked
+    by ``cls.variadic_item(value, name, index)`` so that a refusal points at it."""
+    if keywords:
+        raise next(iter(keywords.values()))[1].error(f"{name} takes positional arguments only")
+    if not positional:
+        raise loc.error(f"{name} needs at least one argument")
+    items = []
+    for i, (value, aloc) in enumerate(positional, 1):
+        try:
+            items.append(cls.variadic_item(value, name, i))
+        except (TypeError, ValueError) as err:
+            raise aloc.error(str(err)) from None
+    return construct(cls, {fields(cls)[0].name: tuple(items)}, loc)
 
 
 class _Parser:
@@ -197,10 +232,22 @@ class _Parser:
         tok = self.take()
         if tok.kind == "number":
             return float(tok.text) if re.search(r"[.eE]", tok.text) else int(tok.text)
+        if tok.kind == "name" and tok.text == "inf" and self.peek().text != "(":
+            return float("inf")
         if tok.kind == "name":
             return self.call(tok)
+        if tok.kind == "punct" and tok.text == "(":
+            return self.pair()
         raise self.fail(tok, f"expected a goal, a schedule or a number, "
                              f"got {_describe_token(tok)}")
+
+    def pair(self) -> tuple:
+        """``(a, b)`` after its '(' (DList's (goal, weight))."""
+        first = self.expr()
+        self.expect(",", "',' (a pair is written (goal, weight))")
+        second = self.expr()
+        self.expect(")", "')' closing the pair (goal, weight)")
+        return (first, second)
 
     def call(self, name_tok: Token) -> Term:
         loc = self.loc(name_tok)
@@ -346,7 +393,11 @@ def from_node(node: yaml.Node, source: str | None = None, path: str = ""):
     if isinstance(args, yaml.SequenceNode):
         for i, n in enumerate(args.value):
             where = f"{here}[{i}]"
-            positional.append((from_node(n, source, where), _node_loc(n, source, where)))
+            if hasattr(cls, "variadic_item") and isinstance(n, yaml.SequenceNode):
+                value = tuple(from_node(e, source, f"{where}[{j}]") for j, e in enumerate(n.value))
+            else:
+                value = from_node(n, source, where)
+            positional.append((value, _node_loc(n, source, where)))
     elif isinstance(args, yaml.MappingNode):
         for k, v in args.value:
             kname = _value(k, _node_loc(k, source, here))
@@ -382,7 +433,11 @@ def to_mapping(term: Term):
     args = term.arguments()
     if not args:
         return type(term).__name__
-    return {type(term).__name__: [to_mapping(a) if isinstance(a, Term) else a for a in args]}
+    def convert(a):
+        if isinstance(a, tuple):
+            return [convert(v) for v in a]
+        return to_mapping(a) if isinstance(a, Term) else a
+    return {type(term).__name__: [convert(a) for a in args]}
 
 
 def _parse(source, expect: str, origin: Origin | None):

@@ -2,7 +2,7 @@
 ``t``, the progress bar's fields and the line printed per epoch."""
 from __future__ import annotations
 
-from ..goals import Box, Goal, Mix, Sample, Sub
+from ..goals import Box, DList, Goal, Mix, Sample, Sub
 from ..goals.config import TrainConfig
 from ..goals.goals import Reboxing
 from ..goals.schedules import Const, Schedule
@@ -28,6 +28,9 @@ def _box_paths(goal: Goal, t: float, factor: float):
         yield from _box_paths(inner, t, factor * goal.delta(t))
         if isinstance(goal, Sample):
             yield from _box_paths(goal.gs, t, factor)
+    elif isinstance(goal, DList):
+        for g, _ in goal.pairs:
+            yield from _box_paths(g, t, factor)
     elif isinstance(goal, Reboxing):
         for g in goal.arguments():
             if isinstance(g, Goal):
@@ -36,18 +39,27 @@ def _box_paths(goal: Goal, t: float, factor: float):
 
 def schedule_values(goal: Goal, t: float) -> dict[str, float]:
     """The current value of every non-constant schedule argument of the goal, keyed by its
-    path (``"Mix.lam"``, ``"Mix.g2.Sub.delta"``)."""
+    path (``"Mix.lam"``, ``"Mix.g2.Sub.delta"``; a DList pair: ``"DList.pairs[2].w"`` and
+    ``"DList.pairs[2].MMR.k_b"``)."""
     out: dict[str, float] = {}
+
+    def visit(value, key):
+        if isinstance(value, Schedule) and not isinstance(value, Const):
+            out[key] = float(value(t))
+        elif isinstance(value, Goal):
+            walk(value, f"{key}.{type(value).__name__}")
 
     def walk(term, path):
         from dataclasses import fields
         for f in fields(term):
             value = getattr(term, f.name)
             key = f"{path}.{f.name}"
-            if isinstance(value, Schedule) and not isinstance(value, Const):
-                out[key] = float(value(t))
-            elif isinstance(value, Goal):
-                walk(value, f"{key}.{type(value).__name__}")
+            if isinstance(term, DList):
+                for i, (g, w) in enumerate(value, 1):
+                    visit(w, f"{key}[{i}].w")
+                    walk(g, f"{key}[{i}].{type(g).__name__}")
+            else:
+                visit(value, key)
     walk(goal, type(goal).__name__)
     return out
 
