@@ -1,0 +1,176 @@
+"""``verify``: a complete verifier per sample.
+
+Per batch: PGD falsifies what it can (:mod:`attack`); CROWN-hzono, then alpha-CROWN, prove
+what they can (:mod:`bounding`); each sample left goes to branch and bound until its time is
+up (:mod:`bab` over ReLU splits, or :mod:`input_split` over input boxes when the input has at
+most ``input_split_dims`` dimensions). Time spent on a batch step is shared equally among
+the samples in it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from . import attack
+from .bab import BaBOptions, branch_and_bound
+from .bounding import Domains, root_bounds, split_relus
+from .input_split import input_branch_and_bound
+from .spec import (SampleResult, Spec, Status, VerificationError, check_spec, check_timeout,
+                   robustness_spec)
+
+INPUT_SPLIT_DIMS = 8
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def bounded_module(model: nn.Module, x: torch.Tensor):
+    """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode); auto_LiRPA's refusal
+    becomes a VerificationError naming it."""
+    from ..bounded_module import BoundedModule
+    try:
+        return BoundedModule(model, x[:1], device=x.device).eval()
+    except Exception as err:  # auto_LiRPA raises plain exceptions for unsupported graphs
+        raise VerificationError(f"auto_LiRPA cannot bound this network: "
+                                f"{type(err).__name__}: {err}") from err
+
+
+def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
+    """``(lb - t, intermediate boxes)`` of one incomplete method; a VerificationError naming
+    the method if auto_LiRPA refuses the graph."""
+    from .bounding import box_input
+    try:
+        with torch.no_grad():
+            lb, _ = bm.compute_bounds(x=(box_input(x_L, x_U),), C=spec.C, method=method,
+                                      bound_upper=False)
+    except Exception as err:
+        raise VerificationError(f"{method} cannot bound this network: "
+                                f"{type(err).__name__}: {err}") from err
+    boxes = dict(getattr(bm, "hzono_node_bounds", {}) or {}) if "hzono" in method.lower() else {}
+    return lb - spec.threshold, boxes
+
+
+def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+           eps: float | None = None, *, timeout: float, spec: Optional[Spec] = None,
+           x_L: Optional[torch.Tensor] = None, x_U: Optional[torch.Tensor] = None,
+           data_range=(0.0, 1.0), num_classes: Optional[int] = None,
+           options: Optional[BaBOptions] = None, input_split_dims: int = INPUT_SPLIT_DIMS,
+           attack_restarts: int = 5, incomplete=("CROWN-hzono",),
+           progress: Optional[Callable[[int, SampleResult], None]] = None,
+           ) -> list[SampleResult]:
+    """One :class:`SampleResult` per sample of ``x`` (B, ...).
+
+    The input set is ``[max(x - eps, lo), min(x + eps, hi)]`` (``data_range = (lo, hi)``) or
+    the explicit box ``x_L``/``x_U``. The property is ``spec`` (``C f(x) > t``), by default
+    the margins ``f_y - f_j > 0`` for every ``j != y``. ``timeout``: seconds per sample.
+    ``incomplete``: bound methods tried before alpha-CROWN (their boxes also tighten
+    alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided."""
+    timeout = check_timeout(timeout)
+    device = model_device(model)
+    model = model.eval()
+    x = x.to(device)
+    if x_L is None or x_U is None:
+        if eps is None or not eps >= 0:
+            raise VerificationError(f"give eps >= 0 or both x_L and x_U (eps={eps!r})")
+        lo, hi = data_range
+        x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+    x_L, x_U = x_L.to(device), x_U.to(device)
+    if x_L.shape != x.shape or x_U.shape != x.shape or bool((x_L > x_U).any()):
+        raise VerificationError(f"x_L and x_U must have x's shape {tuple(x.shape)} with "
+                                f"x_L <= x_U")
+    with torch.no_grad():
+        outputs = model(x).flatten(1)
+    if spec is None:
+        if y is None:
+            raise VerificationError("give the labels y or a spec")
+        spec = robustness_spec(y.to(device), num_classes or outputs.shape[1])
+    spec = check_spec(spec, len(x), outputs.shape[1])
+    spec = Spec(spec.C.to(device), spec.threshold.to(device))
+    options = options or BaBOptions()
+    bm = bounded_module(model, x)
+    return decide_batch(bm, model, x_L, x_U, spec, timeout, options, input_split_dims,
+                        attack_restarts, tuple(incomplete), progress)
+
+
+def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOptions,
+                 input_split_dims: int, attack_restarts: int, incomplete: tuple,
+                 progress) -> list[SampleResult]:
+    """The pipeline of :func:`verify` on checked inputs."""
+    n = len(x_L)
+    results: list = [None] * n
+    spent = torch.zeros(n, dtype=torch.float64)
+    say = progress or (lambda i, r: None)
+
+    def settle(i, status, method, **kw):
+        results[i] = SampleResult(status, method, float(spent[i]), **kw)
+        say(i, results[i])
+
+    start = time.perf_counter()
+    points, margins = attack.pgd(model, x_L, x_U, spec, restarts=attack_restarts)
+    spent += (time.perf_counter() - start) / n
+    for i in range(n):
+        if margins[i] <= 0 and attack.checked_counterexample(
+                model, points[i:i + 1], x_L[i:i + 1], x_U[i:i + 1], spec.select(slice(i, i + 1))):
+            settle(i, Status.FALSIFIED, "PGD", counterexample=points[i:i + 1].detach())
+    reference, reference_rows = {}, []
+    for method in incomplete:
+        todo = [i for i in range(n) if results[i] is None]
+        if not todo:
+            return results
+        start = time.perf_counter()
+        idx = torch.tensor(todo, device=x_L.device)
+        try:
+            lb, boxes = crown_bounds(bm, x_L[idx], x_U[idx], spec.select(idx), method)
+        except VerificationError:
+            continue  # an incomplete method that refuses the graph is skipped; alpha-CROWN decides
+        finally:
+            spent[todo] += (time.perf_counter() - start) / len(todo)
+        if boxes:
+            reference, reference_rows = boxes, todo
+        for j, i in enumerate(todo):
+            if bool((lb[j] > 0).all()):
+                settle(i, Status.VERIFIED, method)
+    todo = [i for i in range(n) if results[i] is None]
+    if not todo:
+        return results
+    start = time.perf_counter()
+    idx = torch.tensor(todo, device=x_L.device)
+    relu_names = {node.inputs[0].name for node in split_relus(bm)}
+    rows = [reference_rows.index(i) for i in todo] if reference else []
+    reference = {k: (lo[rows], up[rows]) for k, (lo, up) in reference.items() if k in relu_names}
+    try:
+        lb, lower, upper = root_bounds(bm, x_L[idx], x_U[idx], spec.select(idx).C,
+                                       spec.select(idx).threshold, reference=reference)
+    except Exception as err:
+        raise VerificationError(f"alpha-CROWN cannot bound this network: "
+                                f"{type(err).__name__}: {err}") from err
+    spent[todo] += (time.perf_counter() - start) / len(todo)
+    for j, i in enumerate(todo):
+        if bool((lb[j] > 0).all()):
+            settle(i, Status.VERIFIED, "alpha-CROWN")
+            continue
+        start = time.perf_counter()
+        deadline = start + max(timeout - float(spent[i]), 0.0)
+        one = slice(i, i + 1)
+        if x_L[0].numel() <= input_split_dims:
+            outcome = input_branch_and_bound(bm, model, x_L[one], x_U[one], spec.select(one),
+                                             deadline, options)
+            method = "input-BaB"
+        else:
+            root = Domains([t[j:j + 1] for t in lower], [t[j:j + 1] for t in upper],
+                           [torch.zeros(1, t[0].numel(), dtype=torch.int8, device=t.device)
+                            for t in lower], lb[j:j + 1])
+            outcome = branch_and_bound(bm, model, x_L[one], x_U[one], spec.select(one), root,
+                                       deadline, options)
+            method = "BaB"
+        spent[i] += time.perf_counter() - start
+        settle(i, outcome.status, method, subdomains=outcome.subdomains,
+               lp_calls=outcome.lp_calls, counterexample=outcome.counterexample)
+    return results

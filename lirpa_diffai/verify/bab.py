@@ -1,0 +1,175 @@
+"""Branch and bound over ReLU splits for one sample (Bunel et al. 2020's framework, with
+beta-CROWN bounds as in Wang et al. 2021):
+
+1. keep the open subdomains, each with its worst spec lower bound and its chosen split;
+2. take the ``batch`` subdomains with the lowest bounds, split each on its chosen ReLU into
+   ``z >= 0`` and ``z <= 0`` and bound all children in one auto_LiRPA call
+   (:func:`bounding.bound_domains`);
+3. drop the children whose every spec row is proved; a subdomain with no unfixed ReLU left is
+   a linear program, solved exactly (:mod:`lp`): proved, or a counterexample;
+4. now and then search the box for a counterexample (:mod:`attack`).
+
+Every open subdomain is either proved, found to hold a counterexample or split into two with
+one more fixed ReLU, so with enough time the answer is ``verified`` or ``falsified`` (when all
+activations that are not fixed by the bounds are ReLUs).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from . import attack, lp
+from .bounding import Domains, bound_domains, split_relus, tightened
+from .branching import choose_splits
+from .spec import Spec, Status
+
+
+@dataclass
+class BaBOptions:
+    """``batch``: subdomains split per round (2x as many bounded); ``iterations``: alpha/beta
+    optimisation steps per round; ``beta``: use beta-CROWN's split multipliers (else
+    alpha-CROWN on the split-tightened bounds alone); ``refresh``: recompute the
+    intermediate bounds of every child by CROWN on its split-tightened bounds (else only the
+    split neurons' bounds change); ``attack_every``: rounds between counterexample searches;
+    ``lp``: close fully fixed subdomains with the exact LP (needs highspy)."""
+
+    batch: int = 64
+    iterations: int = 10
+    beta: bool = True
+    refresh: bool = True
+    attack_every: int = 5
+    lp: bool = True
+
+
+@dataclass
+class BaBOutcome:
+    status: Status
+    subdomains: int = 0
+    lp_calls: int = 0
+    counterexample: torch.Tensor | None = None
+    notes: list = field(default_factory=list)
+
+
+def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> tuple:
+    """Intermediate bounds of N subdomains recomputed by CROWN on their split-tightened
+    bounds, intersected with them (both are sound on the subdomain)."""
+    from .bounding import box_input
+    relus = split_relus(bm)
+    pairs = [tightened(lo, up, s) for lo, up, s in zip(lower, upper, split)]
+    n = split[0].shape[0]
+    reference = {node.inputs[0].name: (lo, torch.maximum(lo, up))
+                 for node, (lo, up) in zip(relus, pairs)}
+    first = {relus[0].inputs[0].name: reference[relus[0].inputs[0].name]}
+    x = (box_input(x_L.expand(n, *x_L.shape[1:]), x_U.expand(n, *x_U.shape[1:])),)
+    with torch.no_grad():
+        bm.compute_bounds(x=x, C=C.expand(n, *C.shape[1:]), method="backward",
+                          bound_upper=False, intermediate_layer_bounds=first,
+                          reference_bounds=reference)
+    new_lower, new_upper = [], []
+    for node, (lo, up) in zip(relus, pairs):
+        pre = node.inputs[0]
+        new_lower.append(torch.maximum(pre.lower.detach(), lo))
+        new_upper.append(torch.minimum(pre.upper.detach(), up))
+    return new_lower, new_upper
+
+
+def bound_children(bm, x_L, x_U, spec: Spec, lower, upper, split, options: BaBOptions):
+    """Bounds of N subdomains and their next split: ``(Domains, layer, index)``."""
+    if options.refresh:
+        lower, upper = refreshed_bounds(bm, x_L, x_U, spec.C, lower, upper, split)
+    lb, coefficients = bound_domains(bm, x_L, x_U, spec.C, spec.threshold, lower, upper, split,
+                                     options.iterations, options.beta)
+    domains = Domains(lower, upper, split, lb)
+    layer, index = choose_splits(domains.lower, domains.upper, coefficients, lb,
+                                 domains.unstable())
+    return domains, layer, index
+
+
+def children_of(domains: Domains, layer: torch.Tensor, index: torch.Tensor) -> list:
+    """The two children (``z >= 0``, ``z <= 0``) of every domain: split lists (2N rows)."""
+    splits = []
+    for i, s in enumerate(domains.split):
+        s2 = torch.cat([s, s])
+        here = (layer == i).nonzero().flatten()
+        s2[here, index[here]] = 1
+        s2[here + len(domains), index[here]] = -1
+        splits.append(s2)
+    return splits
+
+
+def close_fixed(bm, model, x_L, x_U, spec: Spec, domains: Domains, outcome: BaBOutcome,
+                deadline: float) -> torch.Tensor:
+    """Solve the LP of every fully fixed domain; returns a bool (N,) of those still open
+    (the LP could not decide), sets a counterexample on ``outcome`` if one is found."""
+    still_open = torch.zeros(len(domains), dtype=torch.bool)
+    for i in range(len(domains)):
+        one = domains.select(slice(i, i + 1))
+        outcome.lp_calls += 1
+        result = lp.solve_fixed_domain(bm, x_L, x_U, spec.C, spec.threshold, one.lower,
+                                       one.upper, one.split,
+                                       time_limit=max(deadline - time.perf_counter(), 0.1))
+        if (result.lb > lp.TOLERANCE).all():
+            continue
+        if result.point is not None and attack.checked_counterexample(model, result.point, x_L,
+                                                                      x_U, spec):
+            outcome.counterexample = result.point
+            return still_open
+        still_open[i] = True
+    return still_open
+
+
+def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec,
+                     root: Domains, deadline: float, options: BaBOptions) -> BaBOutcome:
+    """Decide ``C f(x) > t`` on the box of one sample (batch 1 tensors) from its root
+    bounds ``root`` (one domain, no splits) before ``deadline`` (``time.perf_counter``)."""
+    outcome = BaBOutcome(Status.TIMEOUT)
+    layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
+                                 root.unstable())
+    open_domains, decisions, undecidable = root, (layer, index), 0
+    rounds = 0
+    generator = torch.Generator().manual_seed(0)
+    while len(open_domains) and time.perf_counter() < deadline:
+        rounds += 1
+        layer, index = decisions
+        fixed = layer < 0
+        if fixed.any():
+            if not options.lp:
+                undecidable += int(fixed.sum())
+            else:
+                still = close_fixed(bm, model, x_L, x_U, spec, open_domains.select(fixed),
+                                    outcome, deadline)
+                if outcome.counterexample is not None:
+                    outcome.status = Status.FALSIFIED
+                    return outcome
+                undecidable += int(still.sum())
+            keep = ~fixed
+            open_domains, layer, index = open_domains.select(keep), layer[keep], index[keep]
+            if not len(open_domains):
+                break
+        worst = open_domains.lb.min(dim=1).values
+        order = worst.argsort()
+        take, rest = order[:options.batch], order[options.batch:]
+        parents = open_domains.select(take)
+        split = children_of(parents, layer[take], index[take])
+        twice = lambda ts: [torch.cat([t, t]) for t in ts]  # noqa: E731
+        children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, twice(parents.lower),
+                                                    twice(parents.upper), split, options)
+        outcome.subdomains += len(children)
+        alive = ~(children.lb > 0).all(dim=1)
+        remaining = open_domains.select(rest)
+        open_domains = Domains.cat([remaining, children.select(alive)])
+        decisions = (torch.cat([layer[rest], c_layer[alive]]),
+                     torch.cat([index[rest], c_index[alive]]))
+        if options.attack_every and rounds % options.attack_every == 0:
+            point, margin = attack.pgd(model, x_L, x_U, spec, steps=20, restarts=2,
+                                       generator=generator)
+            if attack.checked_counterexample(model, point, x_L, x_U, spec):
+                outcome.status, outcome.counterexample = Status.FALSIFIED, point
+                return outcome
+    if not len(open_domains) and not undecidable:
+        outcome.status = Status.VERIFIED
+    elif undecidable:
+        outcome.notes.append(f"{undecidable} fully fixed subdomains left undecided")
+    return outcome
