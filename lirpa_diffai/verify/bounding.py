@@ -95,13 +95,15 @@ def split_constraints(relus: list, splits: list):
     padding of samples with fewer than k splits)."""
     try:
         for node, split in zip(relus, splits):
-            k = int((split != 0).sum(1).max()) if split.numel() else 0
-            if k == 0:
-                node.sparse_beta = None
-                continue
-            loc = split.abs().argsort(dim=1, descending=True, stable=True)[:, :k]
+            # at least one (padding) entry: auto_LiRPA 0.3 restores the best betas by the
+            # node's position among all ReLUs, so every ReLU needs its beta tensor
+            k = max(int((split != 0).sum(1).max()) if split.numel() else 0, 1)
+            loc = split.abs().argsort(dim=1, descending=True, stable=True)[:, :k] \
+                if split.shape[1] else torch.zeros(split.shape[0], 1, dtype=torch.long,
+                                                    device=split.device)
             node.sparse_beta_loc = loc
-            node.sparse_beta_sign = split.gather(1, loc).to(torch.get_default_dtype())
+            node.sparse_beta_sign = (split.gather(1, loc) if split.shape[1] else
+                                     torch.zeros(loc.shape, device=split.device)).float()
             node.sparse_beta = torch.zeros(loc.shape, device=split.device, requires_grad=True)
         yield
     finally:
@@ -167,14 +169,16 @@ def bound_domains(bm, x_L: torch.Tensor, x_U: torch.Tensor, spec_C: torch.Tensor
 
 def root_bounds(bm, x_L: torch.Tensor, x_U: torch.Tensor, spec_C: torch.Tensor,
                 threshold: torch.Tensor, iterations: int = 20, reference: dict | None = None):
-    """``(lb (B, S), lower list, upper list)``: alpha-CROWN on the boxes (B samples) and the
-    pre-activation bounds of every split ReLU it used, intersected with ``reference`` boxes
-    (``{node name: (l, u)}``, e.g. the hzono boxes of CROWN-hzono) where given."""
+    """``(lb (B, S), lower list, upper list)`` on the boxes of B samples: CROWN's
+    pre-activation bounds of every split ReLU (intersected with ``reference`` boxes, e.g. the
+    hzono boxes of CROWN-hzono, where given), then alpha-CROWN for the final node on them.
+    (auto_LiRPA's full alpha-CROWN, which also optimises every intermediate layer, costs
+    about 40 CROWN passes per iteration on ConvSmall for little gain.)"""
     relus = split_relus(bm)
     x = (box_input(x_L, x_U),)
-    with optimize_args(bm, iteration=iterations, enable_beta_crown=False):
-        lb, _ = bm.compute_bounds(x=x, C=spec_C, method="CROWN-Optimized", bound_upper=False,
-                                  reference_bounds=reference or None)
+    with torch.no_grad():
+        crown, _ = bm.compute_bounds(x=x, C=spec_C, method="backward", bound_upper=False,
+                                     reference_bounds=reference or None)
     lower, upper = [], []
     for node in relus:
         pre = node.inputs[0]
@@ -183,4 +187,8 @@ def root_bounds(bm, x_L: torch.Tensor, x_U: torch.Tensor, spec_C: torch.Tensor,
             lo, up = torch.maximum(lo, reference[pre.name][0]), torch.minimum(up, reference[pre.name][1])
         lower.append(lo)
         upper.append(up)
-    return lb.detach() - threshold, lower, upper
+    splits = [torch.zeros(len(x_L), lo[0].numel(), dtype=torch.int8, device=lo.device)
+              for lo in lower]
+    lb, _ = bound_domains(bm, x_L, x_U, spec_C, threshold, lower, upper, splits,
+                          iterations=iterations, beta=False)
+    return torch.maximum(lb, crown.detach() - threshold), lower, upper
