@@ -8,6 +8,7 @@ the samples in it.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Optional
 
@@ -31,15 +32,31 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.lines: list = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 def bounded_module(model: nn.Module, x: torch.Tensor):
     """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode); auto_LiRPA's refusal
-    becomes a VerificationError naming it."""
+    becomes a VerificationError with the nodes and operators it logged."""
     from ..bounded_module import BoundedModule
+    log = logging.getLogger("auto_LiRPA")
+    collect = _Collect()
+    log.addHandler(collect)
     try:
         return BoundedModule(model, x[:1], device=x.device).eval()
     except Exception as err:  # auto_LiRPA raises plain exceptions for unsupported graphs
+        nodes = [line for line in collect.lines if "unsupported operation" in line]
+        detail = ("; " + "; ".join(nodes)) if nodes else ""
         raise VerificationError(f"auto_LiRPA cannot bound this network: "
-                                f"{type(err).__name__}: {err}") from err
+                                f"{type(err).__name__}: {err}{detail}") from err
+    finally:
+        log.removeHandler(collect)
 
 
 def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
