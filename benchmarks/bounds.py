@@ -11,7 +11,9 @@ peak resident memory the call added (/proc VmHWM after ``malloc_trim``, ``bench_
 the mean width of the margin bounds ``y_label - y_j`` over the L-inf box clipped to [0, 1],
 the fraction of margins proved (lower bound > 0) and of samples verified (all margins proved).
 A method that fails (auto_LiRPA error, out of memory, over ``--timeout-per-method``) gets its
-error text in the table; one marked over budget for a network is skipped. Then, per network,
+error text in the table; CROWN and alpha-CROWN are skipped where the network and batch exceed
+their size limit (``lirpa_diffai.budget``, as ``examples/compare_bounds.py`` does;
+``--no-size-limit`` runs them anyway). Then, per network,
 time(CROWN-hzono)/time(CROWN), width(CROWN-hzono)/width(CROWN) and, as a check,
 width(CROWN-hzono)/width(CROWN-IBP) (<= 1 expected with the boxy ReLU).
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import signal
 import sys
@@ -38,20 +39,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hzono import timed  # noqa: E402  (one memory/time measurement for both scripts)
 
 import lirpa_diffai  # noqa: E402
-from lirpa_diffai import certify, data, models  # noqa: E402
+from lirpa_diffai import budget, certify, data, models  # noqa: E402
 from lirpa_diffai.bounded_module import parse_correlate_input  # noqa: E402
 from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
 
-# label -> (method passed to compute_bounds, needs autograd)
+# label -> method passed to compute_bounds
 METHODS = {
-    "IBP": ("IBP", False),
-    "hzono-boxy": ("HBox", False),
-    "hzono-deepz": ("HNIPS", False),
-    "CROWN-IBP": ("CROWN-IBP", False),
-    "CROWN-hzono": ("CROWN-hzono", False),
-    "CROWN": ("CROWN", False),
-    "alpha-CROWN": ("alpha-CROWN", True),
-    "alpha-CROWN-hzono": ("alpha-CROWN-hzono", True),
+    "IBP": "IBP",
+    "hzono-boxy": "HBox",
+    "hzono-deepz": "HNIPS",
+    "CROWN-IBP": "CROWN-IBP",
+    "CROWN-hzono": "CROWN-hzono",
+    "CROWN": "CROWN",
+    "alpha-CROWN": "alpha-CROWN",
+    "alpha-CROWN-hzono": "alpha-CROWN-hzono",
 }
 DEFAULT_METHODS = ("IBP", "hzono-boxy", "hzono-deepz", "CROWN-IBP", "CROWN-hzono", "CROWN", "alpha-CROWN")
 PAPER_EPS = {"mnist": 0.1, "cifar10": 2 / 255}  # the paper's smaller eps per dataset
@@ -66,7 +67,6 @@ class NetworkSpec:
     eps: float
     batch: int
     correlate: object = 64         # hzono input rows: "all" or k (CorrelateMax k)
-    skip: tuple = ()               # methods over this machine's budget for this network
     pretrained: bool = False
 
     @property
@@ -81,27 +81,25 @@ class NetworkSpec:
         return models.get(self.name, self.dataset).eval()
 
 
-# Over this machine's budget (2 shared cores, 20 minutes for the default run): alpha-CROWN
-# beyond ConvSmall-sized networks, and both CROWN and alpha-CROWN beyond ResNet-Tiny, where
-# CROWN alone ran for more than 5 minutes on one image.
+# Over this machine's budget (2 shared cores, 20 minutes for the default run), by the size
+# limits of lirpa_diffai.budget: alpha-CROWN beyond the ConvSmalls, and both CROWN and
+# alpha-CROWN from ResNet-Tiny on, where CROWN alone ran out of 12 GiB or past 150 s on one image.
 # hzono rows: CorrelateMax 64 on the input where CROWN runs, which keeps CROWN-hzono's time
 # well below CROWN's (an hzono pass costs about rows + 1 forward passes; with one row per
 # pixel, ``--rows all``, it is tighter but slower than CROWN on these small networks), and
 # 16 or 32 rows on the deep networks.
-NO_ALPHA = ("alpha-CROWN",)
-NO_CROWN = ("CROWN", "alpha-CROWN")
 DEFAULT_NETWORKS = (
     NetworkSpec("conv_small", "mnist", 0.1, 4),
     NetworkSpec("conv_small", "cifar10", 2 / 255, 4),
-    NetworkSpec("conv_big", "mnist", 0.1, 2, skip=NO_ALPHA),
-    NetworkSpec("conv_big", "cifar10", 2 / 255, 2, skip=NO_ALPHA),
-    NetworkSpec("resnet_tiny", "cifar10", 2 / 255, 1, correlate=32, skip=NO_ALPHA),
+    NetworkSpec("conv_big", "mnist", 0.1, 2),
+    NetworkSpec("conv_big", "cifar10", 2 / 255, 2),
+    NetworkSpec("resnet_tiny", "cifar10", 2 / 255, 1, correlate=32),
     # with the paper's abstract layers (Figure 7); in eval mode its CorrelateAll before the
     # logits acts (only_train=False), the others are the identity
-    NetworkSpec("resnet_tiny_fewcombo", "cifar10", 2 / 255, 1, correlate=32, skip=NO_CROWN),
-    NetworkSpec("resnet18", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
-    NetworkSpec("resnet34", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
-    NetworkSpec("densenet100", "cifar10", 2 / 255, 1, correlate=16, skip=NO_CROWN),
+    NetworkSpec("resnet_tiny_fewcombo", "cifar10", 2 / 255, 1, correlate=32),
+    NetworkSpec("resnet18", "cifar10", 2 / 255, 1, correlate=16),
+    NetworkSpec("resnet34", "cifar10", 2 / 255, 1, correlate=16),
+    NetworkSpec("densenet100", "cifar10", 2 / 255, 1, correlate=16),
     # pretrained third-party networks: eps of the ERAN/PRIMA benchmarks for the ERAN
     # ConvSmalls (MANIFEST gives none), the training eps for resnet2b (MANIFEST)
     NetworkSpec("mnist_conv_small_nat", "mnist", 0.12, 8, pretrained=True),
@@ -178,30 +176,19 @@ def margin_figures(lower: torch.Tensor, upper: torch.Tensor) -> dict:
 
 def run_method(bm, box, C, label: str, timeout: float) -> Row:
     """One call of ``label``'s method, measured; failures become the row's error text."""
-    method, needs_grad = METHODS[label]
+    method = METHODS[label]
 
     def call():
-        with torch.enable_grad() if needs_grad else torch.no_grad():
+        with certify.bound_grad_mode(method):
             lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
         return lower.detach(), upper.detach()
     try:
         (lower, upper), seconds, peak = timed(lambda: run_with_timeout(call, timeout))
     except MethodTimeout as err:
         return Row(label, error=f"MethodTimeout: {err}", timed_out_after=timeout)
-    except (MemoryError, RuntimeError, ValueError, AssertionError, NotImplementedError, IndexError) as err:
-        return Row(label, error=f"{type(err).__name__}: {error_text(err)}")
+    except certify.METHOD_ERRORS as err:
+        return Row(label, error=certify.method_error(err))
     return Row(label, seconds, peak, **margin_figures(lower, upper))
-
-
-def error_text(err: BaseException, limit: int = 120) -> str:
-    """A one-line reason: the allocation that failed for an out-of-memory error (torch wraps
-    it, e.g. in a TorchScript traceback), else the message's first line, shortened."""
-    message = str(err).strip()
-    allocation = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", message)
-    if allocation:
-        return f"out of memory (a {int(allocation.group(1)) / 2**20:.0f} MiB allocation failed)"
-    text = message.splitlines()[0] if message else ""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def ratios(rows: list[Row]) -> dict:
@@ -225,8 +212,10 @@ def ratios(rows: list[Row]) -> dict:
             "time_ratio_is_upper_bound": bound}
 
 
-def bench_network(spec: NetworkSpec, methods, timeout: float, images: Optional[int] = None) -> dict:
-    """Every method of ``methods`` on the first ``spec.batch`` test images of the dataset."""
+def bench_network(spec: NetworkSpec, methods, timeout: float,
+                  size_limits: Optional[dict] = budget.SIZE_LIMITS) -> dict:
+    """Every method of ``methods`` on the first ``spec.batch`` test images of the dataset,
+    but those over their size limit (``budget.size_limit_reason``; None: no limit)."""
     net = spec.build()
     x, y = data.load_dataset(spec.dataset, "test").tensors
     x, y = x[: spec.batch], y[: spec.batch]
@@ -237,10 +226,12 @@ def bench_network(spec: NetworkSpec, methods, timeout: float, images: Optional[i
     box = certify.input_box(x, spec.eps, data.data_range(spec.dataset))
     with torch.no_grad():
         bm.compute_bounds(x=(box,), C=C, method="IBP")  # warm-up: first-call costs once
+    neurons = budget.pre_activation_neurons(bm)
     rows = []
     for label in methods:
-        if label in spec.skip:
-            rows.append(Row(label, error="skipped: over budget"))
+        reason = budget.size_limit_reason(METHODS[label], neurons, spec.batch, size_limits)
+        if reason:
+            rows.append(Row(label, error=reason))
         else:
             rows.append(run_method(bm, box, C, label, timeout))
         print(f"  {spec.label} {format_row(rows[-1])}", file=sys.stderr, flush=True)
@@ -306,6 +297,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--timeout-per-method", type=float, default=150.0, help="seconds")
+    parser.add_argument("--no-size-limit", action="store_true",
+                        help="run CROWN and alpha-CROWN whatever the network's size")
     parser.add_argument("--memory-gib", type=float, default=12.0, help="address-space cap (0: none)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", help="write the table to this path")
@@ -323,10 +316,11 @@ def main(argv=None) -> int:
     keep_freed_memory()  # as the command-line tools; timed() still trims before each call
     limit_memory(args.memory_gib)
     start = time.perf_counter()
-    results = [bench_network(spec, methods, args.timeout_per_method) for spec in specs]
+    limits = None if args.no_size_limit else budget.SIZE_LIMITS
+    results = [bench_network(spec, methods, args.timeout_per_method, limits) for spec in specs]
     table = markdown(results)
     header = (f"{args.threads} threads, torch {torch.__version__}, "
-              f"total {time.perf_counter() - start:.0f} s")
+              f"total {time.perf_counter() - start:.2f} s")
     print(header)
     print(table)
     if args.markdown:

@@ -1,15 +1,54 @@
-"""Certification helpers shared by the examples, the benchmark and the command line: the margin
-specification, and one table row per bound method on the same inputs."""
+"""Certification helpers shared by the trainer, the evaluation, the examples, the benchmark and the
+command line: the margin specification, the certified mask, the autograd mode each bound method
+needs, and one table row per bound method on the same inputs."""
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
 DEFAULT_METHODS = ("IBP", "hzono", "CROWN-IBP", "CROWN")
+
+# what a bound method may raise on a network or input it cannot handle (auto_LiRPA's refusals
+# and assertions, unsupported operators, out of memory): one method fails, the others go on
+METHOD_ERRORS = (MemoryError, RuntimeError, ValueError, AssertionError, NotImplementedError,
+                 IndexError)
+
+
+def needs_autograd(method: str) -> bool:
+    """Whether ``method`` optimizes its bounds by gradient descent (alpha-CROWN,
+    alpha-CROWN-hzono, auto_LiRPA's CROWN-Optimized) and so must run with autograd on."""
+    key = method.lower().replace("_", "-")
+    return key.startswith("alpha-") or "optimized" in key
+
+
+def bound_grad_mode(method: str):
+    """The autograd mode to bound with when no gradient of the bounds is wanted:
+    ``torch.no_grad()``, or ``torch.enable_grad()`` for a method that optimizes (detach its
+    bounds)."""
+    return torch.enable_grad() if needs_autograd(method) else torch.no_grad()
+
+
+def error_text(err: BaseException, limit: int = 120) -> str:
+    """A one-line reason: the allocation that failed for an out-of-memory error (torch wraps
+    it, e.g. in a TorchScript traceback), else the message's first line, shortened."""
+    message = str(err).strip()
+    allocation = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", message)
+    if allocation:
+        return f"out of memory (a {int(allocation.group(1)) / 2**20:.0f} MiB allocation failed)"
+    text = message.splitlines()[0] if message else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def method_error(err: BaseException) -> str:
+    """``"<type>: <one-line reason>"`` for an error row."""
+    return f"{type(err).__name__}: {error_text(err)}"
 
 
 def margin_spec(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -28,15 +67,30 @@ def input_box(x: torch.Tensor, eps: float, data_range=(0.0, 1.0)) -> BoundedTens
     return BoundedTensor(x, ptb)
 
 
+def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str,
+                   data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
+    """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
+    (the prediction is not checked here)."""
+    lo, hi = data_range
+    x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
+    with bound_grad_mode(method):
+        lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,
+                                  bound_upper=False)
+    return (lb.detach() > 0).all(dim=1)
+
+
 @dataclass
 class MethodResult:
     """One row of a comparison: mean width of the margin bounds, fraction of samples whose
-    margins are all proved (among all samples), and wall-clock seconds."""
+    margins are all proved (among all samples), and wall-clock seconds; or, for a method that
+    failed or was skipped, ``error`` and no figures."""
 
     method: str
-    mean_width: float
-    verified: float
-    seconds: float
+    mean_width: Optional[float] = None
+    verified: Optional[float] = None
+    seconds: Optional[float] = None
+    error: Optional[str] = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -44,27 +98,55 @@ class MethodResult:
 
 def bound_margins(bm, x: torch.Tensor, labels: torch.Tensor, eps: float, method: str,
                   num_classes: int = 10, data_range=(0.0, 1.0)):
-    """Lower and upper bounds of the margins ``y_label - y_j`` over the input box."""
+    """Lower and upper bounds of the margins ``y_label - y_j`` over the input box (detached:
+    no gradient flows back from them)."""
     C = margin_spec(labels, num_classes)
-    return bm.compute_bounds(x=(input_box(x, eps, data_range),), C=C, method=method)
+    with bound_grad_mode(method):
+        lower, upper = bm.compute_bounds(x=(input_box(x, eps, data_range),), C=C, method=method)
+    return lower.detach(), upper.detach()
 
 
 def compare_methods(bm, x, labels, eps, methods=DEFAULT_METHODS, num_classes=10,
-                    data_range=(0.0, 1.0)) -> list[MethodResult]:
-    """Each method on the same inputs, timed; ``bm`` is a ``lirpa_diffai.BoundedModule``."""
+                    data_range=(0.0, 1.0), skip: Callable[[str], Optional[str]] = None,
+                    progress: Callable[[str], None] = None) -> list[MethodResult]:
+    """Each method on the same inputs, timed; ``bm`` is a ``lirpa_diffai.BoundedModule``.
+    ``skip(method)`` (optional) gives a reason not to run a method (e.g.
+    ``budget.size_limit_reason``); a method that fails (``METHOD_ERRORS``) gets its error in
+    its row and the others still run. ``progress`` (optional) is called with a line before
+    each method and with its row's text after it."""
+    say = progress or (lambda _line: None)
     rows = []
     for method in methods:
-        start = time.perf_counter()
-        with torch.no_grad():
-            lower, upper = bound_margins(bm, x, labels, eps, method, num_classes, data_range)
-        seconds = time.perf_counter() - start
-        verified = (lower > 0).all(dim=1).float().mean().item()
-        rows.append(MethodResult(method, (upper - lower).mean().item(), verified, seconds))
+        reason = skip(method) if skip else None
+        if reason:
+            rows.append(MethodResult(method, error=reason))
+        else:
+            say(f"{method} ...")
+            start = time.perf_counter()
+            try:
+                lower, upper = bound_margins(bm, x, labels, eps, method, num_classes, data_range)
+            except METHOD_ERRORS as err:
+                rows.append(MethodResult(method, error=method_error(err)))
+            else:
+                verified = (lower > 0).all(dim=1).float().mean().item()
+                rows.append(MethodResult(method, (upper - lower).mean().item(), verified,
+                                         time.perf_counter() - start))
+        say(format_row(rows[-1]))
     return rows
 
 
+def format_row(r: MethodResult) -> str:
+    """One row as a line of text."""
+    if r.error:
+        return f"{r.method}: {r.error}"
+    return (f"{r.method}: mean bound width {r.mean_width:.4g}, verified {r.verified:.1%}, "
+            f"{r.seconds:.3f} s")
+
+
 def format_table(rows: list[MethodResult]) -> str:
-    """A markdown table of ``rows``."""
+    """A markdown table of ``rows`` (a failed or skipped method: its reason)."""
     lines = ["| method | mean bound width | verified | seconds |", "|---|---:|---:|---:|"]
-    lines += [f"| {r.method} | {r.mean_width:.4g} | {r.verified:.1%} | {r.seconds:.3f} |" for r in rows]
+    lines += [f"| {r.method} | {r.error.replace('|', '/')} | | |" if r.error else
+              f"| {r.method} | {r.mean_width:.4g} | {r.verified:.1%} | {r.seconds:.3f} |"
+              for r in rows]
     return "\n".join(lines)

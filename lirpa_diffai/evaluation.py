@@ -10,36 +10,28 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
 from .attacks import attack_correct
-from .certify import margin_spec
-
-
-def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str,
-                   data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
-    """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
-    (the prediction is not checked here)."""
-    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
-    lo, hi = data_range
-    x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
-    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
-    with torch.no_grad():
-        lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,
-                                  bound_upper=False)
-    return (lb > 0).all(dim=1)
+from .certify import METHOD_ERRORS, certified_mask, method_error
+from .training.checkpoint import CHECKPOINT, config_of, load_checkpoint, load_state_checked
+from .training.errors import TrainingError
+from .training.step import build_network
 
 
 @dataclass
 class MethodRow:
-    """Certified accuracy of one bound method and its wall-clock seconds."""
+    """Certified accuracy of one bound method and its wall-clock seconds, or the ``error`` of
+    a method that failed (then no figures)."""
 
     method: str
-    certified: float
-    seconds: float
+    certified: Optional[float] = None
+    seconds: Optional[float] = None
+    error: Optional[str] = None
 
 
 @dataclass
@@ -56,7 +48,12 @@ class Report:
     methods: list[MethodRow] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The report as a dict; a method's ``error`` only where it failed."""
+        d = asdict(self)
+        for row in d["methods"]:
+            if row["error"] is None:
+                del row["error"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
@@ -73,7 +70,8 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
                      progress=None) -> Report:
     """Clean, MI-FGSM and certified accuracy of ``model`` (eval mode) on ``(x, y)``.
     ``bm`` is a ``lirpa_diffai.BoundedModule`` around ``model`` in eval mode; ``progress``
-    (optional) is called with a message before each part."""
+    (optional) is called with a message before each part. A method that fails
+    (``certify.METHOD_ERRORS``) gets its error in its row; the other methods still run."""
     say = progress or (lambda _msg: None)
     parts = batches(len(x), batch_size)
     with torch.no_grad():
@@ -86,8 +84,12 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     for method in methods:
         say(method)
         start = time.perf_counter()
-        proved = torch.cat([certified_mask(bm, x[s], y[s], eps, method, data_range,
-                                           num_classes) for s in parts])
+        try:
+            proved = torch.cat([certified_mask(bm, x[s], y[s], eps, method, data_range,
+                                               num_classes) for s in parts])
+        except METHOD_ERRORS as err:
+            report.methods.append(MethodRow(method, error=method_error(err)))
+            continue
         seconds = time.perf_counter() - start
         report.methods.append(MethodRow(method, (proved & correct).float().mean().item(),
                                         seconds))
@@ -101,7 +103,8 @@ def format_report(r: Report) -> str:
     lines = ["| evaluation | accuracy | seconds |", "|---|---:|---:|",
              f"| MI-FGSM (mu 0.8, 20 steps of eps/10) | {r.attack:.1%} | "
              f"{r.attack_seconds:.1f} |"]
-    lines += [f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
+    lines += [f"| certified, {m.method} | failed: {m.error.replace('|', '/')} | |" if m.error
+              else f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
               for m in r.methods]
     return head + "\n".join(lines)
 
@@ -116,6 +119,7 @@ def known_methods() -> dict[str, str]:
     names.update({m: SPELLING.get(m, m) for m in bounded_module.HZONO_METHODS})
     names.update({m: SPELLING.get(m, m)
                   for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
+    names["alpha-crown"] = "alpha-CROWN"
     return names
 
 
@@ -156,17 +160,81 @@ def check_eps(eps: float, data_range) -> float:
 def load_trained(checkpoint_path) -> tuple:
     """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
     holding ``checkpoint.pt``)."""
-    from pathlib import Path
-    from .training import CHECKPOINT, build_network, config_of, load_checkpoint, \
-        load_state_checked
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    ckpt = load_checkpoint(path)
+    return trained_network(load_checkpoint(checkpoint_file(checkpoint_path)))
+
+
+def checkpoint_file(path) -> Path:
+    """``path``, or the ``checkpoint.pt`` inside it when it is a run directory."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+def trained_network(ckpt: dict) -> tuple:
+    """``(model in eval mode, cfg)``: the configuration's network with the checkpoint's
+    weights, each key and shape checked."""
     cfg = config_of(ckpt)
     model = build_network(cfg)
     load_state_checked(model, ckpt["state_dict"], cfg.network)
     return model.eval(), cfg
+
+
+def load_network(name: str, checkpoint=None, dataset: str | None = None,
+                 untrained: bool = False) -> tuple[nn.Module, str, str]:
+    """``(network in eval mode, dataset, description)`` for the tools that bound a network
+    on test images (``plot layers``, ``examples/compare_bounds.py``).
+
+    Without ``checkpoint``: the pretrained network ``name`` (``models.PRETRAINED``), or, with
+    ``untrained``, the zoo network ``name`` freshly initialised. With ``checkpoint``: a
+    training checkpoint of ``python -m lirpa_diffai train`` (a file or its run directory;
+    network and dataset from its configuration) or a state dict for the zoo network
+    ``name``. ``dataset`` defaults to the network's (the first the zoo defines it for); one
+    that contradicts the pretrained network or the configuration is a ValueError, as is an
+    unreadable checkpoint (``CheckpointError``)."""
+    from . import models
+    from .models.pretrained import check, state_dict_of, translate
+    from .models.registry import ZOO
+    from .training.checkpoint import unreadable_reason
+    from .training.errors import CheckpointError
+
+    def agreed(known: str, what: str) -> str:
+        if dataset not in (None, known):
+            raise ValueError(f"{what} is a {known} network, not {dataset}")
+        return known
+
+    if checkpoint is None:
+        if name in models.PRETRAINED:
+            return (models.load_pretrained(name).eval(),
+                    agreed(models.PRETRAINED[name].dataset, name), name)
+        if not untrained:
+            raise ValueError(f"--network {name!r} is not a pretrained network "
+                             f"({', '.join(models.PRETRAINED)}); give --checkpoint for a zoo "
+                             "network")
+        name = models.canonical_name(name)
+        dataset = dataset or ZOO[name].datasets[0]
+        return models.get(name, dataset).eval(), dataset, f"{name} (untrained)"
+    path = checkpoint_file(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unpickling errors have many types; torch's text advises unsafe loading
+        raise CheckpointError(f"{path} is not a readable checkpoint: it "
+                              f"{unreadable_reason(path)}") from None
+    if isinstance(ckpt, dict) and "config_text" in ckpt:
+        net, cfg = trained_network(ckpt)
+        return net, agreed(cfg.dataset, f"{path}'s {cfg.network}"), \
+            f"{cfg.network} ({path.name})"
+    name = models.canonical_name(name)
+    dataset = dataset or ZOO[name].datasets[0]
+    net = models.get(name, dataset)
+    state = state_dict_of(ckpt)
+    buffers = dict(net.named_buffers())
+    check(net, translate({k: v for k, v in state.items() if k not in buffers}, {}))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
+        raise ValueError(f"{path}: {err}") from None
+    return net.eval(), dataset, f"{name} ({path.name})"
 
 
 def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
@@ -178,10 +246,8 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
     ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono).
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
-    from pathlib import Path
     from . import data
     from .bounded_module import BoundedModule, parse_correlate_input
-    from .training import TrainingError
     try:
         method_list = parse_methods(methods)
         if limit is not None and limit < 1:

@@ -27,7 +27,7 @@ import torch
 from auto_LiRPA.operators import Bound, BoundActivation
 
 from .bounded_module import HZONO_METHODS
-from .certify import input_box
+from .certify import bound_grad_mode, input_box
 
 Bounds = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -138,11 +138,16 @@ def read_bounds(bm, names: Iterable[str]) -> Bounds:
 
 def bound_layers(bm, x: torch.Tensor, eps: float, method: str, data_range=(0.0, 1.0)) -> Bounds:
     """Run ``method`` on the L-inf box of radius ``eps`` around ``x`` (clipped to
-    ``data_range``) and return the bounds it leaves on ``layer_nodes(bm)``."""
+    ``data_range``) and return the bounds it leaves on ``layer_nodes(bm)`` (the output's: the
+    bounds it returns)."""
     kwargs = {"store_bounds": True} if is_hzono_method(method) else {}
-    with torch.no_grad():
-        bm.compute_bounds(x=(input_box(x, eps, data_range),), method=method, **kwargs)
-    return read_bounds(bm, [node.name for node in layer_nodes(bm)])
+    with bound_grad_mode(method):
+        lower, upper = bm.compute_bounds(x=(input_box(x, eps, data_range),), method=method,
+                                         **kwargs)
+    bounds = read_bounds(bm, [node.name for node in layer_nodes(bm)])
+    # the output's bounds are what the method returns (alpha-CROWN leaves none on the node)
+    bounds[bm.final_node().name] = (lower.detach(), upper.detach())
+    return bounds
 
 
 def width_sums(bounds: Bounds) -> dict[str, tuple[float, int]]:

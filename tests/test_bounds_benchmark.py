@@ -1,5 +1,6 @@
 """benchmarks/bounds.py: its pieces on tiny inputs, and one small end-to-end run."""
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -115,9 +116,14 @@ def test_one_network_end_to_end(tmp_path):
     first test images; CROWN-hzono (boxy, correlated input) is not looser than CROWN-IBP."""
     spec = bounds.NetworkSpec("conv_small", "mnist", 0.1, 2)
     out_json, out_md = tmp_path / "b.json", tmp_path / "b.md"
+    start = time.perf_counter()
     assert bounds.main(["--networks", "conv_small:mnist", "--batch", "2", "--methods", "IBP,CROWN-IBP,CROWN-hzono",
                         "--json", str(out_json), "--markdown", str(out_md), "--memory-gib", "0"]) == 0
-    result = json.loads(out_json.read_text())["results"][0]
+    elapsed = time.perf_counter() - start
+    written = json.loads(out_json.read_text())
+    total = float(re.search(r"total ([0-9.]+) s", written["header"]).group(1))
+    assert 0 < total <= elapsed + 0.01   # the run's seconds, not rounded to 0
+    result = written["results"][0]
     rows = {r["method"]: r for r in result["rows"]}
     assert all(r["error"] is None for r in rows.values())
     x, y = data.load_dataset("mnist", "test").tensors

@@ -61,6 +61,41 @@ def test_certify_prints_the_table_and_writes_json(run_dir, tmp_path, capsys):
 
 
 @needs_mnist
+def test_certify_runs_the_optimizing_methods(run_dir, tmp_path):
+    """alpha-CROWN-hzono optimizes slopes by gradient descent: it needs autograd, which the
+    other methods run without."""
+    out_json = tmp_path / "alpha.json"
+    assert main(["certify", str(run_dir), "--methods", "CROWN-hzono,alpha-CROWN-hzono",
+                 "--limit", "8", "--eps", "0.02", "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    rows = {m["method"]: m for m in report["methods"]}
+    assert set(rows) == {"CROWN-hzono", "alpha-CROWN-hzono"}
+    assert all("error" not in m and 0 <= m["certified"] <= report["attack"] for m in rows.values())
+    assert parse_methods("alpha-crown,ALPHA-CROWN-HZONO") == ["alpha-CROWN", "alpha-CROWN-hzono"]
+
+
+@needs_mnist
+def test_certify_keeps_every_row_when_a_method_fails(run_dir, tmp_path, capsys, monkeypatch):
+    import lirpa_diffai.evaluation as evaluation
+    real = evaluation.certified_mask
+
+    def failing_for_crown(bm, x, y, eps, method, *args):
+        if method == "CROWN":
+            raise RuntimeError("no bounds for this one\nsecond line")
+        return real(bm, x, y, eps, method, *args)
+    monkeypatch.setattr(evaluation, "certified_mask", failing_for_crown)
+    out_json = tmp_path / "partial.json"
+    err = refused(["certify", str(run_dir), "--methods", "IBP,CROWN,hzono", "--limit", "8",
+                   "--json", str(out_json)], capsys)
+    assert "CROWN failed" in err and str(out_json) in err
+    rows = json.loads(out_json.read_text())["methods"]
+    assert [m["method"] for m in rows] == ["IBP", "CROWN", "hzono"]
+    assert rows[1] == {"method": "CROWN", "certified": None, "seconds": None,
+                       "error": "RuntimeError: no bounds for this one"}
+    assert all(0 <= rows[i]["certified"] <= 1 and "error" not in rows[i] for i in (0, 2))
+
+
+@needs_mnist
 def test_certify_hzono_rows_tighten_hzono_but_never_below_ibp(run_dir, tmp_path, capsys):
     """With the boxy ReLU, hzono's bounds lie inside IBP's: more rows certify at least as much."""
     certified = {}
@@ -145,10 +180,26 @@ def test_certify_refuses_a_missing_or_foreign_checkpoint(tmp_path, capsys):
     assert "none.pt" in err and "not found" in err
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     err = refused(["certify", str(tmp_path / "foreign.pt")], capsys)
-    assert "not a lirpa_diffai training checkpoint" in err
+    assert "not a lirpa-diffai checkpoint" in err and "lacks" in err
     (tmp_path / "text.pt").write_text("not a checkpoint")
     err = refused(["certify", str(tmp_path / "text.pt")], capsys)
-    assert "not a readable checkpoint" in err
+    assert "not a lirpa-diffai checkpoint" in err
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "is empty (0 bytes"),
+    (bytes(range(256)) * 4, "is not a file written by torch.save"),
+    (TINY.encode(), "is not a file written by torch.save"),
+])
+def test_certify_and_plot_refuse_a_file_that_is_no_checkpoint(tmp_path, capsys, content, reason):
+    """Never torch's advice to load with weights_only=False: say what the file is not."""
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(content)
+    for argv in (["certify", str(path)], ["certify", str(tmp_path)],
+                 ["plot", "layers", "--checkpoint", str(path), "--json", str(tmp_path / "w.json")]):
+        err = refused(argv, capsys)
+        assert f"{path} is not a" in err and reason in err, argv
+        assert "weights_only" not in err and "\n" == err[-1] and err.count("\n") == 1
 
 
 def test_method_names_are_case_insensitive_and_canonical():

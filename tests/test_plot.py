@@ -3,7 +3,6 @@
 The data functions are tested always; drawing only where matplotlib is installed."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -17,6 +16,7 @@ from lirpa_diffai.__main__ import main
 from lirpa_diffai.cli import plot
 from lirpa_diffai.curves import MetricsFormatError, read_metrics, series
 from lirpa_diffai.data import load_dataset
+from lirpa_diffai.evaluation import load_network
 from lirpa_diffai.layer_bounds import (Layer, LayerWidths, bound_layers, describe_layers, mean_widths,
                                        measure_layer_widths, unique_labels, width_sums)
 from lirpa_diffai.models import get, load_pretrained
@@ -78,9 +78,12 @@ def test_layers_of_a_resnet_in_topological_order():
 @needs_models
 @pytest.mark.parametrize("method,options", [
     ("IBP", {}), ("hzono", {"correlate_input": 0}), ("hzono", {"correlate_input": "all"}),
-    ("HNIPS", {"correlate_input": "all"}), ("CROWN", {}), ("CROWN-IBP", {})])
+    ("HNIPS", {"correlate_input": "all"}), ("CROWN", {}), ("CROWN-IBP", {}),
+    ("alpha-CROWN-hzono", {"correlate_input": "all"}),   # optimizes: needs autograd on
+    pytest.param("alpha-CROWN", {}, marks=pytest.mark.slow)])
 def test_layer_bounds_contain_sampled_and_attacked_values(conv_small, mnist_images, method, options):
-    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": options}).eval()
+    few_steps = {"optimize_bound_args": {"iteration": 3}}  # alpha: sound after any step count
+    bm = BoundedModule(conv_small, mnist_images[:1], bound_opts={"hzono": options, **few_steps}).eval()
     bounds = bound_layers(bm, mnist_images, EPS, method)
     assert set(bounds) == {layer.name for layer in describe_layers(bm)}
     lower, upper = (mnist_images - EPS).clamp(0, 1), (mnist_images + EPS).clamp(0, 1)
@@ -209,11 +212,21 @@ def test_read_metrics_refuses_an_empty_file(tmp_path):
 
 # ------------------------------------------------------------------ command line
 
-def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+def refused(argv, capsys) -> str:
+    """Run the command line, expect the common error convention (exit 2, ``error: ``, no
+    traceback) and return the message."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     path = write_lines(tmp_path, ['{"epoch": 1, "train_loss": 1.0}'])
-    with pytest.raises(SystemExit, match=r"pip install 'lirpa-diffai\[plot\]'.*pip install matplotlib"):
-        main(["plot", "training", str(path)])
+    err = refused(["plot", "training", str(path)], capsys)
+    assert "pip install 'lirpa-diffai[plot]'" in err and "pip install matplotlib" in err
 
 
 @needs_models
@@ -236,32 +249,48 @@ def test_layers_json_only_runs_without_matplotlib(tmp_path, monkeypatch, capsys)
     (["--network", "conv_small"], "not a pretrained network"),
     (["--network", "conv_small", "--checkpoint", "/nonexistent.pt"], "checkpoint /nonexistent.pt not found"),
 ])
-def test_layers_argument_errors(argv, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["plot", "layers", "--json", "/dev/null"] + argv)
+def test_layers_argument_errors(argv, message, capsys):
+    assert message in refused(["plot", "layers", "--json", "/dev/null"] + argv, capsys)
+
+
+@needs_models
+@pytest.mark.parametrize("eps", ["0", "-0.1", "1.5"])
+def test_layers_refuse_the_eps_certify_refuses(eps, capsys):
+    """One rule for plot layers and certify: eps in (0, hi - lo] of the data range."""
+    err = refused(["plot", "layers", "--json", "/dev/null", "--eps", eps], capsys)
+    assert "eps must be in (0, 1]" in err
+
+
+@pytest.mark.parametrize("option", ["--json", "--out"])
+def test_layers_refuse_an_unwritable_output_before_any_work(option, tmp_path, capsys, monkeypatch):
+    import lirpa_diffai.evaluation as evaluation
+    monkeypatch.setattr(evaluation, "load_network", lambda *a: pytest.fail("the network was loaded"))
+    err = refused(["plot", "layers", option, str(tmp_path / "missing" / "x.out")], capsys)
+    assert f"{option} {tmp_path / 'missing' / 'x.out'}: directory" in err and "does not exist" in err
 
 
 def test_layers_checkpoint_of_a_zoo_network(tmp_path):
     net = get("conv_small", "mnist")
     path = tmp_path / "w.pt"
     torch.save({"state_dict": net.state_dict()}, path)
-    loaded, dataset, description = plot.load_network(argparse.Namespace(
-        network="conv_small", checkpoint=str(path), dataset=None))
+    loaded, dataset, description = load_network("conv_small", str(path))
     assert dataset == "mnist" and "w.pt" in description
     assert torch.equal(loaded.fc1.weight, net.fc1.weight)
 
 
-def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path):
+def test_layers_training_checkpoint_takes_network_from_its_config(tmp_path, capsys):
     net = get("conv_small", "mnist")
     text = "network: conv_small\ndataset: mnist\neps: 0.1\ngoal: Box\nepochs: 1\n"
     path = tmp_path / "checkpoint.pt"
     torch.save({"state_dict": net.state_dict(), "config_text": text, "epoch": 1}, path)
-    loaded, dataset, _ = plot.load_network(argparse.Namespace(network="ignored", checkpoint=str(path),
-                                                              dataset=None))
+    loaded, dataset, _ = load_network("ignored", str(path))
     assert dataset == "mnist" and torch.equal(loaded.conv1.weight, net.conv1.weight)
+    assert load_network("ignored", str(tmp_path))[1] == "mnist"     # the run directory
+    with pytest.raises(ValueError, match="is a mnist network, not cifar10"):
+        load_network("ignored", str(path), "cifar10")
     torch.save({"state_dict": get("conv_med", "mnist").state_dict(), "config_text": text, "epoch": 1}, path)
-    with pytest.raises(SystemExit, match="checkpoint does not fit the architecture"):
-        main(["plot", "layers", "--checkpoint", str(path), "--json", str(tmp_path / "x.json")])
+    assert "do not fit network 'conv_small'" in refused(
+        ["plot", "layers", "--checkpoint", str(path), "--json", str(tmp_path / "x.json")], capsys)
 
 
 # ------------------------------------------------------------------ drawing (matplotlib)

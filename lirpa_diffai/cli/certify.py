@@ -20,15 +20,11 @@ def add_arguments(parser) -> None:
                         help="correlated input rows of the hzono methods: 0 (a box), k "
                              "(CorrelateMax k) or all (default: the training configuration's)")
     parser.add_argument("--batch-size", type=int, default=100, help="images per bound call")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's)")
 
 
 def run(args) -> int:
-    import sys
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    from .common import CommandError, check_output_path
+    check_output_path(args.json, "--json")
     from ..goals import SourceError
     from ..training import TrainingError
     from ..evaluation import certify_checkpoint
@@ -36,7 +32,11 @@ def run(args) -> int:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
                                            args.batch_size, args.json, hzono_rows=args.hzono_rows)
     except (SourceError, TrainingError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise CommandError(str(err)) from None
     print(table)
+    failed = [m.method for m in report.methods if m.error]
+    if failed:
+        kept = " and in " + args.json if args.json else ""
+        raise CommandError(f"{', '.join(failed)} failed (the reason is in the table{kept}); "
+                           f"the other rows are complete")
     return 0

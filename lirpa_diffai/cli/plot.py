@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layers.add_argument("--dataset", choices=("mnist", "cifar10"),
                         help="default: the network's (pretrained, checkpoint), else mnist")
     layers.add_argument("--eps", type=float, default=0.02,
-                        help="L-inf radius in the [0, 1] pixel range (default 0.02)")
+                        help="L-inf radius in the [0, 1] pixel range, in (0, 1] as for "
+                        "certify (default 0.02)")
     layers.add_argument("--methods", default=DEFAULT_METHODS,
                         help="comma-separated bound methods, the names 'certify' takes: IBP, "
                         "CROWN-IBP, CROWN, hzono, HBox, HNIPS, HSwitch, HSmooth, ... "
@@ -68,22 +69,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from .common import CommandError
     try:
         if args.picture == "layers":
             return run_layers(args)
         return run_training(args)
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"python -m lirpa_diffai plot {args.picture}: {err}") from None
+        raise CommandError(str(err)) from None
 
 
 def require_matplotlib():
-    """The ``matplotlib.figure`` module, or SystemExit telling how to install it."""
+    """The ``matplotlib.figure`` module, or a CommandError telling how to install it."""
+    from .common import CommandError
     try:
         import matplotlib
         matplotlib.use("Agg")
         from matplotlib import figure
     except ImportError:
-        raise SystemExit(INSTALL_HINT) from None
+        raise CommandError(INSTALL_HINT) from None
     return figure
 
 
@@ -101,48 +104,12 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
-def load_network(args):
-    """``(network in eval mode, dataset, description)`` from ``--network``/``--checkpoint``."""
-    import torch
-
-    from .. import models
-    from ..models.pretrained import check, state_dict_of, translate
-    if args.checkpoint is None:
-        if args.network in models.PRETRAINED:
-            known = models.PRETRAINED[args.network]
-            if args.dataset not in (None, known.dataset):
-                raise ValueError(f"{args.network} is a {known.dataset} network, "
-                                 f"not {args.dataset}")
-            return models.load_pretrained(args.network), known.dataset, args.network
-        raise ValueError(f"--network {args.network!r} is not a pretrained network "
-                         f"({', '.join(models.PRETRAINED)}); give --checkpoint for a zoo network")
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types
-        raise ValueError(f"{args.checkpoint} is not a readable checkpoint: "
-                         f"{str(err).splitlines()[0]}") from None
-    if isinstance(ckpt, dict) and "config_text" in ckpt:
-        from ..goals.config import parse_config
-        cfg = parse_config(ckpt["config_text"], ckpt.get("config_path") or args.checkpoint)
-        name, dataset = cfg.network, cfg.dataset
-    else:
-        name, dataset = args.network, args.dataset or "mnist"
-    net = models.get(name, dataset)
-    state = state_dict_of(ckpt)
-    buffers = dict(net.named_buffers())
-    check(net, translate({k: v for k, v in state.items() if k not in buffers}, {}))
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
-        raise ValueError(f"{args.checkpoint}: {err}") from None
-    return net.eval(), dataset, f"{models.canonical_name(name)} ({Path(args.checkpoint).name})"
-
-
 def run_layers(args) -> int:
     from ..bounded_module import parse_correlate_input
+    from .common import check_output_path
     out = args.out or (None if args.json else "layer_widths.png")
+    check_output_path(args.json, "--json")
+    check_output_path(out, "--out")
     figure = require_matplotlib() if out else None
     methods = parse_methods(args.methods)
     options = {"relu": args.relu,
@@ -152,8 +119,10 @@ def run_layers(args) -> int:
 
     from .. import data
     from ..bounded_module import BoundedModule
+    from ..evaluation import check_eps, load_network
     from ..layer_bounds import format_table, measure_layer_widths
-    net, dataset, description = load_network(args)
+    net, dataset, description = load_network(args.network, args.checkpoint, args.dataset)
+    check_eps(args.eps, data.data_range(dataset))
     x = data.load_dataset(dataset, "test", args.data_root).tensors[0][:args.limit]
     bm = BoundedModule(net, x[:1], bound_opts={"hzono": options}).eval()
     table = measure_layer_widths(bm, x, args.eps, methods, args.batch_size, data.data_range(dataset))
@@ -213,15 +182,17 @@ PANELS = (
 
 
 def run_training(args) -> int:
+    from .common import check_output_path
+    metrics = Path(args.metrics)
+    out = args.out or str(metrics.with_name("training_curves.png"))
+    check_output_path(out, "--out")
     figure = require_matplotlib()
     from ..curves import read_metrics, series
-    metrics = Path(args.metrics)
     curves = series(read_metrics(metrics))
     if not any(k in curves for _, keys in PANELS for k in keys):
         raise ValueError(f"{metrics}: no plottable metric in any line "
                          f"(expected some of train_loss, train_accuracy, test_accuracy, "
                          f"test_certified, eps, lr)")
-    out = args.out or str(metrics.with_name("training_curves.png"))
     title = args.title or f"{metrics.parent.name or metrics.name}"
     if "seconds" in curves:
         title += f" ({sum(curves['seconds'][1]):.0f} s of training)"

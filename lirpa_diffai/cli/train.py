@@ -12,25 +12,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run whose checkpoint is in the output directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads per process (default: torch's; on a busy "
-                             "machine 1 avoids oversubscription)")
 
 
 def run(args) -> int:
-    import sys
+    from .common import CommandError
     if args.epochs is not None and args.epochs < 1:
-        print("error: --epochs must be a positive integer", file=sys.stderr)
-        return 2
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+        raise CommandError("--epochs must be a positive integer")
     from ..goals import SourceError
     from ..training import TrainingError, train
     try:
         metrics = train(args.config, out=args.out, epochs=args.epochs, resume=args.resume,
                         progress=not args.no_progress)
     except (SourceError, TrainingError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise CommandError(str(err)) from None
     return 0 if metrics else 1

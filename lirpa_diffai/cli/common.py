@@ -1,0 +1,62 @@
+"""What every subcommand shares: the common options, the error convention and the check of an
+output path.
+
+Convention: a refused input or a failed command raises :class:`CommandError`; ``__main__``
+prints ``error: <message>`` on stderr and exits with status 2 (argparse's own usage errors
+exit 2 as well). Nothing here imports torch until a command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+EXIT_ERROR = 2
+
+
+class CommandError(Exception):
+    """A refused input or a failed command, reported as ``error: <message>`` (exit 2)."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every subcommand takes, in their own help group."""
+    group = parser.add_argument_group("common options")
+    group.add_argument("--threads", type=positive_int, default=None,
+                       help="torch CPU threads per process (default: torch's; on a busy "
+                            "machine 1 avoids oversubscription)")
+
+
+def apply_common_options(args: argparse.Namespace) -> None:
+    """Put the common options into effect before a command runs."""
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
+
+
+def check_output_path(path: str | None, option: str) -> None:
+    """Refuse, before any work, an output file that cannot be written: its directory is
+    missing or not writable, or the path is a directory."""
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CommandError(f"{option} {path}: is a directory, not a file")
+    if not parent.is_dir():
+        raise CommandError(f"{option} {path}: directory {parent} does not exist")
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise CommandError(f"{option} {path}: the file is not writable")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {path}: directory {parent} is not writable")
