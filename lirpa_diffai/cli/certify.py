@@ -20,6 +20,10 @@ def add_arguments(parser) -> None:
                         help="correlated input rows of the hzono methods: 0 (a box), k "
                              "(CorrelateMax k) or all (default: the training configuration's)")
     parser.add_argument("--batch-size", type=int, default=100, help="images per bound call")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="time per sample of the complete verifier BaB (default 60); "
+                             "with --json, the samples it decided are kept in "
+                             "<json stem>.bab.jsonl and a run started again resumes")
 
 
 def run(args) -> int:
@@ -30,7 +34,8 @@ def run(args) -> int:
     from ..evaluation import certify_checkpoint
     try:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
-                                           args.batch_size, args.json, hzono_rows=args.hzono_rows)
+                                           args.batch_size, args.json, hzono_rows=args.hzono_rows,
+                                           timeout=args.timeout)
     except (SourceError, TrainingError, FileNotFoundError) as err:
         raise CommandError(str(err)) from None
     print(table)
