@@ -66,8 +66,11 @@ class Solution:
 
 
 def solve(program: Program, cost: dict, offset: float = 0.0, time_limit: float = INF,
-          ) -> Solution:
-    """Minimise ``sum(cost[i] * v_i) + offset`` over ``program`` with HiGHS."""
+          cutoff: Optional[float] = None) -> Solution:
+    """Minimise ``sum(cost[i] * v_i) + offset`` over ``program`` with HiGHS. With ``cutoff``
+    (MIPs): only decide whether the minimum is below it: the search prunes every node whose
+    bound reaches it and stops at the first solution below it; "infeasible" then means the
+    minimum is ``>= cutoff``."""
     highspy = require_highspy()
     h = highspy.Highs()
     h.setOptionValue("output_flag", bool(__import__("os").environ.get("HIGHS_LOG")))
@@ -81,7 +84,9 @@ def solve(program: Program, cost: dict, offset: float = 0.0, time_limit: float =
     for i, value in cost.items():
         c[i] += value
     lp.col_cost_ = c
-    lp.offset_ = float(offset)
+    # with a cutoff the offset stays out of HiGHS, whose objective_bound compares the
+    # objective as it solves it
+    lp.offset_ = float(offset) if cutoff is None else 0.0
     lp.col_lower_ = np.asarray(program.v_lo)
     lp.col_upper_ = np.asarray(program.v_hi)
     lp.row_lower_ = np.array([r[2] for r in program.rows])
@@ -96,6 +101,9 @@ def solve(program: Program, cost: dict, offset: float = 0.0, time_limit: float =
     if any(program.integral):
         # HiGHS' sub-MIP heuristics cost ~10x the solve on these small MIPs
         h.setOptionValue("mip_heuristic_effort", 0.0)
+        if cutoff is not None:
+            h.setOptionValue("objective_bound", float(cutoff - offset))
+            h.setOptionValue("mip_max_improving_sols", 1)
         lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
                            for i in program.integral]
     h.passModel(lp)
@@ -103,14 +111,16 @@ def solve(program: Program, cost: dict, offset: float = 0.0, time_limit: float =
     status = h.getModelStatus()
     text = {highspy.HighsModelStatus.kOptimal: "optimal",
             highspy.HighsModelStatus.kInfeasible: "infeasible",
-            highspy.HighsModelStatus.kTimeLimit: "time limit"}.get(status, h.modelStatusToString(status))
+            highspy.HighsModelStatus.kTimeLimit: "time limit",
+            highspy.HighsModelStatus.kSolutionLimit: "solution limit"}.get(status, h.modelStatusToString(status))
     if text == "infeasible":
         return Solution(text, INF, None)
     info = h.getInfo()
     has_solution = text == "optimal" or getattr(info, "primal_solution_status", 0) == 2
     v = np.asarray(h.getSolution().col_value) if has_solution else None
-    value = float(info.objective_function_value) if has_solution else -INF
-    if text != "optimal" and any(program.integral):
+    value = float(info.objective_function_value) + (0.0 if cutoff is None else offset) \
+        if has_solution else -INF
+    if text not in ("optimal", "solution limit") and any(program.integral):
         # a MIP stopped early: its dual bound is what is proved
         value = float(getattr(info, "mip_dual_bound", -INF))
     return Solution(text, value, v)

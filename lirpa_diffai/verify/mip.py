@@ -83,7 +83,7 @@ class MIPResult:
 
     @property
     def verified(self) -> bool:
-        return bool((self.value > 0).all())
+        return bool(self.optimal.all() and (self.value > 0).all())
 
     @property
     def falsified(self) -> bool:
@@ -91,9 +91,14 @@ class MIPResult:
 
 
 def mip_minimum(model: nn.Module, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec,
-                pre_bounds: list | None = None, time_limit: float = 60.0) -> MIPResult:
+                pre_bounds: list | None = None, time_limit: float = 60.0,
+                decide: bool = False) -> MIPResult:
     """Solve the MIP for one sample (batch 1). ``pre_bounds``: per ReLU, ``(l, u)`` tensors
-    of sound pre-activation bounds to intersect with interval arithmetic (e.g. CROWN's)."""
+    of sound pre-activation bounds to intersect with interval arithmetic (e.g. CROWN's).
+    ``decide``: only the sign of each row's minimum is exact (HiGHS prunes every node whose
+    bound is >= 0 and stops at the first solution below 0: ``value`` is that solution's, or
+    ``+inf`` / a feasible value > 0 when the row is proved >= 0); rows after a falsified one
+    are skipped (``value = nan``, not optimal)."""
     model = model.cpu().eval()
     stretches = affine_stretches(model)
     shape = tuple(x_L.shape[1:])
@@ -128,9 +133,14 @@ def mip_minimum(model: nn.Module, x_L: torch.Tensor, x_U: torch.Tensor, spec: Sp
     C, t = spec.C[0].double().cpu().numpy(), spec.threshold[0].double().cpu().numpy()
     values, optimal, best, best_value = [], [], None, np.inf
     for row, thr in zip(C, t):
-        sol = highs.solve(program, dict(zip(prev, row @ W)), float(row @ b - thr), time_limit)
+        if decide and values and min(values) <= 0:
+            values.append(np.nan)
+            optimal.append(False)
+            continue
+        sol = highs.solve(program, dict(zip(prev, row @ W)), float(row @ b - thr), time_limit,
+                          cutoff=0.0 if decide else None)
         values.append(sol.value)
-        optimal.append(sol.status == "optimal")
+        optimal.append(sol.status in ("optimal", "infeasible", "solution limit"))
         if sol.v is not None and sol.value < best_value:
             best_value = sol.value
             point = torch.as_tensor(sol.v[inputs], dtype=x_L.dtype).view_as(x_L)
