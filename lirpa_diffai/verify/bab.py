@@ -33,14 +33,19 @@ class BaBOptions:
     alpha-CROWN on the split-tightened bounds alone); ``refresh``: recompute the
     intermediate bounds of every child by CROWN on its split-tightened bounds (else only the
     split neurons' bounds change); ``attack_every``: rounds between counterexample searches;
-    ``lp``: close fully fixed subdomains with the exact LP (needs highspy)."""
+    ``lp``: close fully fixed subdomains with the exact LP (needs highspy); ``depth``: at most
+    this many ReLUs split at once per parent while few domains are open (2^depth children)."""
 
     batch: int = 64
     iterations: int = 10
     beta: bool = True
-    refresh: bool = True
+    refresh: bool = False
     attack_every: int = 5
     lp: bool = True
+    depth: int = 1
+
+
+MAX_DEPTH = 4   # the most neurons ranked per domain (the largest useful ``depth``)
 
 
 @dataclass
@@ -76,27 +81,39 @@ def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> 
 
 
 def bound_children(bm, x_L, x_U, spec: Spec, lower, upper, split, options: BaBOptions):
-    """Bounds of N subdomains and their next split: ``(Domains, layer, index)``."""
+    """Bounds of N subdomains and their next splits, best first: ``(Domains, layer (N,
+    MAX_DEPTH), index (N, MAX_DEPTH))``."""
     if options.refresh:
         lower, upper = refreshed_bounds(bm, x_L, x_U, spec.C, lower, upper, split)
     lb, coefficients = bound_domains(bm, x_L, x_U, spec.C, spec.threshold, lower, upper, split,
                                      options.iterations, options.beta)
     domains = Domains(lower, upper, split, lb)
     layer, index = choose_splits(domains.lower, domains.upper, coefficients, lb,
-                                 domains.unstable())
+                                 domains.unstable(), MAX_DEPTH)
     return domains, layer, index
 
 
-def children_of(domains: Domains, layer: torch.Tensor, index: torch.Tensor) -> list:
-    """The two children (``z >= 0``, ``z <= 0``) of every domain: split lists (2N rows)."""
-    splits = []
-    for i, s in enumerate(domains.split):
+def children_of(split: list, layer: torch.Tensor, index: torch.Tensor) -> list:
+    """The two children (``z >= 0``, ``z <= 0``) of N domains with splits ``split``, split on
+    ``(layer, index)`` (N,) (nothing where ``layer`` is -1): split lists of 2N rows."""
+    out = []
+    n = len(layer)
+    for i, s in enumerate(split):
         s2 = torch.cat([s, s])
         here = (layer == i).nonzero().flatten()
         s2[here, index[here]] = 1
-        s2[here + len(domains), index[here]] = -1
-        splits.append(s2)
-    return splits
+        s2[here + n, index[here]] = -1
+        out.append(s2)
+    return out
+
+
+def split_depth(parents: int, batch: int, most: int) -> int:
+    """Neurons to split at once per parent: the largest ``d <= most`` with
+    ``parents * 2^d <= 2 * batch`` (at least 1), so that few open domains fill a batch."""
+    depth = 1
+    while depth < min(most, MAX_DEPTH) and parents * 2 ** (depth + 1) <= 2 * batch:
+        depth += 1
+    return depth
 
 
 def close_fixed(bm, model, x_L, x_U, spec: Spec, domains: Domains, outcome: BaBOutcome,
@@ -126,14 +143,14 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
     bounds ``root`` (one domain, no splits) before ``deadline`` (``time.perf_counter``)."""
     outcome = BaBOutcome(Status.TIMEOUT)
     layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
-                                 root.unstable())
+                                 root.unstable(), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
     rounds = 0
     generator = torch.Generator().manual_seed(0)
     while len(open_domains) and time.perf_counter() < deadline:
         rounds += 1
         layer, index = decisions
-        fixed = layer < 0
+        fixed = layer[:, 0] < 0
         if fixed.any():
             if not options.lp:
                 undecidable += int(fixed.sum())
@@ -152,10 +169,13 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         order = worst.argsort()
         take, rest = order[:options.batch], order[options.batch:]
         parents = open_domains.select(take)
-        split = children_of(parents, layer[take], index[take])
-        twice = lambda ts: [torch.cat([t, t]) for t in ts]  # noqa: E731
-        children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, twice(parents.lower),
-                                                    twice(parents.upper), split, options)
+        split, lower, upper = parents.split, parents.lower, parents.upper
+        for d in range(split_depth(len(parents), options.batch, options.depth)):
+            column = layer[take][:, d].repeat(2 ** d)
+            split = children_of(split, column, index[take][:, d].repeat(2 ** d))
+            lower, upper = [torch.cat([t, t]) for t in lower], [torch.cat([t, t]) for t in upper]
+        children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, lower, upper, split,
+                                                    options)
         outcome.subdomains += len(children)
         alive = ~(children.lb > 0).all(dim=1)
         remaining = open_domains.select(rest)

@@ -37,20 +37,19 @@ def intercept_scores(lower: torch.Tensor, upper: torch.Tensor, coefficient, row:
 
 
 def choose_splits(lowers: list, uppers: list, coefficients: list, lb: torch.Tensor,
-                  candidates: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(layer, index)`` (N,) each: the highest-scoring candidate neuron per domain (layer
-    -1 where a domain has no candidate). ``lb`` (N, S) picks the worst spec row."""
+                  candidates: list, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(layer, index)`` (N, k) each: the ``k`` highest-scoring candidate neurons per domain,
+    best first (layer -1 where a domain has fewer candidates). ``lb`` (N, S) picks the worst
+    spec row."""
     row = lb.argmin(dim=1)
-    best = torch.full((lb.shape[0],), -1.0, device=lb.device)
-    layer = torch.full((lb.shape[0],), -1, dtype=torch.long, device=lb.device)
-    index = torch.zeros_like(layer)
-    for i, (lo, up, coef, cand) in enumerate(zip(lowers, uppers, coefficients, candidates)):
-        if cand.shape[1] == 0:
-            continue
-        value, where = intercept_scores(lo, up, coef, row, cand).max(dim=1)
-        better = value > best
-        best = torch.where(better, value, best)
-        layer = torch.where(better, torch.full_like(layer, i), layer)
-        index = torch.where(better, where, index)
-    layer[best < 0] = -1
+    scores = [intercept_scores(lo, up, coef, row, cand)
+              for lo, up, coef, cand in zip(lowers, uppers, coefficients, candidates)]
+    sizes = torch.tensor([sc.shape[1] for sc in scores], device=lb.device)
+    flat = torch.cat(scores, dim=1)
+    k = min(k, flat.shape[1])
+    value, where = flat.topk(k, dim=1)
+    ends = sizes.cumsum(0)
+    layer = torch.searchsorted(ends, where, right=True)
+    index = where - (ends - sizes)[layer]
+    layer[value < 0] = -1
     return layer, index
