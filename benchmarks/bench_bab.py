@@ -64,12 +64,12 @@ def incomplete_rows(model, bm, x, y, eps, methods, correct, batch, alpha_iterati
     return rows, proved_any
 
 
-def bab_row(model, x, y, eps, todo, timeout, already):
+def bab_row(model, bm, x, y, eps, todo, timeout, already):
     start = time.perf_counter()
     samples = []
     for k, i in enumerate(todo):
         [r] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
-                     options=BaBOptions())
+                     options=BaBOptions(), bounded=bm)
         samples.append({"index": i, **r.as_dict()})
         print(f"  BaB {k + 1}/{len(todo)} image {i}: {r.status.value} by {r.method} in "
               f"{r.seconds:.1f} s ({r.subdomains} subdomains)", flush=True)
@@ -91,7 +91,7 @@ def run_network(name, model, x, y, eps, args):
     rows, proved_any = incomplete_rows(model, bm, x, y, eps, args.methods.split(","),
                                        correct, args.batch, args.alpha_iterations)
     todo = (correct & ~proved_any).nonzero().flatten().tolist()
-    rows.append(bab_row(model, x, y, eps, todo, args.timeout, int(proved_any.sum())))
+    rows.append(bab_row(model, bm, x, y, eps, todo, args.timeout, int(proved_any.sum())))
     return {"network": name, "n": len(x), "eps": eps, "clean": int(correct.sum()),
             "mifgsm": int(pgd.sum()), "timeout": args.timeout, "rows": rows}
 

@@ -81,14 +81,16 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
            options: Optional[BaBOptions] = None, input_split_dims: int = INPUT_SPLIT_DIMS,
            attack_restarts: int = 5, incomplete=("CROWN-hzono",),
            progress: Optional[Callable[[int, SampleResult], None]] = None,
-           ) -> list[SampleResult]:
+           bounded=None) -> list[SampleResult]:
     """One :class:`SampleResult` per sample of ``x`` (B, ...).
 
     The input set is ``[max(x - eps, lo), min(x + eps, hi)]`` (``data_range = (lo, hi)``) or
     the explicit box ``x_L``/``x_U``. The property is ``spec`` (``C f(x) > t``), by default
     the margins ``f_y - f_j > 0`` for every ``j != y``. ``timeout``: seconds per sample.
     ``incomplete``: bound methods tried before alpha-CROWN (their boxes also tighten
-    alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided."""
+    alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided.
+    ``bounded``: a ``lirpa_diffai.BoundedModule`` of ``model`` (eval mode) to reuse across
+    calls (tracing the graph again per sample costs about as much as bounding it)."""
     timeout = check_timeout(timeout)
     device = model_device(model)
     model = model.eval()
@@ -111,7 +113,7 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
     spec = check_spec(spec, len(x), outputs.shape[1])
     spec = Spec(spec.C.to(device), spec.threshold.to(device))
     options = options or BaBOptions()
-    bm = bounded_module(model, x)
+    bm = bounded if bounded is not None else bounded_module(model, x)
     return decide_batch(bm, model, x_L, x_U, spec, timeout, options, input_split_dims,
                         attack_restarts, tuple(incomplete), progress)
 

@@ -103,8 +103,10 @@ def certify_complete(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     for method, mask in (proved or {}).items():
         for i in mask.nonzero().flatten().tolist():
             proved_by.setdefault(i, method)
+    from .api import bounded_module
     start = time.perf_counter()
     decided_here = 0
+    bounded = None
     bar = tqdm(range(len(x)), desc="BaB", unit="sample", disable=not progress, leave=False)
     for i in bar:
         if i in done:
@@ -117,9 +119,10 @@ def certify_complete(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
                 sample = {"index": i, "status": Status.VERIFIED.value, "method": proved_by[i],
                           "seconds": 0.0, "subdomains": 0}
             else:
+                bounded = bounded or bounded_module(model, x[i:i + 1])
                 [result] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
                                   data_range=data_range, num_classes=num_classes,
-                                  **verify_options)
+                                  bounded=bounded, **verify_options)
                 sample = {"index": i, **result.as_dict()}
                 decided_here += 1
             append_state(state_path, key, sample)
