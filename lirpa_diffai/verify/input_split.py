@@ -56,11 +56,11 @@ def input_branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec
             break
         worst = (lb - spec_n.threshold)[open_].min(dim=1).values
         take = worst.argsort()[:options.batch * 2]
-        rest = torch.ones(len(lo), dtype=torch.bool)
+        rest = torch.ones(len(lo), dtype=torch.bool, device=lo.device)
         rest[take] = False
         dim = smear_dimension(model, lo[take], hi[take], spec)
         a, b = lo[take].flatten(1).clone(), hi[take].flatten(1).clone()
-        rows = torch.arange(len(take))
+        rows = torch.arange(len(take), device=lo.device)
         mid = (a[rows, dim] + b[rows, dim]) / 2
         lo_left, hi_left = a.clone(), b.clone()
         hi_left[rows, dim] = mid
