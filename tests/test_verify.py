@@ -14,6 +14,7 @@ from lirpa_diffai.models import ParSum
 from lirpa_diffai.verify import (BaBOptions, Spec, Status, VerificationError, mip_minimum,
                                  robustness_spec, verify)
 from lirpa_diffai.verify.attack import pgd
+from lirpa_diffai.verify.bab import refreshed_bounds
 from lirpa_diffai.verify.bounding import bound_domains, root_bounds
 from lirpa_diffai.verify.input_split import input_branch_and_bound
 
@@ -131,6 +132,35 @@ def test_subdomain_bounds_hold_on_sampled_points_of_each_subdomain(beta):
         inside = (a * z1[:, j] >= 0) & (b * z2[:, k] >= 0)
         if inside.any():
             assert (margins[inside].min(0).values >= lb[d] - 1e-5).all()
+
+
+def test_refreshed_intermediate_bounds_hold_on_each_subdomain():
+    """CROWN on the split-tightened bounds (``BaBOptions(refresh=True)``): every sampled
+    input of a subdomain has its second-layer pre-activations inside the new bounds, which
+    are never looser than the parent's."""
+    net = mlp(3, n_in=4, width=20, depth=2)
+    x = torch.rand(1, 4)
+    spec = robustness_spec(net(x).argmax(1), 4)
+    x_L, x_U = box(x, 0.3)
+    bm = BoundedModule(net, x)
+    _, lower, upper = root_bounds(bm, x_L, x_U, spec.C, spec.threshold)
+    unstable = ((lower[0] < 0) & (upper[0] > 0))[0].nonzero().flatten()[:2].tolist()
+    splits = [torch.zeros(4, 20, dtype=torch.int8), torch.zeros(4, 20, dtype=torch.int8)]
+    splits[0][:, unstable[0]] = torch.tensor([1, 1, -1, -1], dtype=torch.int8)
+    splits[0][:, unstable[1]] = torch.tensor([1, -1, 1, -1], dtype=torch.int8)
+    new_lower, new_upper = refreshed_bounds(bm, x_L, x_U, spec.C,
+                                            [t.expand(4, -1) for t in lower],
+                                            [t.expand(4, -1) for t in upper], splits)
+    assert (new_lower[1] >= lower[1] - 1e-6).all() and (new_upper[1] <= upper[1] + 1e-6).all()
+    assert (new_upper[1] - new_lower[1]).sum() < (upper[1] - lower[1]).sum() * 4
+    pts = x_L + (x_U - x_L) * torch.rand(100000, 4)
+    with torch.no_grad():
+        z1 = net[1](pts)
+        z2 = net[3](net[2](z1))
+    for d, (a, b) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
+        inside = (a * z1[:, unstable[0]] >= 0) & (b * z1[:, unstable[1]] >= 0)
+        assert (z2[inside] >= new_lower[1][d] - 1e-5).all()
+        assert (z2[inside] <= new_upper[1][d] + 1e-5).all()
 
 
 def test_eps_zero_is_decided_by_the_forward_pass():

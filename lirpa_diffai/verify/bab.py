@@ -16,12 +16,12 @@ activations that are not fixed by the bounds are ReLUs).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from . import attack, lp
-from .bounding import Domains, bound_domains, split_relus, tightened
+from .bounding import Domains, bound_domains, box_input, split_relus, tightened
 from .branching import choose_splits
 from .spec import Spec, Status
 
@@ -54,13 +54,11 @@ class BaBOutcome:
     subdomains: int = 0
     lp_calls: int = 0
     counterexample: torch.Tensor | None = None
-    notes: list = field(default_factory=list)
 
 
 def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> tuple:
     """Intermediate bounds of N subdomains recomputed by CROWN on their split-tightened
     bounds, intersected with them (both are sound on the subdomain)."""
-    from .bounding import box_input
     relus = split_relus(bm)
     pairs = [tightened(lo, up, s) for lo, up, s in zip(lower, upper, split)]
     n = split[0].shape[0]
@@ -189,7 +187,5 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
                 outcome.status, outcome.counterexample = Status.FALSIFIED, point
                 return outcome
     if not len(open_domains) and not undecidable:
-        outcome.status = Status.VERIFIED
-    elif undecidable:
-        outcome.notes.append(f"{undecidable} fully fixed subdomains left undecided")
-    return outcome
+        outcome.status = Status.VERIFIED   # else a timeout: time ran out, or fixed subdomains
+    return outcome                         # the LP could not decide were left
