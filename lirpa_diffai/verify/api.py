@@ -118,65 +118,93 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
                         attack_restarts, tuple(incomplete), progress)
 
 
-def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOptions,
-                 input_split_dims: int, attack_restarts: int, incomplete: tuple,
-                 progress) -> list[SampleResult]:
-    """The pipeline of :func:`verify` on checked inputs."""
-    n = len(x_L)
-    results: list = [None] * n
-    spent = torch.zeros(n, dtype=torch.float64)
-    say = progress or (lambda i, r: None)
+class Ledger:
+    """The answers of a batch so far and the seconds spent per sample."""
 
-    def settle(i, status, method, **kw):
-        results[i] = SampleResult(status, method, float(spent[i]), **kw)
-        say(i, results[i])
+    def __init__(self, n: int, progress):
+        self.results: list = [None] * n
+        self.spent = torch.zeros(n, dtype=torch.float64)
+        self.say = progress or (lambda i, r: None)
 
+    def open(self) -> list:
+        return [i for i, r in enumerate(self.results) if r is None]
+
+    def share(self, samples: list, seconds: float) -> None:
+        """A batch step's time, shared equally among the samples it ran on."""
+        self.spent[samples] += seconds / max(len(samples), 1)
+
+    def settle(self, i: int, status: Status, method: str, **kw) -> None:
+        self.results[i] = SampleResult(status, method, float(self.spent[i]), **kw)
+        self.say(i, self.results[i])
+
+
+def attack_stage(ledger: Ledger, model, x_L, x_U, spec: Spec, restarts: int) -> None:
+    """PGD on every sample; a checked counterexample falsifies it."""
     start = time.perf_counter()
-    points, margins = attack.pgd(model, x_L, x_U, spec, restarts=attack_restarts)
-    spent += (time.perf_counter() - start) / n
-    for i in range(n):
-        if margins[i] <= 0 and attack.checked_counterexample(
-                model, points[i:i + 1], x_L[i:i + 1], x_U[i:i + 1], spec.select(slice(i, i + 1))):
-            settle(i, Status.FALSIFIED, "PGD", counterexample=points[i:i + 1].detach())
-    reference, reference_rows = {}, []
-    for method in incomplete:
-        todo = [i for i in range(n) if results[i] is None]
+    points, margins = attack.pgd(model, x_L, x_U, spec, restarts=restarts)
+    ledger.share(list(range(len(x_L))), time.perf_counter() - start)
+    for i in range(len(x_L)):
+        one = slice(i, i + 1)
+        if margins[i] <= 0 and attack.checked_counterexample(model, points[one], x_L[one],
+                                                             x_U[one], spec.select(one)):
+            ledger.settle(i, Status.FALSIFIED, "PGD", counterexample=points[one].detach())
+
+
+def incomplete_stage(ledger: Ledger, bm, x_L, x_U, spec: Spec, methods: tuple) -> dict:
+    """Each incomplete method on the open samples; returns the last hzono boxes as
+    ``{node name: (l, u)}`` over all samples' rows (rows of samples it did not run on are
+    the unbounded box) to tighten alpha-CROWN."""
+    reference: dict = {}
+    for method in methods:
+        todo = ledger.open()
         if not todo:
-            return results
+            break
         start = time.perf_counter()
         idx = torch.tensor(todo, device=x_L.device)
         try:
             lb, boxes = crown_bounds(bm, x_L[idx], x_U[idx], spec.select(idx), method)
         except VerificationError:
-            continue  # an incomplete method that refuses the graph is skipped; alpha-CROWN decides
+            continue  # an incomplete method that refuses the graph is skipped
         finally:
-            spent[todo] += (time.perf_counter() - start) / len(todo)
-        if boxes:
-            reference, reference_rows = boxes, todo
+            ledger.share(todo, time.perf_counter() - start)
+        for name, (lo, up) in boxes.items():
+            full_lo = torch.full((len(x_L), *lo.shape[1:]), -float("inf"), device=lo.device)
+            full_lo[idx], full_up = lo, -full_lo.clone()
+            full_up[idx] = up
+            reference[name] = (full_lo, full_up)
         for j, i in enumerate(todo):
             if bool((lb[j] > 0).all()):
-                settle(i, Status.VERIFIED, method)
-    todo = [i for i in range(n) if results[i] is None]
+                ledger.settle(i, Status.VERIFIED, method)
+    return reference
+
+
+def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOptions,
+                 input_split_dims: int, attack_restarts: int, incomplete: tuple,
+                 progress) -> list[SampleResult]:
+    """The pipeline of :func:`verify` on checked inputs."""
+    ledger = Ledger(len(x_L), progress)
+    attack_stage(ledger, model, x_L, x_U, spec, attack_restarts)
+    reference = incomplete_stage(ledger, bm, x_L, x_U, spec, incomplete)
+    todo = ledger.open()
     if not todo:
-        return results
+        return ledger.results
     start = time.perf_counter()
     idx = torch.tensor(todo, device=x_L.device)
     relu_names = {node.inputs[0].name for node in split_relus(bm)}
-    rows = [reference_rows.index(i) for i in todo] if reference else []
-    reference = {k: (lo[rows], up[rows]) for k, (lo, up) in reference.items() if k in relu_names}
+    reference = {k: (lo[idx], up[idx]) for k, (lo, up) in reference.items() if k in relu_names}
     try:
         lb, lower, upper = root_bounds(bm, x_L[idx], x_U[idx], spec.select(idx).C,
                                        spec.select(idx).threshold, reference=reference)
     except Exception as err:
         raise VerificationError(f"alpha-CROWN cannot bound this network: "
                                 f"{type(err).__name__}: {err}") from err
-    spent[todo] += (time.perf_counter() - start) / len(todo)
+    ledger.share(todo, time.perf_counter() - start)
     for j, i in enumerate(todo):
         if bool((lb[j] > 0).all()):
-            settle(i, Status.VERIFIED, "alpha-CROWN")
+            ledger.settle(i, Status.VERIFIED, "alpha-CROWN")
             continue
         start = time.perf_counter()
-        deadline = start + max(timeout - float(spent[i]), 0.0)
+        deadline = start + max(timeout - float(ledger.spent[i]), 0.0)
         one = slice(i, i + 1)
         if x_L[0].numel() <= input_split_dims:
             outcome = input_branch_and_bound(bm, model, x_L[one], x_U[one], spec.select(one),
@@ -189,7 +217,7 @@ def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOp
             outcome = branch_and_bound(bm, model, x_L[one], x_U[one], spec.select(one), root,
                                        deadline, options)
             method = "BaB"
-        spent[i] += time.perf_counter() - start
-        settle(i, outcome.status, method, subdomains=outcome.subdomains,
-               lp_calls=outcome.lp_calls, counterexample=outcome.counterexample)
-    return results
+        ledger.spent[i] += time.perf_counter() - start
+        ledger.settle(i, outcome.status, method, subdomains=outcome.subdomains,
+                      lp_calls=outcome.lp_calls, counterexample=outcome.counterexample)
+    return ledger.results
