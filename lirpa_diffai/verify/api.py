@@ -8,6 +8,7 @@ the samples in it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable, Optional
@@ -74,6 +75,17 @@ def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
     return lb - spec.threshold, boxes
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block, its own mode again after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
            eps: float | None = None, *, timeout: float, spec: Optional[Spec] = None,
            x_L: Optional[torch.Tensor] = None, x_U: Optional[torch.Tensor] = None,
@@ -90,32 +102,32 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
     ``incomplete``: bound methods tried before alpha-CROWN (their boxes also tighten
     alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided.
     ``bounded``: a ``lirpa_diffai.BoundedModule`` of ``model`` (eval mode) to reuse across
-    calls (tracing the graph again per sample costs about as much as bounding it)."""
+    calls (tracing the graph again per sample costs about as much as bounding it). The
+    network is verified in eval mode (its mode is restored afterwards)."""
     timeout = check_timeout(timeout)
-    device = model_device(model)
-    model = model.eval()
-    x = x.to(device)
-    if x_L is None or x_U is None:
-        if eps is None or not eps >= 0:
-            raise VerificationError(f"give eps >= 0 or both x_L and x_U (eps={eps!r})")
-        lo, hi = data_range
-        x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
-    x_L, x_U = x_L.to(device), x_U.to(device)
-    if x_L.shape != x.shape or x_U.shape != x.shape or bool((x_L > x_U).any()):
-        raise VerificationError(f"x_L and x_U must have x's shape {tuple(x.shape)} with "
-                                f"x_L <= x_U")
-    with torch.no_grad():
-        outputs = model(x).flatten(1)
-    if spec is None:
-        if y is None:
-            raise VerificationError("give the labels y or a spec")
-        spec = robustness_spec(y.to(device), num_classes or outputs.shape[1])
-    spec = check_spec(spec, len(x), outputs.shape[1])
-    spec = Spec(spec.C.to(device), spec.threshold.to(device))
-    options = options or BaBOptions()
-    bm = bounded if bounded is not None else bounded_module(model, x)
-    return decide_batch(bm, model, x_L, x_U, spec, timeout, options, input_split_dims,
-                        attack_restarts, tuple(incomplete), progress)
+    with eval_mode(model):
+        device = model_device(model)
+        x = x.to(device)
+        if x_L is None or x_U is None:
+            if eps is None or not eps >= 0:
+                raise VerificationError(f"give eps >= 0 or both x_L and x_U (eps={eps!r})")
+            lo, hi = data_range
+            x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+        x_L, x_U = x_L.to(device), x_U.to(device)
+        if x_L.shape != x.shape or x_U.shape != x.shape or bool((x_L > x_U).any()):
+            raise VerificationError(f"x_L and x_U must have x's shape {tuple(x.shape)} with "
+                                    f"x_L <= x_U")
+        with torch.no_grad():
+            outputs = model(x).flatten(1)
+        if spec is None:
+            if y is None:
+                raise VerificationError("give the labels y or a spec")
+            spec = robustness_spec(y.to(device), num_classes or outputs.shape[1])
+        spec = check_spec(spec, len(x), outputs.shape[1])
+        spec = Spec(spec.C.to(device), spec.threshold.to(device))
+        bm = bounded if bounded is not None else bounded_module(model, x)
+        return decide_batch(bm, model, x_L, x_U, spec, timeout, options or BaBOptions(),
+                            input_split_dims, attack_restarts, tuple(incomplete), progress)
 
 
 class Ledger:
