@@ -4,6 +4,9 @@ dual revised simplex method"; ``highspy``, the optional extra ``complete``):
 ``v`` integral (a MIP) or none (an LP)."""
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -21,7 +24,24 @@ def require_highspy():
     except ImportError:
         raise VerificationError("exact LP/MIP solving needs HiGHS: pip install "
                                 "'lirpa-diffai[complete]' (the highspy package)") from None
+    _swallow_banner(highspy)
     return highspy
+
+
+@functools.cache
+def _swallow_banner(highspy) -> None:
+    """HiGHS' C++ constructor prints its banner on the process's stdout the first time (no
+    option can stop it): build that first instance with file descriptor 1 on /dev/null, so
+    that command-line output (the certify table) stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @dataclass
