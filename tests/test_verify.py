@@ -14,7 +14,9 @@ from lirpa_diffai.models import ParSum
 from lirpa_diffai.verify import (BaBOptions, Spec, Status, VerificationError, mip_minimum,
                                  robustness_spec, verify)
 from lirpa_diffai.verify.attack import pgd
+from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from lirpa_diffai.verify.bab import refreshed_bounds
+from lirpa_diffai.verify.lp import closable
 from lirpa_diffai.verify.bounding import bound_domains, root_bounds
 from lirpa_diffai.verify.input_split import input_branch_and_bound
 
@@ -239,6 +241,20 @@ def test_residual_network_with_an_abstract_layer_is_decided_soundly():
     _, margin = pgd(net, x_L, x_U, robustness_spec(y, 4), steps=50, restarts=20)
     for i, r in enumerate(results):
         assert (r.status is Status.VERIFIED) == bool(margin[i] > 0)
+
+
+def test_the_exact_lp_is_used_only_where_fixed_relus_make_the_graph_affine():
+    x = torch.rand(1, 1, 4, 4)
+    pooled = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                           nn.Flatten(), nn.Linear(8, 3)).eval()
+    residual = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(),
+                             ParSum(nn.Sequential(nn.Linear(8, 8), nn.ReLU()), nn.Identity()),
+                             nn.Linear(8, 3)).eval()
+    for net, exact in ((pooled, False), (residual, True), (mlp(0), True)):
+        bm = BoundedModule(net, x)
+        bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)),),
+                          method="IBP")  # marks the perturbed nodes
+        assert closable(bm) is exact
 
 
 def test_general_spec_with_threshold():

@@ -122,9 +122,13 @@ def close_fixed(bm, model, x_L, x_U, spec: Spec, domains: Domains, outcome: BaBO
     for i in range(len(domains)):
         one = domains.select(slice(i, i + 1))
         outcome.lp_calls += 1
-        result = lp.solve_fixed_domain(bm, x_L, x_U, spec.C, spec.threshold, one.lower,
-                                       one.upper, one.split,
-                                       time_limit=max(deadline - time.perf_counter(), 0.1))
+        try:
+            result = lp.solve_fixed_domain(bm, x_L, x_U, spec.C, spec.threshold, one.lower,
+                                           one.upper, one.split,
+                                           time_limit=max(deadline - time.perf_counter(), 0.1))
+        except ValueError:  # not affine after all: leave it undecided
+            still_open[i] = True
+            continue
         if (result.lb > lp.TOLERANCE).all():
             continue
         if result.point is not None and attack.checked_counterexample(model, result.point, x_L,
@@ -140,6 +144,7 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
     """Decide ``C f(x) > t`` on the box of one sample (batch 1 tensors) from its root
     bounds ``root`` (one domain, no splits) before ``deadline`` (``time.perf_counter``)."""
     outcome = BaBOutcome(Status.TIMEOUT)
+    use_lp = options.lp and lp.closable(bm)
     layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
                                  root.unstable(), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
@@ -150,7 +155,7 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         layer, index = decisions
         fixed = layer[:, 0] < 0
         if fixed.any():
-            if not options.lp:
+            if not use_lp:
                 undecidable += int(fixed.sum())
             else:
                 still = close_fixed(bm, model, x_L, x_U, spec, open_domains.select(fixed),

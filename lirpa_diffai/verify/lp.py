@@ -23,6 +23,24 @@ from .bounding import split_relus, tightened
 TOLERANCE = 1e-6   # LP optimum above this proves the row (HiGHS' feasibility tolerance ~1e-7)
 
 
+def closable(bm) -> bool:
+    """Whether fixing every ReLU makes the graph affine, so that the LP is exact: no
+    perturbed activation other than ReLU itself (max-pooling, tanh, grafted or leaky ReLUs,
+    ...) and no product of two perturbed values. Elsewhere fully fixed subdomains stay
+    undecided (a timeout), never a guess."""
+    from auto_LiRPA.operators import BoundActivation, BoundRelu
+    for node in bm._modules.values():
+        if not getattr(node, "perturbed", False):
+            continue
+        if isinstance(node, BoundActivation) and type(node) is not BoundRelu:
+            return False
+        perturbed_inputs = sum(bool(getattr(i, "perturbed", False)) for i in node.inputs)
+        if perturbed_inputs > 1 and type(node).__name__ in ("BoundMul", "BoundMatMul",
+                                                             "BoundDiv"):
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def fixed_relus(relus: list, masks: list):
     """Every ReLU node computes ``z * mask`` inside the block."""
@@ -52,6 +70,10 @@ def affine_pieces(bm, x0: torch.Tensor, masks: list, split_index: list):
         zero = torch.zeros(n, dtype=x0.dtype, device=x0.device)
         offset = outputs(zero).detach()
         jac = torch.autograd.functional.jacobian(outputs, zero, vectorize=True)
+        probe = torch.randn(n, dtype=x0.dtype, device=x0.device)
+        if not torch.allclose(outputs(probe).detach(), offset + jac @ probe, rtol=1e-3,
+                              atol=1e-3):  # a second guard behind ``closable``
+            raise ValueError("the graph with its ReLUs fixed is not affine; no exact LP")
     k = offset.numel() - sum(len(i) for i in split_index)
     jac, offset = jac.double().cpu().numpy(), offset.double().cpu().numpy()
     return jac[:k], offset[:k], jac[k:], offset[k:]
