@@ -114,6 +114,14 @@ def split_depth(parents: int, batch: int, most: int) -> int:
     return depth
 
 
+def round_size(batch: int, time_left: float, per_child: float) -> int:
+    """Parents to split this round: ``batch``, fewer when the last round's time per child
+    says a full one would overrun the deadline (at least one)."""
+    if per_child <= 0:
+        return batch
+    return max(1, min(batch, int(time_left / (2 * per_child))))
+
+
 def close_fixed(bm, model, x_L, x_U, spec: Spec, domains: Domains, outcome: BaBOutcome,
                 deadline: float) -> torch.Tensor:
     """Solve the LP of every fully fixed domain; returns a bool (N,) of those still open
@@ -148,7 +156,7 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
     layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
                                  root.unstable(), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
-    rounds = 0
+    rounds, per_child = 0, 0.0
     generator = torch.Generator().manual_seed(0)
     while len(open_domains) and time.perf_counter() < deadline:
         rounds += 1
@@ -170,7 +178,9 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
                 break
         worst = open_domains.lb.min(dim=1).values
         order = worst.argsort()
-        take, rest = order[:options.batch], order[options.batch:]
+        size = round_size(options.batch, deadline - time.perf_counter(), per_child)
+        take, rest = order[:size], order[size:]
+        round_start = time.perf_counter()
         parents = open_domains.select(take)
         split, lower, upper = parents.split, parents.lower, parents.upper
         for d in range(split_depth(len(parents), options.batch, options.depth)):
@@ -180,6 +190,7 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, lower, upper, split,
                                                     options)
         outcome.subdomains += len(children)
+        per_child = (time.perf_counter() - round_start) / len(children)
         alive = ~(children.lb > 0).all(dim=1)
         remaining = open_domains.select(rest)
         open_domains = Domains.cat([remaining, children.select(alive)])
