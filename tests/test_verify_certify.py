@@ -63,6 +63,26 @@ def test_a_stopped_run_resumes_with_the_decided_samples_kept(checkpoint, tmp_pat
     assert [s["index"] for s in summary["samples"]] == list(range(10))
 
 
+def test_ctrl_c_keeps_the_decided_samples_and_says_how_to_resume(checkpoint, tmp_path, capsys,
+                                                                  monkeypatch):
+    from lirpa_diffai.verify import campaign
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(campaign, "verify", interrupted)
+    out = tmp_path / "r.json"
+    assert certify(checkpoint, out) == 130
+    err = capsys.readouterr().err
+    assert "r.bab.jsonl" in err and "run the same command again" in err
+    kept = [json.loads(line) for line in (tmp_path / "r.bab.jsonl").read_text().splitlines()[1:]]
+    assert [s["index"] for s in kept] == list(range(len(kept))) and len(kept) < 10
+    monkeypatch.undo()
+    assert certify(checkpoint, out) == 0
+    summary = json.loads(out.read_text())["methods"][1]["complete"]
+    assert summary["resumed"] == len(kept) and len(summary["samples"]) == 10
+
+
 def test_refusals(checkpoint, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert certify(checkpoint, out, timeout="0") == 2

@@ -4,6 +4,7 @@ HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FG
         "certified accuracy per bound method")
 
 DEFAULT_METHODS = "hzono,IBP,CROWN-IBP,CROWN"
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
 
 
 def add_arguments(parser) -> None:
@@ -38,6 +39,14 @@ def run(args) -> int:
                                            timeout=args.timeout)
     except (SourceError, TrainingError, FileNotFoundError) as err:
         raise CommandError(str(err)) from None
+    except KeyboardInterrupt:
+        import sys
+        from pathlib import Path
+        kept = (f"; the samples BaB decided are kept in "
+                f"{Path(args.json).with_suffix('.bab.jsonl')}: run the same command again to "
+                f"resume" if args.json else "")
+        print(f"\ncertify interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(table)
     failed = [m.method for m in report.methods if m.error]
     if failed:
