@@ -183,7 +183,8 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         round_start = time.perf_counter()
         parents = open_domains.select(take)
         split, lower, upper = parents.split, parents.lower, parents.upper
-        for d in range(split_depth(len(parents), options.batch, options.depth)):
+        for d in range(min(split_depth(len(parents), options.batch, options.depth),
+                           layer.shape[1])):
             column = layer[take][:, d].repeat(2 ** d)
             split = children_of(split, column, index[take][:, d].repeat(2 ** d))
             lower, upper = [torch.cat([t, t]) for t in lower], [torch.cat([t, t]) for t in upper]
