@@ -156,8 +156,11 @@ def bound_domains(bm, x_L: torch.Tensor, x_U: torch.Tensor, spec_C: torch.Tensor
     with torch.no_grad():
         bm.init_slope(x, share_slopes=False, method="backward", c=C,
                       intermediate_layer_bounds=interm)
+    thr = threshold.expand(n, -1)
+    # stop optimising a domain once every row is proved, and the whole call once all are
+    proved = lambda bound: (bound > thr).all(dim=1, keepdim=True)  # noqa: E731
     with optimize_args(bm, init_alpha=False, enable_beta_crown=beta, iteration=iterations,
-                       fix_intermediate_layer_bounds=True), \
+                       fix_intermediate_layer_bounds=True, stop_criterion_func=proved), \
             split_constraints(relus, splits if beta else [s[:, :0] for s in splits]), \
             recorded_relu_coefficients(relus, final) as coefficients:
         lb, _ = bm.compute_bounds(x=x, C=C, method="CROWN-Optimized", bound_upper=False,
