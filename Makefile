@@ -13,7 +13,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install torch==2.13.0
 	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai._compat makes it run on torch 2.
 	$(BIN)/pip install --no-deps auto_LiRPA==0.3
-	$(BIN)/pip install -e '.[test]'
+	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI)
+	$(BIN)/pip install -e '.[test,complete]'
 	touch $@
 
 # The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.

@@ -27,12 +27,14 @@ from .training.step import build_network
 @dataclass
 class MethodRow:
     """Certified accuracy of one bound method and its wall-clock seconds, or the ``error`` of
-    a method that failed (then no figures)."""
+    a method that failed (then no figures). ``complete``: for the complete verifier
+    ``BaB``, its ``verify.campaign.CompleteSummary`` as a dict (counts, each sample's status)."""
 
     method: str
     certified: Optional[float] = None
     seconds: Optional[float] = None
     error: Optional[str] = None
+    complete: Optional[dict] = None
 
 
 @dataclass
@@ -53,8 +55,9 @@ class Report:
         """The report as a dict; a method's ``error`` only where it failed."""
         d = asdict(self)
         for row in d["methods"]:
-            if row["error"] is None:
-                del row["error"]
+            for key in ("error", "complete"):
+                if row[key] is None:
+                    del row[key]
         return d
 
     def to_json(self) -> str:
@@ -69,11 +72,14 @@ def batches(n: int, size: int):
 def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps: float,
                      methods, batch_size: int = 100, data_range=(0.0, 1.0),
                      num_classes: int = 10, network: str = "", dataset: str = "",
-                     progress=None) -> Report:
+                     progress=None, timeout: float = 60.0, state_path=None) -> Report:
     """Clean, MI-FGSM and certified accuracy of ``model`` (eval mode) on ``(x, y)``.
     ``bm`` is a ``lirpa_diffai.BoundedModule`` around ``model`` in eval mode; ``progress``
     (optional) is called with a message before each part. A method that fails
-    (``certify.METHOD_ERRORS``) gets its error in its row; the other methods still run."""
+    (``certify.METHOD_ERRORS``) gets its error in its row; the other methods still run.
+    The method ``"BaB"`` (run last) is the complete verifier of :mod:`verify.campaign`
+    with ``timeout`` seconds per sample and the stop/resume file ``state_path``; the
+    samples the other methods proved are not verified again."""
     say = progress or (lambda _msg: None)
     parts = batches(len(x), batch_size)
     with torch.no_grad():
@@ -83,7 +89,8 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     robust = torch.cat([attack_correct(model, x[s], y[s], eps, data_range) for s in parts])
     report = Report(network, dataset, len(x), eps, correct.float().mean().item(),
                     robust.float().mean().item(), time.perf_counter() - start)
-    for method in methods:
+    proved_by: dict = {}
+    for method in [m for m in methods if m != "BaB"]:
         say(method)
         start = time.perf_counter()
         try:
@@ -93,8 +100,16 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
             report.methods.append(MethodRow(method, error=method_error(err)))
             continue
         seconds = time.perf_counter() - start
+        proved_by[method] = proved & correct
         report.methods.append(MethodRow(method, (proved & correct).float().mean().item(),
                                         seconds))
+    if "BaB" in methods:
+        from .verify.campaign import certify_complete
+        say(f"BaB (timeout {timeout:g} s per sample)")
+        summary = certify_complete(model, x, y, eps, timeout, data_range, num_classes,
+                                   proved=proved_by, state_path=state_path, network=network)
+        report.methods.append(MethodRow("BaB", summary.verified_accuracy, summary.seconds,
+                                        complete=summary.as_dict()))
     return report
 
 
@@ -108,7 +123,14 @@ def format_report(r: Report) -> str:
     lines += [f"| certified, {m.method} | failed: {m.error.replace('|', '/')} | |" if m.error
               else f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
               for m in r.methods]
+    lines += [complete_line(m.complete) for m in r.methods if m.complete]
     return head + "\n".join(lines)
+
+
+def complete_line(complete: dict) -> str:
+    """The counts line under the table for the complete verifier's row."""
+    from .verify.campaign import CompleteSummary, format_summary
+    return "\n" + format_summary(CompleteSummary(**complete))
 
 
 # ------------------------------------------------------------------- the certify command
@@ -122,6 +144,7 @@ def known_methods() -> dict[str, str]:
     names.update({m: SPELLING.get(m, m)
                   for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
     names["alpha-crown"] = "alpha-CROWN"
+    names["bab"] = "BaB"   # the complete verifier (lirpa_diffai.verify)
     return names
 
 
@@ -242,10 +265,12 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
 def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
                        limit: int | None = None, batch_size: int = 100,
                        json_path: str | None = None, log=print,
-                       hzono_rows: str | None = None, regions: bool = False
-                       ) -> tuple[Report, str]:
+                       hzono_rows: str | None = None, regions: bool = False,
+                       timeout: float = 60.0) -> tuple[Report, str]:
     """Evaluate a checkpoint on its dataset's test split (see :func:`evaluate_network`);
     returns the report and its table, and writes the JSON to ``json_path`` if given.
+    With the method ``BaB``, ``timeout`` is its time per sample and the samples it decided
+    are kept in ``<json stem>.bab.jsonl`` next to ``json_path`` for a resumed run.
     ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
     ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono). ``regions`` adds the
     region statistics of :mod:`lirpa_diffai.mmr.stats` (unstable ReLUs per layer and method,
@@ -258,6 +283,8 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
             raise ValueError(f"--limit must be a positive integer, got {limit}")
         if batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
+        if not (timeout > 0 and timeout < float("inf")):
+            raise ValueError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     except ValueError as err:
         raise TrainingError(str(err)) from None
     model, cfg = load_trained(checkpoint_path)
@@ -277,9 +304,14 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     except ValueError as err:  # bound_opts["hzono"] refused
         raise TrainingError(str(err)) from None
     log(f"evaluating {cfg.network} on {len(x)} {cfg.dataset} test images at eps {eps:g}")
-    report = evaluate_network(model, bm, x, y, eps, method_list, batch_size, cfg.data_range,
-                              cfg.num_classes, cfg.network, cfg.dataset,
-                              progress=lambda m: log(f"  {m} ..."))
+    state_path = Path(json_path).with_suffix(".bab.jsonl") if json_path else None
+    try:
+        report = evaluate_network(model, bm, x, y, eps, method_list, batch_size,
+                                  cfg.data_range, cfg.num_classes, cfg.network, cfg.dataset,
+                                  progress=lambda m: log(f"  {m} ..."), timeout=timeout,
+                                  state_path=state_path)
+    except ValueError as err:  # a state file of another run, a refused network
+        raise TrainingError(str(err)) from None
     table = format_report(report)
     if regions:
         from .mmr import RegionError

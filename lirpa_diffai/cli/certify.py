@@ -4,6 +4,7 @@ HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FG
         "certified accuracy per bound method")
 
 DEFAULT_METHODS = "hzono,IBP,CROWN-IBP,CROWN"
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
 
 
 def add_arguments(parser) -> None:
@@ -23,6 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--regions", action="store_true",
                         help="also the fraction of unstable ReLUs per layer and method and the "
                              "median smallest distances to region and decision boundaries")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="time per sample of the complete verifier BaB (default 60); "
+                             "with --json, the samples it decided are kept in "
+                             "<json stem>.bab.jsonl and a run started again resumes")
 
 
 def run(args) -> int:
@@ -34,9 +39,17 @@ def run(args) -> int:
     try:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
                                            args.batch_size, args.json, hzono_rows=args.hzono_rows,
-                                           regions=args.regions)
+                                           regions=args.regions, timeout=args.timeout)
     except (SourceError, TrainingError, FileNotFoundError) as err:
         raise CommandError(str(err)) from None
+    except KeyboardInterrupt:
+        import sys
+        from pathlib import Path
+        kept = (f"; the samples BaB decided are kept in "
+                f"{Path(args.json).with_suffix('.bab.jsonl')}: run the same command again to "
+                f"resume" if args.json else "")
+        print(f"\ncertify interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(table)
     failed = [m.method for m in report.methods if m.error]
     if failed:

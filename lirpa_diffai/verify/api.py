@@ -1,0 +1,235 @@
+"""``verify``: a complete verifier per sample.
+
+Per batch: PGD falsifies what it can (:mod:`attack`); CROWN-hzono, then alpha-CROWN, prove
+what they can (:mod:`bounding`); each sample left goes to branch and bound until its time is
+up (:mod:`bab` over ReLU splits, or :mod:`input_split` over input boxes when the input has at
+most ``input_split_dims`` dimensions). Time spent on a batch step is shared equally among
+the samples in it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from . import attack
+from .bab import BaBOptions, branch_and_bound
+from .bounding import Domains, root_bounds, split_relus
+from .input_split import input_branch_and_bound
+from .spec import (SampleResult, Spec, Status, VerificationError, check_spec, check_timeout,
+                   robustness_spec)
+
+INPUT_SPLIT_DIMS = 8
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.lines: list = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def bounded_module(model: nn.Module, x: torch.Tensor):
+    """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode); auto_LiRPA's refusal
+    becomes a VerificationError with the nodes and operators it logged."""
+    from ..bounded_module import BoundedModule
+    log = logging.getLogger("auto_LiRPA")
+    collect = _Collect()
+    log.addHandler(collect)
+    try:
+        return BoundedModule(model, x[:1], device=x.device).eval()
+    except Exception as err:  # auto_LiRPA raises plain exceptions for unsupported graphs
+        nodes = [line for line in collect.lines if "unsupported operation" in line]
+        detail = ("; " + "; ".join(nodes)) if nodes else ""
+        raise VerificationError(f"auto_LiRPA cannot bound this network: "
+                                f"{type(err).__name__}: {err}{detail}") from err
+    finally:
+        log.removeHandler(collect)
+
+
+def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
+    """``(lb - t, intermediate boxes)`` of one incomplete method; a VerificationError naming
+    the method if auto_LiRPA refuses the graph."""
+    from .bounding import box_input
+    try:
+        with torch.no_grad():
+            lb, _ = bm.compute_bounds(x=(box_input(x_L, x_U),), C=spec.C, method=method,
+                                      bound_upper=False)
+    except Exception as err:
+        raise VerificationError(f"{method} cannot bound this network: "
+                                f"{type(err).__name__}: {err}") from err
+    boxes = dict(getattr(bm, "hzono_node_bounds", {}) or {}) if "hzono" in method.lower() else {}
+    return lb - spec.threshold, boxes
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block, its own mode again after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
+           eps: float | None = None, *, timeout: float, spec: Optional[Spec] = None,
+           x_L: Optional[torch.Tensor] = None, x_U: Optional[torch.Tensor] = None,
+           data_range=(0.0, 1.0), num_classes: Optional[int] = None,
+           options: Optional[BaBOptions] = None, input_split_dims: int = INPUT_SPLIT_DIMS,
+           attack_restarts: int = 5, incomplete=("CROWN-hzono",),
+           progress: Optional[Callable[[int, SampleResult], None]] = None,
+           bounded=None) -> list[SampleResult]:
+    """One :class:`SampleResult` per sample of ``x`` (B, ...).
+
+    The input set is ``[max(x - eps, lo), min(x + eps, hi)]`` (``data_range = (lo, hi)``) or
+    the explicit box ``x_L``/``x_U``. The property is ``spec`` (``C f(x) > t``), by default
+    the margins ``f_y - f_j > 0`` for every ``j != y``. ``timeout``: seconds per sample.
+    ``incomplete``: bound methods tried before alpha-CROWN (their boxes also tighten
+    alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided.
+    ``bounded``: a ``lirpa_diffai.BoundedModule`` of ``model`` (eval mode) to reuse across
+    calls (tracing the graph again per sample costs about as much as bounding it). The
+    network is verified in eval mode (its mode is restored afterwards)."""
+    timeout = check_timeout(timeout)
+    with eval_mode(model):
+        device = model_device(model)
+        x = x.to(device)
+        if x_L is None or x_U is None:
+            if eps is None or not eps >= 0:
+                raise VerificationError(f"give eps >= 0 or both x_L and x_U (eps={eps!r})")
+            lo, hi = data_range
+            x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+        x_L, x_U = x_L.to(device), x_U.to(device)
+        if x_L.shape != x.shape or x_U.shape != x.shape or bool((x_L > x_U).any()):
+            raise VerificationError(f"x_L and x_U must have x's shape {tuple(x.shape)} with "
+                                    f"x_L <= x_U")
+        with torch.no_grad():
+            outputs = model(x).flatten(1)
+        if spec is None:
+            if y is None:
+                raise VerificationError("give the labels y or a spec")
+            spec = robustness_spec(y.to(device), num_classes or outputs.shape[1])
+        spec = check_spec(spec, len(x), outputs.shape[1])
+        spec = Spec(spec.C.to(device), spec.threshold.to(device))
+        bm = bounded if bounded is not None else bounded_module(model, x)
+        return decide_batch(bm, model, x_L, x_U, spec, timeout, options or BaBOptions(),
+                            input_split_dims, attack_restarts, tuple(incomplete), progress)
+
+
+class Ledger:
+    """The answers of a batch so far and the seconds spent per sample."""
+
+    def __init__(self, n: int, progress):
+        self.results: list = [None] * n
+        self.spent = torch.zeros(n, dtype=torch.float64)
+        self.say = progress or (lambda i, r: None)
+
+    def open(self) -> list:
+        return [i for i, r in enumerate(self.results) if r is None]
+
+    def share(self, samples: list, seconds: float) -> None:
+        """A batch step's time, shared equally among the samples it ran on."""
+        self.spent[samples] += seconds / max(len(samples), 1)
+
+    def settle(self, i: int, status: Status, method: str, **kw) -> None:
+        self.results[i] = SampleResult(status, method, float(self.spent[i]), **kw)
+        self.say(i, self.results[i])
+
+
+def attack_stage(ledger: Ledger, model, x_L, x_U, spec: Spec, restarts: int) -> None:
+    """PGD on every sample; a checked counterexample falsifies it."""
+    start = time.perf_counter()
+    points, margins = attack.pgd(model, x_L, x_U, spec, restarts=restarts)
+    ledger.share(list(range(len(x_L))), time.perf_counter() - start)
+    for i in range(len(x_L)):
+        one = slice(i, i + 1)
+        if margins[i] <= 0 and attack.checked_counterexample(model, points[one], x_L[one],
+                                                             x_U[one], spec.select(one)):
+            ledger.settle(i, Status.FALSIFIED, "PGD", counterexample=points[one].detach())
+
+
+def incomplete_stage(ledger: Ledger, bm, x_L, x_U, spec: Spec, methods: tuple) -> dict:
+    """Each incomplete method on the open samples; returns the last hzono boxes as
+    ``{node name: (l, u)}`` over all samples' rows (rows of samples it did not run on are
+    the unbounded box) to tighten alpha-CROWN."""
+    reference: dict = {}
+    for method in methods:
+        todo = ledger.open()
+        if not todo:
+            break
+        start = time.perf_counter()
+        idx = torch.tensor(todo, device=x_L.device)
+        try:
+            lb, boxes = crown_bounds(bm, x_L[idx], x_U[idx], spec.select(idx), method)
+        except VerificationError:
+            continue  # an incomplete method that refuses the graph is skipped
+        finally:
+            ledger.share(todo, time.perf_counter() - start)
+        for name, (lo, up) in boxes.items():
+            full_lo = torch.full((len(x_L), *lo.shape[1:]), -float("inf"), device=lo.device)
+            full_lo[idx], full_up = lo, -full_lo.clone()
+            full_up[idx] = up
+            reference[name] = (full_lo, full_up)
+        for j, i in enumerate(todo):
+            if bool((lb[j] > 0).all()):
+                ledger.settle(i, Status.VERIFIED, method)
+    return reference
+
+
+def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOptions,
+                 input_split_dims: int, attack_restarts: int, incomplete: tuple,
+                 progress) -> list[SampleResult]:
+    """The pipeline of :func:`verify` on checked inputs."""
+    ledger = Ledger(len(x_L), progress)
+    attack_stage(ledger, model, x_L, x_U, spec, attack_restarts)
+    reference = incomplete_stage(ledger, bm, x_L, x_U, spec, incomplete)
+    todo = ledger.open()
+    if not todo:
+        return ledger.results
+    start = time.perf_counter()
+    idx = torch.tensor(todo, device=x_L.device)
+    relu_names = {node.inputs[0].name for node in split_relus(bm)}
+    reference = {k: (lo[idx], up[idx]) for k, (lo, up) in reference.items() if k in relu_names}
+    try:
+        lb, lower, upper = root_bounds(bm, x_L[idx], x_U[idx], spec.select(idx).C,
+                                       spec.select(idx).threshold, reference=reference)
+    except Exception as err:
+        raise VerificationError(f"alpha-CROWN cannot bound this network: "
+                                f"{type(err).__name__}: {err}") from err
+    ledger.share(todo, time.perf_counter() - start)
+    for j, i in enumerate(todo):
+        if bool((lb[j] > 0).all()):
+            ledger.settle(i, Status.VERIFIED, "alpha-CROWN")
+            continue
+        start = time.perf_counter()
+        deadline = start + max(timeout - float(ledger.spent[i]), 0.0)
+        one = slice(i, i + 1)
+        if x_L[0].numel() <= input_split_dims:
+            outcome = input_branch_and_bound(bm, model, x_L[one], x_U[one], spec.select(one),
+                                             deadline, options)
+            method = "input-BaB"
+        else:
+            root = Domains([t[j:j + 1] for t in lower], [t[j:j + 1] for t in upper],
+                           [torch.zeros(1, t[0].numel(), dtype=torch.int8, device=t.device)
+                            for t in lower], lb[j:j + 1])
+            outcome = branch_and_bound(bm, model, x_L[one], x_U[one], spec.select(one), root,
+                                       deadline, options)
+            method = "BaB"
+        ledger.spent[i] += time.perf_counter() - start
+        ledger.settle(i, outcome.status, method, subdomains=outcome.subdomains,
+                      lp_calls=outcome.lp_calls, counterexample=outcome.counterexample)
+    return ledger.results
