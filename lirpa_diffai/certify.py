@@ -1,5 +1,6 @@
-"""Certification helpers shared by the examples, the benchmark and the command line: the margin
-specification, and one table row per bound method on the same inputs."""
+"""Certification helpers shared by the trainer, the evaluation, the examples, the benchmark and the
+command line: the margin specification, the certified mask, and one table row per bound method on
+the same inputs."""
 from __future__ import annotations
 
 import time
@@ -26,6 +27,19 @@ def input_box(x: torch.Tensor, eps: float, data_range=(0.0, 1.0)) -> BoundedTens
     lo, hi = data_range
     ptb = PerturbationLpNorm(norm=np.inf, eps=eps, x_L=(x - eps).clamp(min=lo), x_U=(x + eps).clamp(max=hi))
     return BoundedTensor(x, ptb)
+
+
+def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str,
+                   data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
+    """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
+    (the prediction is not checked here)."""
+    lo, hi = data_range
+    x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
+    with torch.no_grad():
+        lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,
+                                  bound_upper=False)
+    return (lb > 0).all(dim=1)
 
 
 @dataclass

@@ -11,26 +11,14 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from .attacks import attack_correct
-from .certify import margin_spec
-
-
-def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str,
-                   data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
-    """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
-    (the prediction is not checked here)."""
-    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
-    lo, hi = data_range
-    x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
-    xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
-    with torch.no_grad():
-        lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,
-                                  bound_upper=False)
-    return (lb > 0).all(dim=1)
+from .certify import certified_mask
+from .training.checkpoint import CHECKPOINT, config_of, load_checkpoint, load_state_checked
+from .training.errors import TrainingError
+from .training.step import build_network
 
 
 @dataclass
@@ -157,8 +145,6 @@ def load_trained(checkpoint_path) -> tuple:
     """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
     holding ``checkpoint.pt``)."""
     from pathlib import Path
-    from .training import CHECKPOINT, build_network, config_of, load_checkpoint, \
-        load_state_checked
     path = Path(checkpoint_path)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -181,7 +167,6 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     from pathlib import Path
     from . import data
     from .bounded_module import BoundedModule, parse_correlate_input
-    from .training import TrainingError
     try:
         method_list = parse_methods(methods)
         if limit is not None and limit < 1:

@@ -145,10 +145,10 @@ def test_certify_refuses_a_missing_or_foreign_checkpoint(tmp_path, capsys):
     assert "none.pt" in err and "not found" in err
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     err = refused(["certify", str(tmp_path / "foreign.pt")], capsys)
-    assert "not a lirpa_diffai training checkpoint" in err
+    assert "not a lirpa-diffai checkpoint" in err and "lacks" in err
     (tmp_path / "text.pt").write_text("not a checkpoint")
     err = refused(["certify", str(tmp_path / "text.pt")], capsys)
-    assert "not a readable checkpoint" in err
+    assert "not a lirpa-diffai checkpoint" in err
 
 
 def test_method_names_are_case_insensitive_and_canonical():

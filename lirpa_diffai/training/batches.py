@@ -1,0 +1,53 @@
+"""The training data: the configured subsets, each epoch's batches (a function of the seed
+and the epoch only, split over the processes) and CIFAR-style augmentation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import data
+from ..goals.config import TrainConfig
+from .distributed import Dist
+from .errors import TrainingError
+
+
+def load_data(cfg: TrainConfig) -> tuple:
+    """``(train, test)`` image and label tensors: the first ``train_subset`` /
+    ``test_subset`` examples of the configuration's dataset."""
+    def take(split, n):
+        x, y = data.load_dataset(cfg.dataset, split, cfg.data_root).tensors
+        return (x[:n], y[:n]) if n else (x, y)
+    return take("train", cfg.train_subset), take("test", cfg.test_subset)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, dist: Dist) -> list:
+    """This process's index batches of epoch ``epoch`` (0-based). The permutation is
+    ``DistributedSampler``'s for ``(seed, epoch)``; process r takes positions r, r + N, ...
+    so the union of the processes' k-th batches is the one-process run's k-th batch of
+    ``batch_size`` (the global batch)."""
+    from torch.utils.data.distributed import DistributedSampler
+    if batch_size % dist.world:
+        raise TrainingError(f"batch_size {batch_size} is not divisible by the {dist.world} "
+                            "processes")
+    sampler = DistributedSampler(range(n), num_replicas=dist.world, rank=dist.rank,
+                                 shuffle=True, seed=seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    order = torch.tensor(list(sampler), dtype=torch.long)
+    return list(order.split(batch_size // dist.world))
+
+
+def augment(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Random crop (zero padding ``padding``) and random horizontal flip, per image, drawn
+    from torch's global RNG."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, [padding] * 4)
+    dy = torch.randint(0, 2 * padding + 1, (b,))
+    dx = torch.randint(0, 2 * padding + 1, (b,))
+    rows = (dy.view(b, 1) + torch.arange(h)).view(b, 1, h, 1)
+    cols = (dx.view(b, 1) + torch.arange(w)).view(b, 1, 1, w)
+    idx_b = torch.arange(b).view(b, 1, 1, 1)
+    out = padded[idx_b, torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
+    flip = torch.rand(b) < 0.5
+    return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
+
+

@@ -1,0 +1,10 @@
+"""The trainer's refusals: bad arguments, unusable outputs, checkpoints that do not fit."""
+from __future__ import annotations
+
+
+class TrainingError(ValueError):
+    """A refused run: bad arguments, a checkpoint that does not fit, an unusable output."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint that cannot be read or does not fit the network of its configuration."""

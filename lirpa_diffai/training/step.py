@@ -1,0 +1,83 @@
+"""One training step: the network and its bounded module, the goal's loss as one module
+(:class:`GoalLoss`, what DistributedDataParallel wraps), the optimizer and the step itself."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import models
+from ..goals import GoalContext
+from ..goals.config import TrainConfig
+from .errors import TrainingError
+
+
+def build_network(cfg: TrainConfig) -> nn.Module:
+    """A freshly initialised zoo network of the configuration (seed it first)."""
+    return models.get(cfg.network, cfg.dataset)
+
+
+def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
+    """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options."""
+    from ..bounded_module import BoundedModule
+    return BoundedModule(model, example[:1], bound_opts=cfg.bound_opts,
+                         device=str(example.device))
+
+
+def box_bounds(bm, method: str):
+    """The trainer's bounds function ``(x_L, x_U, C) -> (lb, ub)`` for the goals."""
+    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+
+    def bounds(x_L, x_U, C):
+        ptb = PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U)
+        return bm.compute_bounds(x=(BoundedTensor((x_L + x_U) / 2, ptb),), C=C, method=method)
+    return bounds
+
+
+class GoalLoss(nn.Module):
+    """``forward(x, y, t)`` = the goal's mean loss of the batch at time ``t``. The network
+    (``.model``) and its BoundedModule (``.bm``, same parameters) are submodules, so one
+    DistributedDataParallel wrapper covers every way the loss reaches the parameters."""
+
+    def __init__(self, model: nn.Module, bm, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.bm = model, bm
+        self.goal = cfg.goal
+        self.context = GoalContext(model=model, bounds=box_bounds(bm, cfg.method), eps=cfg.eps,
+                                   data_range=cfg.data_range, num_classes=cfg.num_classes,
+                                   aux_losses=lambda: bm.hzono_aux_losses)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
+        from ..abstract_layers import set_epoch
+        set_epoch(self.model, t)
+        return self.goal.loss(self.context, x, y, t)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or SGD as the configuration says (lr is set per step)."""
+    o = cfg.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+
+def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                  y: torch.Tensor, t: float, lr: float) -> float:
+    """One optimizer step on the goal's loss at time ``t``; returns the loss."""
+    set_lr(optimizer, lr)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_module(x, y, t)
+    if not torch.isfinite(loss):
+        raise TrainingError(f"the training loss is {loss.item()} at epoch {t:.3f}")
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
