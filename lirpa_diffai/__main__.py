@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "certify", "plot", "install_hook")
+COMMANDS = ("train", "certify", "graft", "plot", "install_hook")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,12 @@ The file is read with ``yaml.compose`` and the safe loader only; every refused k
 raises :class:`ConfigError` naming the file, line and column (and, for an unknown key, the
 nearest known one). Keys (``*`` = required)::
 
-    network*      zoo name (``lirpa_diffai.models.names()``; e.g. conv_small, resnet_tiny)
+    network*      zoo name (``lirpa_diffai.models.names()``; e.g. conv_small, resnet_tiny); with
+                  ``graft``, the grafted checkpoint's network (e.g. resnet2b)
+    graft         a grafted checkpoint (``python -m lirpa_diffai graft``; relative to this
+                  file's directory) to fine-tune: the network and its starting weights
+    graft_lr      learning rate of the grafted slopes and intercepts (default: optimizer.lr);
+                  follows lr_schedule like the others
     dataset*      mnist | cifar10 (inputs in the data range [0, 1])
     eps*          L-inf training radius, 0 < eps <= 1
     goal*         the training goal: paper notation (a string) or the nested-mapping form,
@@ -88,6 +93,8 @@ class TrainConfig:
     data_root: str | None = None
     device: str = "cpu"
     output: str | None = None
+    graft: str | None = None
+    graft_lr: float | None = None
     source: str | None = None
 
     @property
@@ -277,6 +284,8 @@ TOP_KEYS = {
     "data_root": typed(str, "a path", nullable=True),
     "device": typed(str, "a torch device name"),
     "output": typed(str, "a path", nullable=True),
+    "graft": typed(str, "a path to a grafted checkpoint"),
+    "graft_lr": number(0, lo_open=True),
 }
 REQUIRED_KEYS = ("network", "dataset", "eps", "goal", "epochs")
 
@@ -308,10 +317,16 @@ def parse_config(text: str, source: str = "<string>",
         raise reader.error(root, f"missing required key{'s' if len(missing) > 1 else ''} "
                                  f"{', '.join(missing)}")
     key_nodes = {k.value: (k, v) for k, v in root.value}
-    try:
-        values["network"] = validate_network(values["network"])
-    except ValueError as err:
-        raise reader.error(key_nodes["network"][1], str(err)) from None
+    if "graft" in values:  # the network comes from the grafted checkpoint (checked when built)
+        values["graft"] = str(relative_to_source(values["graft"], source))
+    else:
+        if "graft_lr" in values:
+            raise reader.error(key_nodes["graft_lr"][0], "graft_lr needs graft (a grafted "
+                                                         "checkpoint to fine-tune)")
+        try:
+            values["network"] = validate_network(values["network"])
+        except ValueError as err:
+            raise reader.error(key_nodes["network"][1], str(err)) from None
     optimizer = values.get("optimizer", {})
     if optimizer.get("name", "adam") != "sgd" and "momentum" in optimizer:
         raise reader.error(key_nodes["optimizer"][1], "momentum applies to the sgd optimizer "
@@ -321,6 +336,14 @@ def parse_config(text: str, source: str = "<string>",
     if values.get("augment") is None:
         values["augment"] = values["dataset"] == "cifar10"
     return TrainConfig(**values, source=source)
+
+
+def relative_to_source(path: str, source: str) -> Path:
+    """``path``, taken relative to the directory of the configuration file ``source`` (when
+    ``source`` is a file and ``path`` is relative)."""
+    p = Path(path)
+    origin = Path(source)
+    return p if p.is_absolute() or not origin.is_file() else origin.parent / p
 
 
 def load_config(path, validate_network: Callable[[str], str] = check_network_in_zoo

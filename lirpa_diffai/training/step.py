@@ -13,8 +13,21 @@ from .errors import TrainingError
 
 
 def build_network(cfg: TrainConfig) -> nn.Module:
-    """A freshly initialised zoo network of the configuration (seed it first)."""
-    return models.get(cfg.network, cfg.dataset)
+    """A freshly initialised zoo network of the configuration (seed it first), or, with
+    ``graft``, the grafted network of that checkpoint with its weights."""
+    if cfg.graft is None:
+        return models.get(cfg.network, cfg.dataset)
+    from ..grafting.checkpoint import load_grafted
+    from ..grafting.rewrite import GraftingError
+    try:
+        model, ckpt = load_grafted(cfg.graft)
+    except GraftingError as err:
+        raise TrainingError(f"{cfg.source}: graft: {err}") from None
+    if (ckpt["network"], ckpt["dataset"]) != (cfg.network, cfg.dataset):
+        raise TrainingError(f"{cfg.source}: the grafted checkpoint {cfg.graft} holds "
+                            f"{ckpt['network']} for {ckpt['dataset']}, but the configuration says "
+                            f"network {cfg.network}, dataset {cfg.dataset}")
+    return model
 
 
 def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
@@ -54,18 +67,31 @@ class GoalLoss(nn.Module):
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate."""
+    """Set every parameter group's learning rate: ``lr`` times the group's ``lr_scale``
+    (1 unless set; ``graft_lr / optimizer.lr`` for grafted slopes and intercepts)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: every parameter, or with ``graft_lr`` the grafted
+    slopes and intercepts in a group of their own with ``lr_scale = graft_lr / lr``."""
+    if cfg.graft_lr is None:
+        return [{"params": list(model.parameters())}]
+    from ..grafting.activation import GraftedReLU
+    grafted = {id(p) for m in model.modules() if isinstance(m, GraftedReLU) for p in m.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in grafted]},
+            {"params": [p for p in model.parameters() if id(p) in grafted],
+             "lr_scale": cfg.graft_lr / cfg.optimizer.lr}]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam or SGD as the configuration says (lr is set per step)."""
     o = cfg.optimizer
+    groups = parameter_groups(model, cfg)
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                               weight_decay=o.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
 
 
 def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
