@@ -9,7 +9,7 @@ nearest known one). Keys (``*`` = required)::
     graft         a grafted checkpoint (``python -m lirpa_diffai graft``; relative to this
                   file's directory) to fine-tune: the network and its starting weights
     graft_lr      learning rate of the grafted slopes and intercepts (default: optimizer.lr);
-                  follows lr_schedule like the others
+                  follows lr_schedule like the others; they get no weight decay
     dataset*      mnist | cifar10 (inputs in the data range [0, 1])
     eps*          L-inf training radius, 0 < eps <= 1
     goal*         the training goal: paper notation (a string) or the nested-mapping form,

@@ -74,15 +74,19 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """The optimizer's parameter groups: every parameter, or with ``graft_lr`` the grafted
-    slopes and intercepts in a group of their own with ``lr_scale = graft_lr / lr``."""
-    if cfg.graft_lr is None:
-        return [{"params": list(model.parameters())}]
+    """The optimizer's parameter groups: the network's weights, and the slopes and intercepts
+    of grafted activations (if any) in a group of their own with learning rate ``graft_lr``
+    (``lr_scale = graft_lr / lr``; default ``lr``) and no weight decay, as the reference
+    implementation of linearity grafting fine-tunes them."""
     from ..grafting.activation import GraftedReLU
     grafted = {id(p) for m in model.modules() if isinstance(m, GraftedReLU) for p in m.parameters()}
-    return [{"params": [p for p in model.parameters() if id(p) not in grafted]},
+    weights = [p for p in model.parameters() if id(p) not in grafted]
+    if not grafted:
+        return [{"params": weights}]
+    scale = (cfg.graft_lr or cfg.optimizer.lr) / cfg.optimizer.lr
+    return [{"params": weights},
             {"params": [p for p in model.parameters() if id(p) in grafted],
-             "lr_scale": cfg.graft_lr / cfg.optimizer.lr}]
+             "lr_scale": scale, "weight_decay": 0.0}]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
