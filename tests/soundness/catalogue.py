@@ -332,6 +332,18 @@ def make_abstract(name: str, factory: Callable, rank: Optional[int] = None) -> C
     return make
 
 
+def make_grafted_relu(rng, xs, ys):
+    """Linearity grafting's activation: a random half of the neurons affine with random slopes
+    (both signs) and intercepts, ReLU elsewhere."""
+    if len(xs) < 2:
+        return None
+    from lirpa_diffai.grafting import GraftedReLU
+    act = GraftedReLU((torch.rand(xs[1:]) < 0.5).float())
+    act.slope.data.uniform_(-1.0, 1.5)
+    act.intercept.data.uniform_(-0.3, 0.3)
+    return Step("GraftedReLU(random mask)(x)", lambda self, x: self.act(x), act=act)
+
+
 def make_identity(rng, xs, ys):
     return Step("nn.Identity()(x)", lambda self, x: self.ident(x), ident=nn.Identity())
 
@@ -411,6 +423,7 @@ SNIPPETS: dict[str, Callable] = {
     "BoundCorrelateMaxPool": make_abstract("CorrelateMaxPool", lambda: lirpa_diffai.CorrelateMaxPool(2, only_train=False), rank=4),
     "BoundDecorrelateAll": make_abstract("DecorrelateAll", lambda: lirpa_diffai.DecorrelateAll(only_train=False)),
     "BoundDecorrelateMin": make_abstract("DecorrelateMin", lambda: lirpa_diffai.DecorrelateMin(2, only_train=False)),
+    "BoundGraftedRelu": make_grafted_relu,
     "BoundDeepLoss": make_abstract("DeepLoss", lambda: lirpa_diffai.DeepLoss(1.0, only_train=False)),
 }
 
