@@ -25,7 +25,7 @@ def ball(x, eps):
     return BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=eps))
 
 
-def random_graft(mask, generator=None):
+def random_graft(mask):
     """A GraftedReLU with ``mask`` and random slopes (of both signs) and intercepts."""
     act = GraftedReLU(mask)
     act.slope.data.uniform_(-1.0, 1.5)
