@@ -52,6 +52,7 @@ def grafted_checkpoint(model: nn.Module, base: Mapping, eps: float, selection: M
 
 
 def is_grafted_checkpoint(obj) -> bool:
+    """Whether ``obj`` (a loaded checkpoint) is a grafted checkpoint."""
     return isinstance(obj, dict) and obj.get("format") == GRAFTED_FORMAT
 
 
