@@ -174,7 +174,7 @@ def table(rows) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", default="cifar_conv_small_pgd,resnet2b")
-    parser.add_argument("--ratios", default="0,0.25,0.5")
+    parser.add_argument("--ratios", default="0,0.5,0.25")
     parser.add_argument("--images", type=int, default=200, help="first N test images")
     parser.add_argument("--select-images", type=int, default=200, help="training images scored")
     parser.add_argument("--train-images", type=int, default=1000, help="fine-tuning images")
@@ -194,12 +194,13 @@ def main(argv=None) -> None:
     x_train, y_train = data.load_dataset("cifar10", "train").tensors
     x_sel, y_sel = x_train[:args.select_images], y_train[:args.select_images]
     x, y = (t[:args.images] for t in data.load_dataset("cifar10", "test").tensors)
+    ratios = [float(r) for r in args.ratios.split(",")]
     for name in args.networks.split(","):
-        for ratio in (float(r) for r in args.ratios.split(",")):
-            where = out / f"{name}_{int(ratio * 100)}"
-            for finetuned in (False, True):
+        for finetuned in (False, True):  # every ratio before fine-tuning first
+            for ratio in ratios:
                 if (name, ratio, finetuned) in done:
                     continue
+                where = out / f"{name}_{int(ratio * 100)}"
                 torch.manual_seed(0)
                 extra = {}
                 if not finetuned:
