@@ -10,6 +10,7 @@ gives every activation a graph node that knows its site.
 """
 from __future__ import annotations
 
+import copy
 from typing import Mapping, Optional
 
 import numpy as np
@@ -37,9 +38,10 @@ def method_name(method: str) -> str:
 
 
 def with_every_site_grafted(model: nn.Module, example: Tensor) -> nn.Module:
-    """``model`` with its remaining ReLU sites grafted with all-zero masks (the same function)."""
+    """A copy of ``model`` with its remaining ReLU sites grafted with all-zero masks (the same
+    function)."""
     if not relu_sites(model):
-        return model
+        return copy.deepcopy(model)
     shapes = site_shapes(model, example[:1])
     return graft(model, {site: torch.zeros(shape) for site, shape in shapes.items()}, example[:1])
 
