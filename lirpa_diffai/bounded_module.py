@@ -12,6 +12,7 @@ from auto_LiRPA.operators import BoundBatchNormalization, BoundLinear
 
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
+from .bound_ops.grafted import BoundGraftedRelu
 from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.linear import linear_with_spec
 from .hybrid_zono import HybridZonotope
@@ -112,6 +113,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         with keep_requires_grad(self._shared_parameters):
             super().__init__(model, global_input, bound_opts=bound_opts, device=device,
                              verbose=verbose, custom_ops=custom_ops)
+        # intermediate bounds of a grafted ReLU come from its input's by IBP, as a ReLU's do
+        self.ibp_intermediate = [*self.ibp_intermediate, BoundGraftedRelu]
         self.hzono_output: Optional[HybridZonotope] = None
         self.hzono_aux_losses: list = []
         self.hzono_node_bounds: dict = {}

@@ -184,8 +184,24 @@ def check_eps(eps: float, data_range) -> float:
 
 def load_trained(checkpoint_path) -> tuple:
     """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
-    holding ``checkpoint.pt``)."""
-    return trained_network(load_checkpoint(checkpoint_file(checkpoint_path)))
+    holding ``checkpoint.pt``) or a grafted checkpoint (``grafted.pt`` or its directory; its
+    cfg has the network, dataset and selection eps, and the defaults otherwise)."""
+    from .grafting.checkpoint import GRAFTED_FILE, is_grafted_checkpoint, network_from
+    path = Path(checkpoint_path)
+    if path.is_dir() and (path / GRAFTED_FILE).is_file() and not (path / CHECKPOINT).is_file():
+        path = path / GRAFTED_FILE
+    path = checkpoint_file(path)
+    try:
+        peek = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # load_checkpoint below says what is wrong with the file
+        peek = None
+    if is_grafted_checkpoint(peek):
+        from .grafting.rewrite import GraftingError
+        try:
+            return network_from(peek, str(path)), grafted_config(peek, path)
+        except GraftingError as err:
+            raise TrainingError(str(err)) from None
+    return trained_network(load_checkpoint(path))
 
 
 def checkpoint_file(path) -> Path:
@@ -260,6 +276,13 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
     except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
         raise ValueError(f"{path}: {err}") from None
     return net.eval(), dataset, f"{name} ({path.name})"
+def grafted_config(ckpt: dict, path) -> "TrainConfig":
+    """The configuration certify uses for a grafted checkpoint: its network, dataset and
+    eps (the one its neurons were selected at)."""
+    from .goals import Point
+    from .goals.config import TrainConfig
+    return TrainConfig(network=ckpt["network"], dataset=ckpt["dataset"], eps=ckpt["eps"],
+                       goal=Point(), epochs=1, graft=str(path), source=str(path))
 
 
 def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,

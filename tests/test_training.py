@@ -19,9 +19,10 @@ from conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "goals"
-# the Table-2 schemes (mnist_small and the MMR examples, which have no Box, are tested elsewhere)
+# the Table-2 schemes (mnist_small, the MMR examples and the grafting fine-tunes, which have no
+# Box, are tested elsewhere)
 TABLE2 = sorted(p for p in EXAMPLES.glob("*.yaml")
-                if p.name != "mnist_small.yaml" and not p.name.startswith("mmr_"))
+                if p.name != "mnist_small.yaml" and not p.name.startswith(("mmr_", "graft_")))
 HAVE_MNIST = (SHARED / "datasets" / "mnist.npz").is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="needs ../shared/datasets/mnist.npz")
 

@@ -6,6 +6,7 @@ from .registry import HZONO_TRANSFORMERS, HzonoContext, UnsupportedOperatorError
 from .clip import BoundClip
 from . import activation, arithmetic, linear, pooling, shape  # noqa: F401  (fill the registry)
 from . import abstract  # noqa: F401  (abstract layers: registers their custom ops)
+from . import grafted  # noqa: F401  (linearity grafting's activation: registers its custom op)
 
 register_custom_op("onnx::Clip", BoundClip)
 

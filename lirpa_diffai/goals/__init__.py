@@ -1,14 +1,15 @@
 """DiffAI's training-goal DSL (paper section 4): schedules, goal constructors and their
 losses, the paper-notation / YAML parser, and the training-configuration schema."""
 from .errors import ConfigError, GoalSyntaxError, Origin, SourceError
+from .fast_adversarial import FAST_ADVERSARIAL_GOALS, FGSM, GradAlign
 from .goals import (GOALS, BiSample, Box, DList, Goal, GoalContext, IFGSM, MMR, Mix, Normal, PGD,
                     Point, Sample, Sub, Uniform, input_box, margin_loss, margin_spec)
 from .parser import parse_goal, parse_schedule, to_mapping
 from .schedules import SCHEDULES, Const, Lin, Schedule, Until, step_schedule
 
 __all__ = ["ConfigError", "GoalSyntaxError", "Origin", "SourceError",
-           "GOALS", "Goal", "GoalContext", "Point", "Normal", "Uniform", "IFGSM", "PGD", "Box", "Mix",
-           "DList", "MMR",
+           "GOALS", "FAST_ADVERSARIAL_GOALS", "Goal", "GoalContext", "Point", "Normal", "Uniform",
+           "IFGSM", "PGD", "FGSM", "GradAlign", "Box", "Mix", "DList", "MMR",
            "Sub", "Sample", "BiSample", "input_box", "margin_loss", "margin_spec",
            "parse_goal", "parse_schedule", "to_mapping",
            "SCHEDULES", "Schedule", "Const", "Lin", "Until", "step_schedule"]

@@ -6,13 +6,18 @@ nearest known one). Keys (``*`` = required)::
 
     network*      zoo name (``lirpa_diffai.models.names()``; e.g. conv_small, resnet_tiny), or
                   an import path ``package.module:Name`` of an ``nn.Module`` class or of a
-                  function returning one (imported with importlib, never evaluated)
+                  function returning one (imported with importlib, never evaluated); with
+                  ``graft``, the grafted checkpoint's network (e.g. resnet2b)
     network_args  keyword arguments of an import-path network (a mapping of plain values)
     init          default (the network's own initialisation) | ibp: Shi et al. 2021's IBP
                   initialisation, weights ~ N(0, 2 pi / fan_in^2) so that interval widths
                   keep their size from layer to layer at initialisation
     grad_clip     clip the gradient's global L2 norm to this value before each step, as
                   DiffAI does (default: no clipping), > 0
+    graft         a grafted checkpoint (``python -m lirpa_diffai graft``; relative to this
+                  file's directory) to fine-tune: the network and its starting weights
+    graft_lr      learning rate of the grafted slopes and intercepts (default: optimizer.lr);
+                  follows lr_schedule like the others; they get no weight decay
     dataset*      mnist | cifar10 (inputs in the data range [0, 1])
     eps*          L-inf training radius, 0 < eps <= 1
     goal*         the training goal: paper notation (a string) or the nested-mapping form,
@@ -104,6 +109,8 @@ class TrainConfig:
     data_root: str | None = None
     device: str = "cpu"
     output: str | None = None
+    graft: str | None = None
+    graft_lr: float | None = None
     source: str | None = None
 
     @property
@@ -324,6 +331,8 @@ TOP_KEYS = {
     "data_root": typed(str, "a path", nullable=True),
     "device": typed(str, "a torch device name"),
     "output": typed(str, "a path", nullable=True),
+    "graft": typed(str, "a path to a grafted checkpoint"),
+    "graft_lr": number(0, lo_open=True),
 }
 REQUIRED_KEYS = ("network", "dataset", "eps", "goal", "epochs")
 
@@ -418,7 +427,13 @@ def parse_config(text: str, source: str = "<string>",
         raise reader.error(root, f"missing required key{'s' if len(missing) > 1 else ''} "
                                  f"{', '.join(missing)}")
     key_nodes = {k.value: (k, v) for k, v in root.value}
-    values["network"] = checked_network(reader, key_nodes, values, validate_network)
+    if "graft" in values:  # the network comes from the grafted checkpoint (checked when built)
+        values["graft"] = str(relative_to_source(values["graft"], source))
+    else:
+        if "graft_lr" in values:
+            raise reader.error(key_nodes["graft_lr"][0], "graft_lr needs graft (a grafted "
+                                                         "checkpoint to fine-tune)")
+        values["network"] = checked_network(reader, key_nodes, values, validate_network)
     optimizer = values.get("optimizer", {})
     if optimizer.get("name", "adam") != "sgd" and "momentum" in optimizer:
         raise reader.error(key_nodes["optimizer"][1], "momentum applies to the sgd optimizer "
@@ -458,6 +473,14 @@ def checked_network(reader: Reader, key_nodes: dict, values: dict,
         except ValueError as err:
             raise reader.error(node, str(err)) from None
     return name
+
+
+def relative_to_source(path: str, source: str) -> Path:
+    """``path``, taken relative to the directory of the configuration file ``source`` (when
+    ``source`` is a file and ``path`` is relative)."""
+    p = Path(path)
+    origin = Path(source)
+    return p if p.is_absolute() or not origin.is_file() else origin.parent / p
 
 
 def load_config(path, validate_network: Callable[[str], str] = check_network,

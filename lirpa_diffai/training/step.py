@@ -15,8 +15,21 @@ from .initialisation import initialise
 
 def build_network(cfg: TrainConfig) -> nn.Module:
     """A freshly initialised network of the configuration (seed it first): a zoo network
-    or ``package.module:Name(**network_args)``, initialised as ``init`` says."""
-    return initialise(models.build(cfg.network, cfg.dataset, cfg.network_args), cfg.init)
+    or ``package.module:Name(**network_args)``, initialised as ``init`` says; or, with
+    ``graft``, the grafted network of that checkpoint with its weights."""
+    if cfg.graft is None:
+        return initialise(models.build(cfg.network, cfg.dataset, cfg.network_args), cfg.init)
+    from ..grafting.checkpoint import load_grafted
+    from ..grafting.rewrite import GraftingError
+    try:
+        model, ckpt = load_grafted(cfg.graft)
+    except GraftingError as err:
+        raise TrainingError(f"{cfg.source}: graft: {err}") from None
+    if (ckpt["network"], ckpt["dataset"]) != (cfg.network, cfg.dataset):
+        raise TrainingError(f"{cfg.source}: the grafted checkpoint {cfg.graft} holds "
+                            f"{ckpt['network']} for {ckpt['dataset']}, but the configuration says "
+                            f"network {cfg.network}, dataset {cfg.dataset}")
+    return model
 
 
 def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
@@ -56,18 +69,35 @@ class GoalLoss(nn.Module):
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate."""
+    """Set every parameter group's learning rate: ``lr`` times the group's ``lr_scale``
+    (1 unless set; ``graft_lr / optimizer.lr`` for grafted slopes and intercepts)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: the network's weights, and the slopes and intercepts
+    of grafted activations (if any) in a group of their own with learning rate ``graft_lr``
+    (``lr_scale = graft_lr / lr``; default ``lr``) and no weight decay, as the reference
+    implementation of linearity grafting fine-tunes them."""
+    from ..grafting.activation import GraftedReLU
+    grafted = {id(p) for m in model.modules() if isinstance(m, GraftedReLU) for p in m.parameters()}
+    weights = [p for p in model.parameters() if id(p) not in grafted]
+    if not grafted:
+        return [{"params": weights}]
+    scale = (cfg.graft_lr or cfg.optimizer.lr) / cfg.optimizer.lr
+    return [{"params": weights},
+            {"params": [p for p in model.parameters() if id(p) in grafted],
+             "lr_scale": scale, "weight_decay": 0.0}]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam or SGD as the configuration says (lr is set per step)."""
     o = cfg.optimizer
+    groups = parameter_groups(model, cfg)
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                               weight_decay=o.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
 
 
 def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,

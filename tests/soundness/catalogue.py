@@ -1,0 +1,456 @@
+"""Every Bound class auto_LiRPA 0.3 (with this package's custom operators) can build, and for each
+either a torch snippet that traces into it or the reason no torch code does.
+
+:func:`bound_classes` enumerates the classes from auto_LiRPA's operator modules and its
+operator map, so a new operator is reported by ``test_every_bound_class_is_covered`` until it
+gets a snippet here or an entry in :data:`NOT_TRACEABLE`.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import random
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from auto_LiRPA import operators
+from auto_LiRPA.bound_op_map import bound_op_map
+from auto_LiRPA.operators import Bound
+from torch import nn
+
+import lirpa_diffai
+
+Shape = tuple
+
+
+class Step(nn.Module):
+    """One operator application ``fn(self, *inputs)``; ``text`` is its torch code on inputs
+    named ``x`` (and ``y``), for replay messages and the README table. ``batch``: the step
+    reads across, or changes the size of, the batch axis."""
+
+    def __init__(self, text: str, fn: Callable, arity: int = 1, batch: bool = False, **modules):
+        super().__init__()
+        self.text, self.fn, self.arity, self.batch = text, fn, arity, batch
+        for name, value in modules.items():
+            setattr(self, name, value)
+
+    def forward(self, *xs):
+        return self.fn(self, *xs)
+
+    def extra_repr(self) -> str:
+        return self.text
+
+
+def axis(rng: random.Random, shape: Shape) -> int:
+    """A random axis of ``shape``, the batch axis 0 included."""
+    return rng.randrange(len(shape))
+
+
+def constant_like(rng: random.Random, shape: Shape, broadcast: bool = True) -> torch.Tensor:
+    """A constant that broadcasts with ``shape``: each axis 1, its size, or (where the size is 1)
+    a larger one, as a positional embedding ``(1, T, D)`` meets ``(B, 1, D)``."""
+    out = []
+    for size in shape:
+        choice = rng.random() if broadcast else 1.0
+        out.append(1 if choice < 0.25 else (rng.choice((2, 3)) if size == 1 and choice < 0.5 else size))
+    return torch.randn(out) * 0.5
+
+
+# ------------------------------------------------------------------ snippet makers
+# make(rng, x_shape, y_shape) -> Step or None (None: not applicable to these shapes)
+
+def unary(text: str, fn: Callable) -> Callable:
+    return lambda rng, xs, ys: Step(text, lambda self, x: fn(x))
+
+
+def binary(symbol: str, fn: Callable) -> Callable:
+    """``x op y`` with ``y`` a perturbed value of a broadcastable shape, or a constant."""
+    def make(rng, xs, ys):
+        if ys is not None and _broadcastable(xs, ys):
+            return Step(f"x {symbol} y", lambda self, x, y: fn(x, y), arity=2, batch=xs[0] != ys[0])
+        c = constant_like(rng, xs)
+        if symbol == "/":
+            c = c.abs() + 0.5
+        return Step(f"x {symbol} const{tuple(c.shape)}", lambda self, x: fn(x, c), batch=c.shape[0] > xs[0])
+    return make
+
+
+def _broadcastable(a: Shape, b: Shape) -> bool:
+    try:
+        torch.broadcast_shapes(a, b)
+        return True
+    except RuntimeError:
+        return False
+
+
+def make_div(rng, xs, ys):
+    if ys is not None and _broadcastable(xs, ys) and rng.random() < 0.5:
+        return Step("x / (y * y + 1)", lambda self, x, y: x / (y * y + 1), arity=2, batch=xs[0] != ys[0])
+    return binary("/", torch.div)(rng, xs, None)
+
+
+def make_concat(rng, xs, ys):
+    d = axis(rng, xs)
+    if ys is not None and len(ys) == len(xs) and all(a == b for i, (a, b) in enumerate(zip(xs, ys)) if i != d):
+        return Step(f"torch.cat([x, y], {d})", lambda self, x, y: torch.cat([x, y], d), arity=2, batch=d == 0)
+    c = torch.randn(*(xs[:d] + (rng.choice((1, 2)),) + xs[d + 1:]))
+    return Step(f"torch.cat([x, const], {d})", lambda self, x: torch.cat([x, c], d), batch=d == 0)
+
+
+def make_where(rng, xs, ys):
+    mask = torch.rand(xs) < 0.5
+    if ys is not None and ys == xs:
+        return Step("torch.where(mask, x, y)", lambda self, x, y: torch.where(mask, x, y), arity=2)
+    return Step("torch.where(mask, x, -x)", lambda self, x: torch.where(mask, x, -x))
+
+
+def make_not(rng, xs, ys):
+    return Step("torch.where(~(x == 0.5), x, 2 * x)", lambda self, x: torch.where(~(x == 0.5), x, 2 * x))
+
+
+def make_matmul(rng, xs, ys):
+    if ys is not None and len(xs) >= 2 and ys == xs and rng.random() < 0.5:
+        return Step("x @ y.transpose(-1, -2)", lambda self, x, y: x @ y.transpose(-1, -2), arity=2,
+                    batch=len(xs) == 2)
+    w = nn.Parameter(torch.randn(xs[-1], rng.choice((1, 2, 3))) / math.sqrt(xs[-1]))
+    return Step(f"x @ W{tuple(w.shape)}", lambda self, x: x @ self.w, w=w)
+
+
+def make_linear(rng, xs, ys):
+    return Step(f"nn.Linear({xs[-1]}, n)(x)", lambda self, x: self.lin(x), lin=nn.Linear(xs[-1], rng.choice((1, 2, 3))))
+
+
+def make_conv(rng, xs, ys):
+    if len(xs) != 4:
+        return None
+    k = rng.choice((1, 2, 3))
+    dil = rng.choice((1, 1, 2))
+    pad = rng.choice((0, 1))
+    if (k - 1) * dil + 1 > min(xs[2:]) + 2 * pad:
+        return None
+    mode = rng.choice(("zeros", "zeros", "reflect", "replicate", "circular")) if pad else "zeros"
+    if mode == "reflect" and pad >= min(xs[2:]):
+        mode = "zeros"
+    conv = nn.Conv2d(xs[1], rng.choice((1, 2)), k, stride=rng.choice((1, 2)), padding=pad,
+                     dilation=dil, padding_mode=mode)
+    return Step(f"nn.Conv2d(.., {k}, stride={conv.stride[0]}, padding={pad}, dilation={dil}, "
+                f"padding_mode={mode!r})(x)", lambda self, x: self.conv(x), conv=conv)
+
+
+def make_conv_transpose(rng, xs, ys):
+    if len(xs) != 4:
+        return None
+    conv = nn.ConvTranspose2d(xs[1], rng.choice((1, 2)), rng.choice((1, 2)), stride=rng.choice((1, 2)))
+    return Step("nn.ConvTranspose2d(..)(x)", lambda self, x: self.conv(x), conv=conv)
+
+
+def make_pad(rng, xs, ys):
+    if len(xs) != 4:
+        return None
+    mode = rng.choice(("constant", "constant", "reflect", "replicate", "circular"))
+    pads = tuple(rng.choice((0, 1)) for _ in range(4))
+    if mode == "reflect" and max(pads) >= min(xs[2:]):
+        mode = "constant"
+    value = rng.choice((0.0, 0.7)) if mode == "constant" else None
+    kwargs = {"mode": mode} if value is None else {"mode": mode, "value": value}
+    return Step(f"F.pad(x, {pads}, **{kwargs})", lambda self, x: F.pad(x, pads, **kwargs))
+
+
+def make_avg_pool(rng, xs, ys):
+    if len(xs) != 4 or min(xs[2:]) < 2:
+        return None
+    pad = rng.choice((0, 1))
+    include = rng.choice((True, False))
+    pool = nn.AvgPool2d(2, stride=rng.choice((1, 2)), padding=pad, count_include_pad=include)
+    return Step(f"nn.AvgPool2d(2, stride={pool.stride}, padding={pad}, count_include_pad={include})(x)",
+                lambda self, x: self.pool(x), pool=pool)
+
+
+def make_max_pool(rng, xs, ys):
+    if len(xs) != 4 or min(xs[2:]) < 2:
+        return None
+    pool = nn.MaxPool2d(2, stride=rng.choice((1, 2)), padding=rng.choice((0, 1)))
+    return Step(f"nn.MaxPool2d(2, stride={pool.stride}, padding={pool.padding})(x)",
+                lambda self, x: self.pool(x), pool=pool)
+
+
+def make_global_avg_pool(rng, xs, ys):
+    if len(xs) != 4:
+        return None
+    return Step("F.adaptive_avg_pool2d(x, 1)", lambda self, x: F.adaptive_avg_pool2d(x, 1))
+
+
+def make_batch_norm(rng, xs, ys):
+    if len(xs) not in (2, 4):
+        return None
+    bn = (nn.BatchNorm1d if len(xs) == 2 else nn.BatchNorm2d)(xs[1])
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.normal_(1, 0.5)
+        bn.bias.normal_(0, 0.5)
+    return Step(f"nn.BatchNorm{'1' if len(xs) == 2 else '2'}d({xs[1]})(x)", lambda self, x: self.bn(x), bn=bn)
+
+
+def make_leaky_relu(rng, xs, ys):
+    slope = rng.choice((0.1, -0.5, 2.0))
+    return Step(f"F.leaky_relu(x, {slope})", lambda self, x: F.leaky_relu(x, slope))
+
+
+def make_clip(rng, xs, ys):
+    variant = rng.choice(("both", "min", "max"))
+    if variant == "min":
+        return Step("torch.clamp(x, min=-0.3)", lambda self, x: torch.clamp(x, min=-0.3))
+    if variant == "max":
+        return Step("torch.clamp(x, max=0.3)", lambda self, x: torch.clamp(x, max=0.3))
+    return Step("torch.clamp(x, -0.5, 0.4)", lambda self, x: torch.clamp(x, -0.5, 0.4))
+
+
+def make_pow(rng, xs, ys):
+    p = rng.choice((2, 3))
+    return Step(f"x ** {p}", lambda self, x: x ** p)
+
+
+def make_reduce(name: str, fn: Callable) -> Callable:
+    def make(rng, xs, ys):
+        d, keep = axis(rng, xs), rng.random() < 0.5
+        if len(xs) == 1 and not keep:
+            keep = True
+        return Step(f"x.{name}({d}, keepdim={keep})", lambda self, x: fn(x, d, keep), batch=d == 0)
+    return make
+
+
+def make_cumsum(rng, xs, ys):
+    d = axis(rng, xs)
+    return Step(f"torch.cumsum(x, {d})", lambda self, x: torch.cumsum(x, d), batch=d == 0)
+
+
+def make_slice(rng, xs, ys):
+    d = axis(rng, xs)
+    if xs[d] < 2:
+        return None
+    start = rng.randrange(xs[d] - 1)
+    step = rng.choice((1, 2))
+    index = (slice(None),) * d + (slice(start, None, step),)
+    return Step(f"x[{':, ' * d}{start}::{step}]", lambda self, x: x[index], batch=d == 0)
+
+
+def make_gather(rng, xs, ys):
+    d = axis(rng, xs)
+    i = rng.randrange(xs[d])
+    if len(xs) == 1:
+        return None
+    return Step(f"x.select({d}, {i})", lambda self, x: x.select(d, i), batch=d == 0)
+
+
+def make_gather_elements(rng, xs, ys):
+    d = axis(rng, xs)
+    index = torch.randint(xs[d], xs)
+    return Step(f"torch.gather(x, {d}, index)", lambda self, x: torch.gather(x, d, index), batch=d == 0)
+
+
+def make_split(rng, xs, ys):
+    d = axis(rng, xs)
+    if xs[d] < 2:
+        return None
+    part = rng.randrange(2)
+    return Step(f"torch.split(x, 1, {d})[{part}]", lambda self, x: torch.split(x, 1, d)[part], batch=d == 0)
+
+
+def make_transpose(rng, xs, ys):
+    if len(xs) < 2:
+        return None
+    a, b = rng.sample(range(len(xs)), 2)
+    return Step(f"x.transpose({a}, {b})", lambda self, x: x.transpose(a, b), batch=0 in (a, b))
+
+
+def make_reshape(rng, xs, ys):
+    if len(xs) < 2:
+        return None
+    if rng.random() < 0.3:  # moves samples of the batch into a feature axis
+        return Step("x.reshape(1, -1)", lambda self, x: x.reshape(1, -1), batch=True)
+    d = rng.randrange(1, len(xs))
+    return Step(f"x.reshape(x.shape[:{d}] + (-1,))", lambda self, x: x.reshape(x.shape[:d] + (-1,)))
+
+
+def make_flatten(rng, xs, ys):
+    if len(xs) < 3:
+        return None
+    return Step("torch.flatten(x, 1)", lambda self, x: torch.flatten(x, 1))
+
+
+def make_unsqueeze(rng, xs, ys):
+    d = rng.randrange(len(xs) + 1)
+    return Step(f"x.unsqueeze({d})", lambda self, x: x.unsqueeze(d), batch=d == 0)
+
+
+def make_squeeze(rng, xs, ys):
+    ones = [d for d, s in enumerate(xs) if s == 1]
+    if not ones or len(xs) < 2:
+        return None
+    d = rng.choice(ones)
+    return Step(f"x.squeeze({d})", lambda self, x: x.squeeze(d), batch=d == 0)
+
+
+def make_expand(rng, xs, ys):
+    d = rng.randrange(1, len(xs)) if len(xs) > 1 else 0
+    size = rng.choice((2, 3))
+    shape = xs[:d] + (size,) + xs[d + 1:]
+    index = (slice(None),) * d + (slice(0, 1),)
+    return Step(f"x[{':, ' * d}:1].expand{shape}", lambda self, x: x[index].expand(shape))
+
+
+def make_diagonal(rng, xs, ys):
+    if len(xs) < 2:
+        return None
+    a, b = rng.sample(range(len(xs)), 2)
+    return Step(f"torch.diagonal(x, 0, {a}, {b})", lambda self, x: torch.diagonal(x, 0, a, b), batch=0 in (a, b))
+
+
+def make_diag(rng, xs, ys):
+    n = min(3, math.prod(xs))
+    return Step(f"torch.diag(x.reshape(-1)[:{n}])", lambda self, x: torch.diag(x.reshape(-1)[:n]), batch=True)
+
+
+def make_dropout(rng, xs, ys):
+    return Step("nn.Dropout(0.3)(x)", lambda self, x: self.drop(x), drop=nn.Dropout(0.3))
+
+
+def make_rnn(rng, xs, ys):
+    if len(xs) != 3:
+        return None
+    return Step("nn.RNN(D, 2, batch_first=True)(x)[0]", lambda self, x: self.rnn(x)[0],
+                rnn=nn.RNN(xs[-1], 2, batch_first=True))
+
+
+def make_abstract(name: str, factory: Callable, rank: Optional[int] = None) -> Callable:
+    def make(rng, xs, ys):
+        if rank is not None and len(xs) != rank:
+            return None
+        return Step(f"lirpa_diffai.{name}(x)", lambda self, x: self.layer(x), layer=factory())
+    return make
+
+
+def make_grafted_relu(rng, xs, ys):
+    """Linearity grafting's activation: a random half of the neurons affine with random slopes
+    (both signs) and intercepts, ReLU elsewhere."""
+    if len(xs) < 2:
+        return None
+    from lirpa_diffai.grafting import GraftedReLU
+    act = GraftedReLU((torch.rand(xs[1:]) < 0.5).float())
+    act.slope.data.uniform_(-1.0, 1.5)
+    act.intercept.data.uniform_(-0.3, 0.3)
+    return Step("GraftedReLU(random mask)(x)", lambda self, x: self.act(x), act=act)
+
+
+def make_identity(rng, xs, ys):
+    return Step("nn.Identity()(x)", lambda self, x: self.ident(x), ident=nn.Identity())
+
+
+def make_buffer_add(rng, xs, ys):
+    step = Step("x + buffer", lambda self, x: x + self.buf)
+    step.register_buffer("buf", constant_like(rng, xs))
+    return step
+
+
+SNIPPETS: dict[str, Callable] = {
+    "BoundAbs": unary("x.abs()", torch.abs),
+    "BoundAdd": binary("+", torch.add),
+    "BoundSub": binary("-", torch.sub),
+    "BoundMul": binary("*", torch.mul),
+    "BoundDiv": make_div,
+    "BoundNeg": unary("-x", torch.neg),
+    "BoundAtan": unary("torch.atan(x)", torch.atan),
+    "BoundTan": unary("torch.tan(torch.tanh(x))", lambda x: torch.tan(torch.tanh(x))),
+    "BoundSin": unary("torch.sin(x)", torch.sin),
+    "BoundCos": unary("torch.cos(x)", torch.cos),
+    "BoundExp": unary("torch.exp(x)", torch.exp),
+    "BoundLog": unary("torch.log(x * x + 1)", lambda x: torch.log(x * x + 1)),
+    "BoundSqrt": unary("torch.sqrt(x * x + 1)", lambda x: torch.sqrt(x * x + 1)),
+    "BoundReciprocal": unary("torch.reciprocal(x * x + 1)", lambda x: torch.reciprocal(x * x + 1)),
+    "BoundPow": make_pow,
+    "BoundSigmoid": unary("torch.sigmoid(x)", torch.sigmoid),
+    "BoundTanh": unary("torch.tanh(x)", torch.tanh),
+    "BoundRelu": unary("torch.relu(x)", torch.relu),
+    "BoundLeakyRelu": make_leaky_relu,
+    "BoundSoftplus": unary("F.softplus(x)", F.softplus),
+    "BoundATenHeaviside": unary("torch.heaviside(x, tensor(0.5))", lambda x: torch.heaviside(x, torch.tensor(0.5))),
+    "BoundATenDiag": make_diag,
+    "BoundATenDiagonal": make_diagonal,
+    "BoundCast": unary("x.double().float()", lambda x: x.double().float()),
+    "BoundClip": make_clip,
+    "BoundConcat": make_concat,
+    "BoundWhere": make_where,
+    "BoundNot": make_not,
+    "BoundEqual": make_not,
+    "BoundConv": make_conv,
+    "BoundConvTranspose": make_conv_transpose,
+    "BoundPad": make_pad,
+    "BoundPrimConstant": make_pad,
+    "BoundAveragePool": make_avg_pool,
+    "BoundMaxPool": make_max_pool,
+    "BoundGlobalAveragePool": make_global_avg_pool,
+    "BoundBatchNormalization": make_batch_norm,
+    "BoundCumSum": make_cumsum,
+    "BoundDropout": make_dropout,
+    "BoundFlatten": make_flatten,
+    "BoundReshape": make_reshape,
+    "BoundGather": make_gather,
+    "BoundGatherElements": make_gather_elements,
+    "BoundIdentity": make_identity,
+    "BoundLinear": make_linear,
+    "BoundParams": make_linear,
+    "BoundInput": make_identity,
+    "BoundBuffers": make_buffer_add,
+    "BoundConstant": binary("+", torch.add),
+    "BoundMatMul": make_matmul,
+    "BoundReduceMax": make_reduce("amax", lambda x, d, k: x.amax(d, keepdim=k)),
+    "BoundReduceMean": make_reduce("mean", lambda x, d, k: x.mean(d, keepdim=k)),
+    "BoundReduceSum": make_reduce("sum", lambda x, d, k: x.sum(d, keepdim=k)),
+    "BoundSlice": make_slice,
+    "BoundSplit": make_split,
+    "BoundSqueeze": make_squeeze,
+    "BoundUnsqueeze": make_unsqueeze,
+    "BoundTranspose": make_transpose,
+    "BoundExpand": make_expand,
+    "BoundShape": make_expand,
+    "BoundConstantOfShape": make_expand,
+    "BoundRNN": make_rnn,
+    "BoundCorrelateAll": make_abstract("CorrelateAll", lambda: lirpa_diffai.CorrelateAll()),
+    "BoundCorrelateFixed": make_abstract("CorrelateFixed", lambda: lirpa_diffai.CorrelateFixed(2, only_train=False)),
+    "BoundCorrelateMaxK": make_abstract("CorrelateMaxK", lambda: lirpa_diffai.CorrelateMaxK(2, only_train=False)),
+    "BoundCorrelateMaxPool": make_abstract("CorrelateMaxPool", lambda: lirpa_diffai.CorrelateMaxPool(2, only_train=False), rank=4),
+    "BoundDecorrelateAll": make_abstract("DecorrelateAll", lambda: lirpa_diffai.DecorrelateAll(only_train=False)),
+    "BoundDecorrelateMin": make_abstract("DecorrelateMin", lambda: lirpa_diffai.DecorrelateMin(2, only_train=False)),
+    "BoundGraftedRelu": make_grafted_relu,
+    "BoundDeepLoss": make_abstract("DeepLoss", lambda: lirpa_diffai.DeepLoss(1.0, only_train=False)),
+}
+
+NOT_TRACEABLE: dict[str, str] = {
+    "Bound": "abstract base class of every operator",
+    "BoundActivation": "abstract base class of the activations (no ONNX operator 'Activation')",
+    "BoundOptimizableActivation": "abstract base class of the alpha-optimizable activations",
+    "BoundAbstractLayer": "base class of this package's abstract layers (each traces into its own subclass)",
+    "BoundSqr": "ONNX has no operator 'Sqr': x * x traces into Mul, x ** 2 into Pow",
+    "BoundSoftmax": "torch 2's ONNX export decomposes softmax into ReduceMax, Sub, Exp, ReduceSum, Div",
+    "BoundRange": "torch.arange is traced as a constant (shapes are static in a trace)",
+}
+
+
+def bound_classes() -> dict[str, type]:
+    """Every Bound class auto_LiRPA can build a graph node of: the Bound subclasses of
+    ``auto_LiRPA.operators`` and the custom operators in its operator map, by name."""
+    found = {name: cls for name, cls in vars(operators).items()
+             if inspect.isclass(cls) and issubclass(cls, Bound)}
+    found.update({cls.__name__: cls for cls in bound_op_map.values()})
+    for cls in list(found.values()):
+        for base in cls.__mro__:
+            if issubclass(base, Bound):
+                found.setdefault(base.__name__, base)
+    return found
+
+
+def applicable(operator: str, rng: random.Random, x_shape: Shape, y_shape: Optional[Shape] = None) -> Optional[Step]:
+    """The snippet of ``operator`` for inputs of these shapes, or None where it does not apply."""
+    return SNIPPETS[operator](rng, tuple(x_shape), None if y_shape is None else tuple(y_shape))
