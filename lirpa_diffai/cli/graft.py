@@ -87,8 +87,6 @@ def graft_command(args) -> dict:
     from ..grafting.checkpoint import GRAFTED_FILE, base_network, grafted_checkpoint
     from ..training.checkpoint import save_atomic
     check_arguments(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model, base, run_eps = source_network(args.checkpoint)
     _, _, dataset = base_network(base)
     eps = args.eps if args.eps is not None else (run_eps if run_eps is not None else 2 / 255)
