@@ -81,7 +81,6 @@ def graft_command(args) -> dict:
     """Select, graft and write ``masks.pt``, ``grafted.pt`` and ``selection.json``."""
     import json
     from pathlib import Path
-    import torch
     from .. import data
     from ..grafting import choose_masks, graft
     from ..grafting.checkpoint import GRAFTED_FILE, base_network, grafted_checkpoint
