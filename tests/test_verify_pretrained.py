@@ -36,7 +36,7 @@ def test_bab_agrees_with_the_mip_oracle_where_crown_is_undecided(name, eps):
         [result] = verify(net, x[i:i + 1], y[i:i + 1], eps, timeout=60)
         oracle = mip_minimum(net, x_L[i:i + 1], x_U[i:i + 1], spec.select(slice(i, i + 1)),
                              pre_bounds=[(lo[i], up[i]) for lo, up in zip(lower, upper)],
-                             time_limit=300, decide=True)
+                             time_limit=120, decide=True)
         if result.status is Status.TIMEOUT or not (oracle.verified or oracle.falsified):
             continue
         assert (result.status is Status.VERIFIED) == oracle.verified, (name, i)
