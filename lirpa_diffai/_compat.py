@@ -225,8 +225,22 @@ def relu_full_alpha_indices() -> bool:
     return True
 
 
+def _sibling(name: str) -> types.ModuleType:
+    """``lirpa_diffai.<name>``, loaded from the file next to this one as the start-up hook loads
+    this module (without importing the package)."""
+    import os
+    full = f"lirpa_diffai.{name}"
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, os.path.join(os.path.dirname(__file__), name + ".py"))
+        sys.modules[full] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[full])
+    return sys.modules[full]
+
+
+# soundness fixes of auto_LiRPA 0.3's operators, kept in their own module
+SOUNDNESS = tuple(_once(patch) for patch in _sibling("_lirpa_fixes").PATCHES)
 POST_IMPORT = (bounded_module_named_members, patches_broadcast_constant, bound_pad_tensor_value, prim_constant_interval,
-               contiguous_backward_coefficients, relu_full_alpha_indices)
+               contiguous_backward_coefficients, relu_full_alpha_indices) + SOUNDNESS
 
 
 def install() -> None:

@@ -8,8 +8,9 @@ from typing import Optional
 
 import auto_LiRPA
 import torch
-from auto_LiRPA.operators import BoundBatchNormalization, BoundLinear
+from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout, BoundLinear
 
+from . import graph_check
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.registry import is_perturbed, joined
@@ -79,6 +80,19 @@ def keep_requires_grad(parameters):
             p.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def keep_modes(model):
+    """Restore the train/eval flag of every submodule of ``model`` on exit: auto_LiRPA 0.3
+    switches the user's network to ``train()`` when it holds Dropout (and to ``eval()`` with
+    BatchNorm1d), so their next forward pass changed BatchNorm running statistics."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
 class BoundedModule(auto_LiRPA.BoundedModule):
     """auto_LiRPA's ``BoundedModule`` with the HybridZonotope domain as ``method="hzono"``.
 
@@ -109,9 +123,15 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         # module: a module attribute would become a graph node); set first, as auto_LiRPA's
         # __init__ already runs forward passes
         self._shared_parameters = tuple(model.parameters())
-        with keep_requires_grad(self._shared_parameters):
+        with keep_requires_grad(self._shared_parameters), keep_modes(model):
             super().__init__(model, global_input, bound_opts=bound_opts, device=device,
                              verbose=verbose, custom_ops=custom_ops)
+            graph_check.refuse_mistraced_nodes(self)
+            graph_check.check_graph_matches_model(self, model, global_input)
+        if not model.training:  # auto_LiRPA traced Dropout in training mode; the model is not
+            for node in self._modules.values():
+                if isinstance(node, BoundDropout):
+                    node.eval()
         self.hzono_output: Optional[HybridZonotope] = None
         self.hzono_aux_losses: list = []
         self.hzono_node_bounds: dict = {}

@@ -1,0 +1,256 @@
+"""Soundness fixes for auto_LiRPA 0.3's own operators, applied by ``_compat.patch_loaded`` after
+auto_LiRPA is imported (this file is loaded as ``_compat`` is, without the package).
+
+Each patch is version-guarded (auto_LiRPA 0.3 only), changes one method, and leaves the cases
+that were already right on their old code path, so their bounds stay bit-identical.
+"""
+from __future__ import annotations
+
+import types
+from math import prod
+
+BUGGY_VERSION = "0.3"
+
+
+def _is_buggy_version() -> bool:
+    import auto_LiRPA
+    return auto_LiRPA.__version__ == BUGGY_VERSION
+
+
+def dense_coefficients(last_A, node_output_shape):
+    """``last_A`` as a dense tensor (spec, B, *node_output_shape[1:]): ``Patches`` expanded with
+    auto_LiRPA's own ``patches_to_matrix`` (as ``BoundConv`` does when patches grow too large)."""
+    from auto_LiRPA.patches import Patches, patches_to_matrix
+    if not isinstance(last_A, Patches):
+        return last_A
+    if last_A.identity == 1 or last_A.inserted_zeros or any(last_A.output_padding or ()):
+        raise NotImplementedError("auto_LiRPA patches with identity/inserted zeros/output padding "
+                                  "cannot be made dense here")
+    matrix = patches_to_matrix(last_A.patches, node_output_shape[1:], last_A.stride, last_A.padding,
+                               last_A.output_shape, last_A.unstable_idx)
+    return matrix.transpose(0, 1)
+
+
+def linear_transpose(forward, last_A, input_shape):
+    """``A -> A J`` for a linear ``forward`` (the exact backward coefficients of a linear
+    operator): one vector-Jacobian product per spec row, differentiable in ``A``."""
+    import torch
+    spec, batch = last_A.shape[:2]
+    flat = last_A.reshape(spec * batch, *last_A.shape[2:])
+    with torch.enable_grad():
+        x = torch.zeros(spec * batch, *input_shape[1:], dtype=flat.dtype, device=flat.device,
+                        requires_grad=True)
+        (grad,) = torch.autograd.grad(forward(x), x, flat, create_graph=flat.requires_grad)
+    return grad.reshape(spec, batch, *input_shape[1:])
+
+
+
+def _plain_average_pool(node) -> bool:
+    """The pools auto_LiRPA 0.3's own backward gets right: no padding, stride == kernel."""
+    return (list(node.padding) == [0, 0] and list(node.stride) == list(node.kernel_size)
+            and not node.ceil_mode)
+
+
+def average_pool_settings() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundAveragePool`` hard-codes ``ceil_mode=False`` and
+    ``count_include_pad=True`` (``avg_pool2d(count_include_pad=False)`` is traced as another
+    function), and its backward pass for dense coefficients assumes stride == kernel and no
+    padding. Read both attributes, and give every other pool its exact transpose
+    ``A -> A J`` (``J`` the pool's constant Jacobian: ``y = J x``, so ``A y = (A J) x``)."""
+    if not _is_buggy_version():
+        return False
+    from auto_LiRPA.operators import BoundAveragePool
+    init, backward = BoundAveragePool.__init__, BoundAveragePool.bound_backward
+
+    def __init__(self, attr, inputs, output_index, options):
+        init(self, attr, inputs, output_index, options)
+        self.ceil_mode = bool(attr.get("ceil_mode", 0))
+        self.count_include_pad = bool(attr.get("count_include_pad", 1))
+
+    def bound_backward(self, last_lA, last_uA, x):
+        if _plain_average_pool(self):
+            return backward(self, last_lA, last_uA, x)
+
+        def transpose(last_A):
+            if last_A is None:
+                return None
+            return linear_transpose(self.forward, dense_coefficients(last_A, self.output_shape),
+                                    self.input_shape)
+        return [(transpose(last_lA), transpose(last_uA))], 0, 0
+    BoundAveragePool.__init__ = __init__
+    BoundAveragePool.bound_backward = bound_backward
+    return True
+
+
+def pad_constant_backward() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundPad``'s backward pass drops the padding constant: ``A pad(x, c)
+    = A' x + A c_pad`` with ``c_pad`` the padded image of zeros. Add ``A c_pad``. Also records
+    the ``mode`` attribute (reflect / edge padding is traced as constant padding; the
+    construction check refuses those nodes)."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    import torch.nn.functional as F
+    from auto_LiRPA.operators import BoundPad
+    from auto_LiRPA.patches import Patches
+    init, backward = BoundPad.__init__, BoundPad.bound_backward
+
+    def __init__(self, attr, inputs, output_index, options):
+        init(self, attr, inputs, output_index, options)
+        self.mode = attr.get("mode", "constant")
+
+    def bound_backward(self, last_lA, last_uA, *x):
+        As, lbias, ubias = backward(self, last_lA, last_uA, *x)
+        value = float(self.value)
+        if value == 0.0:
+            return As, lbias, ubias
+        some_A = last_lA if last_lA is not None else last_uA
+        like = some_A.patches if isinstance(some_A, Patches) else some_A
+        padded = F.pad(torch.zeros(self.input_shape, dtype=like.dtype, device=like.device),
+                       self.padding, value=value)
+        return As, lbias + self.get_bias(last_lA, padded), ubias + self.get_bias(last_uA, padded)
+    BoundPad.__init__ = __init__
+    BoundPad.bound_backward = bound_backward
+    return True
+
+
+def dilate_kernel(weight, dilation):
+    """The kernel of ``conv2d(..., dilation=d)`` as an undilated kernel (zeros in between)."""
+    import torch
+    dh, dw = dilation
+    out = torch.zeros(*weight.shape[:2], (weight.size(2) - 1) * dh + 1, (weight.size(3) - 1) * dw + 1,
+                      dtype=weight.dtype, device=weight.device)
+    out[:, :, ::dh, ::dw] = weight
+    return out
+
+
+def conv_dilation_backward() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundConv``'s backward pass ignores ``dilation`` in patches mode
+    (and reads ``dilation[0]`` for both axes in matrix mode). A dilated convolution is the
+    undilated convolution with the dilated kernel: run the backward pass on that one."""
+    if not _is_buggy_version():
+        return False
+    from auto_LiRPA.operators import BoundConv
+    backward = BoundConv.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, *x):
+        if list(self.dilation) == [1, 1]:
+            return backward(self, last_lA, last_uA, *x)
+        kernel = types.SimpleNamespace(lower=dilate_kernel(x[1].lower, self.dilation))
+        dilation, self.dilation = self.dilation, [1, 1]
+        try:
+            return backward(self, last_lA, last_uA, x[0], kernel, *x[2:])
+        finally:
+            self.dilation = dilation
+    BoundConv.bound_backward = bound_backward
+    return True
+
+
+def concave_leaky_relu_relaxation(lower, upper, slope):
+    """Linear bounds ``(lower_d, lower_b, upper_d, upper_b)`` of ``leaky_relu(x, slope)``,
+    ``slope > 1``, on ``[lower, upper]``. The function is concave there: the chord through
+    ``(l', f(l'))`` and ``(u', f(u'))`` (``l' = min(l, 0)``, ``u' = max(u, 0)``) lies below it,
+    and a line through 0 with a slope in ``[1, slope]`` above it (the one nearer the chord's)."""
+    import torch
+    l = lower.clamp(max=0)
+    u = torch.max(upper.clamp(min=0), l + 1e-8)
+    chord_d = (u - slope * l) / (u - l)
+    chord_b = l * (slope - chord_d)
+    tangent_d = torch.where(chord_d > (1 + slope) / 2, torch.full_like(chord_d, slope),
+                            torch.ones_like(chord_d))
+    return chord_d, chord_b, tangent_d, torch.zeros_like(chord_b)
+
+
+def leaky_relu_bounds() -> bool:
+    """auto_LiRPA 0.3 bugs in ``BoundLeakyRelu``: IBP takes ``[f(l), f(u)]``, wrong for a
+    negative slope (``f`` is not monotone: the minimum is ``f(0) = 0`` when ``l < 0 < u``), and
+    CROWN takes the chord as the upper bound, wrong for slope > 1 (``f`` concave). IBP: the
+    exact range (``f`` convex or concave, so its extremes lie at ``l``, ``u`` or 0); CROWN for
+    slope > 1: :func:`concave_leaky_relu_relaxation`."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    from auto_LiRPA.operators import BoundLeakyRelu
+    backward = BoundLeakyRelu.bound_backward
+
+    def interval_propagate(self, *v):
+        lower, upper = v[0][0], v[0][1]
+        if self.alpha >= 0:
+            return self.forward(lower), self.forward(upper)
+        ends_l, ends_u = self.forward(lower), self.forward(upper)
+        crossing = (lower < 0) & (upper > 0)
+        return torch.where(crossing, torch.zeros_like(ends_l), torch.min(ends_l, ends_u)), \
+            torch.max(ends_l, ends_u)
+
+    def bound_backward(self, last_lA, last_uA, x=None, start_node=None, start_shape=None):
+        if self.alpha <= 1:
+            return backward(self, last_lA, last_uA, x, start_node, start_shape)
+        bounds = (x.lower, x.upper) if x is not None else (self.lower, self.upper)
+        lower_d, lower_b, upper_d, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in
+                                              enumerate(concave_leaky_relu_relaxation(*bounds, self.alpha)))
+
+        def one_side(last_A, pos_d, pos_b, neg_d, neg_b):
+            if last_A is None:
+                return None, 0
+            pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
+            return pos * pos_d + neg * neg_d, self.get_bias(pos, pos_b) + self.get_bias(neg, neg_b)
+        lA, lbias = one_side(last_lA, lower_d, lower_b, upper_d, upper_b)
+        uA, ubias = one_side(last_uA, upper_d, upper_b, lower_d, lower_b)
+        return [(lA, uA)], lbias, ubias
+    BoundLeakyRelu.interval_propagate = interval_propagate
+    BoundLeakyRelu.bound_backward = bound_backward
+    return True
+
+
+def _nested(prefix: str) -> bool:
+    """auto_LiRPA's own test for a leaf node of a BoundedModule that is itself a child module."""
+    return len(prefix.split(".")) != 2
+
+
+def nested_load_state_dict() -> bool:
+    """auto_LiRPA 0.3 bug under torch 2: a ``BoundedModule`` inside another module never loads
+    its parameters through the parent's ``load_state_dict``. Its leaf nodes look up
+    ``<parent prefix>.<original name>``, but torch 2 hands each child only the keys under
+    its own prefix (``<parent prefix>./<node>.``). The BoundedModule, which sees all of its
+    keys, now loads its leaves itself (and reports missing or unexpected keys as torch does)."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundInput
+    leaf_load, module_load = BoundInput._load_from_state_dict, BoundedModule._load_from_state_dict
+
+    def load_leaf(self, state_dict, prefix, *args):
+        if not _nested(prefix):
+            leaf_load(self, state_dict, prefix, *args)
+
+    def load_module(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs):
+        if prefix:
+            state_dict = dict(state_dict)
+            for node in self._modules.values():
+                tensors = [t for t in (*node._parameters.values(), *node._buffers.values()) if t is not None]
+                if not isinstance(node, BoundInput) or not tensors:
+                    continue
+                key = prefix + node.ori_name
+                if key not in state_dict:
+                    if strict:
+                        missing_keys.append(key)
+                    continue
+                value = state_dict.pop(key)
+                if value.shape != tensors[0].shape:
+                    error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                                      f"{tuple(value.shape)} from checkpoint, the shape in current "
+                                      f"model is {tuple(tensors[0].shape)}.")
+                    continue
+                with torch.no_grad():
+                    tensors[0].copy_(value)
+        module_load(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs)
+    BoundInput._load_from_state_dict = load_leaf
+    BoundedModule._load_from_state_dict = load_module
+    return True
+
+
+PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_backward, leaky_relu_bounds,
+           nested_load_state_dict)
