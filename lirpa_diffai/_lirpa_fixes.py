@@ -252,5 +252,28 @@ def nested_load_state_dict() -> bool:
     return True
 
 
+def patches_to_matrix_rectangular() -> bool:
+    """auto_LiRPA 0.3 bug: ``patches_to_matrix`` steps from one output row to the next by the
+    padded input *height* where the padded *width* is meant, so patches whose padded input is
+    not square (a rectangular or dilated kernel, or asymmetric padding, met when CROWN turns
+    large patches into a matrix) land on the wrong pixels. Pad the shorter side at its far
+    end until the padded input is square; the extra padding is cropped away as the rest."""
+    if not _is_buggy_version():
+        return False
+    import sys
+    import auto_LiRPA.patches
+    original = auto_LiRPA.patches.patches_to_matrix
+
+    def patches_to_matrix(pieces, input_shape, stride, padding, output_shape=None, unstable_idx=None):
+        left, right, top, bottom = (padding,) * 4 if isinstance(padding, int) else padding
+        height, width = input_shape[-2] + top + bottom, input_shape[-1] + left + right
+        padding = (left, right + max(height - width, 0), top, bottom + max(width - height, 0))
+        return original(pieces, input_shape, stride, padding, output_shape, unstable_idx)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("auto_LiRPA") and getattr(module, "patches_to_matrix", None) is original:
+            module.patches_to_matrix = patches_to_matrix
+    return True
+
+
 PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_backward, leaky_relu_bounds,
-           nested_load_state_dict)
+           nested_load_state_dict, patches_to_matrix_rectangular)

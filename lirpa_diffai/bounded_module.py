@@ -81,16 +81,21 @@ def keep_requires_grad(parameters):
 
 
 @contextlib.contextmanager
-def keep_modes(model):
-    """Restore the train/eval flag of every submodule of ``model`` on exit: auto_LiRPA 0.3
-    switches the user's network to ``train()`` when it holds Dropout (and to ``eval()`` with
-    BatchNorm1d), so their next forward pass changed BatchNorm running statistics."""
+def keep_modes_and_buffers(model):
+    """Restore the train/eval flag of every submodule of ``model``, and its buffers (BatchNorm
+    statistics), on exit. auto_LiRPA 0.3 switches the user's network to ``train()`` when it
+    holds Dropout (and to ``eval()`` with BatchNorm1d), and runs it in training mode without
+    restoring its statistics when it holds BatchNorm1d."""
     flags = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
         yield
     finally:
         for m, flag in flags:
             m.training = flag
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
 
 
 class BoundedModule(auto_LiRPA.BoundedModule):
@@ -123,9 +128,10 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         # module: a module attribute would become a graph node); set first, as auto_LiRPA's
         # __init__ already runs forward passes
         self._shared_parameters = tuple(model.parameters())
-        with keep_requires_grad(self._shared_parameters), keep_modes(model):
-            super().__init__(model, global_input, bound_opts=bound_opts, device=device,
-                             verbose=verbose, custom_ops=custom_ops)
+        with keep_requires_grad(self._shared_parameters):
+            with keep_modes_and_buffers(model):
+                super().__init__(model, global_input, bound_opts=bound_opts, device=device,
+                                 verbose=verbose, custom_ops=custom_ops)
             graph_check.refuse_mistraced_nodes(self)
             graph_check.check_graph_matches_model(self, model, global_input)
         if not model.training:  # auto_LiRPA traced Dropout in training mode; the model is not
@@ -159,7 +165,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                 if args:
                     raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
                 return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
+            if self.training:
+                self._use_batch_statistics(x, kwargs.get("final_node_name"))
             return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def _use_batch_statistics(self, x, final_node_name=None):
+        """auto_LiRPA 0.3's IBP / CROWN bound training-mode BatchNorm with the statistics of
+        whatever forward pass ran last; take those of the clean batch ``x``, as hzono does."""
+        if x is not None:
+            self._set_input(*x)
+        self._refresh_batch_statistics(self.final_node() if final_node_name is None else self[final_node_name])
 
     def compute_crown_hzono_bounds(self, x=None, aux=None, C=None, final="backward",
                                    final_node_name=None, bound_lower=True, bound_upper=True,
