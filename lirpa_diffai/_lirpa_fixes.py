@@ -51,6 +51,21 @@ def _plain_average_pool(node) -> bool:
             and not node.ceil_mode)
 
 
+def pool_as_convolution(node, like):
+    """An average pool that counts its padding, as the convolution it is: a stand-in for the
+    ``BoundConv`` (stride, padding; one ``1/k`` kernel per channel, as a dense block-diagonal
+    kernel since auto_LiRPA's patches mode ignores ``groups``) and its kernel node."""
+    import torch
+    channels = node.input_shape[1]
+    kernel = torch.eye(channels, dtype=like.dtype, device=like.device)[:, :, None, None] \
+        .expand(-1, -1, *node.kernel_size) / prod(node.kernel_size)
+    conv = types.SimpleNamespace(
+        input_shape=node.input_shape, output_shape=node.output_shape, stride=list(node.stride),
+        padding=list(node.padding), dilation=[1, 1], groups=1, has_bias=False, relu_followed=False,
+        is_input_perturbed=lambda index: False)
+    return conv, types.SimpleNamespace(lower=kernel.contiguous())
+
+
 def average_pool_settings() -> bool:
     """auto_LiRPA 0.3 bug: ``BoundAveragePool`` hard-codes ``ceil_mode=False`` and
     ``count_include_pad=True`` (``avg_pool2d(count_include_pad=False)`` is traced as another
@@ -59,7 +74,8 @@ def average_pool_settings() -> bool:
     ``A -> A J`` (``J`` the pool's constant Jacobian: ``y = J x``, so ``A y = (A J) x``)."""
     if not _is_buggy_version():
         return False
-    from auto_LiRPA.operators import BoundAveragePool
+    from auto_LiRPA.operators import BoundAveragePool, BoundConv
+    from auto_LiRPA.patches import Patches
     init, backward = BoundAveragePool.__init__, BoundAveragePool.bound_backward
 
     def __init__(self, attr, inputs, output_index, options):
@@ -70,6 +86,12 @@ def average_pool_settings() -> bool:
     def bound_backward(self, last_lA, last_uA, x):
         if _plain_average_pool(self):
             return backward(self, last_lA, last_uA, x)
+        some_A = last_lA if last_lA is not None else last_uA
+        if isinstance(some_A, Patches) and self.count_include_pad and not self.ceil_mode:
+            # keep patches (DenseNet's transitions): bound it as the convolution it is
+            conv, kernel = pool_as_convolution(self, some_A.patches)
+            As, lbias, ubias = BoundConv.bound_backward(conv, last_lA, last_uA, x, kernel)
+            return As[:1], lbias, ubias
 
         def transpose(last_A):
             if last_A is None:
