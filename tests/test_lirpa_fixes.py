@@ -80,10 +80,14 @@ def conv_head(body, channels=2, size=6):
     return net
 
 
+TRAINING = pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+
+
+@TRAINING
 @pytest.mark.parametrize("conv_mode", ["patches", "matrix"])
-def test_pad_with_a_constant_keeps_its_contribution_in_crown(conv_mode):
+def test_pad_with_a_constant_keeps_its_contribution_in_crown(conv_mode, training):
     net = conv_head(Lambda(lambda x: F.pad(x, (1, 2, 2, 1), value=0.7)))
-    assert_sound(net, torch.randn(2, 2, 6, 6), 0.1, BACKWARD + ("IBP",), conv_mode=conv_mode)
+    assert_sound(net, torch.randn(2, 2, 6, 6), 0.1, BACKWARD + ("IBP",), training, conv_mode)
 
 
 POOLS = {
@@ -101,20 +105,22 @@ def test_average_pool_settings_are_bounded_as_traced(pool, conv_mode):
     assert_sound(net, torch.randn(2, 2, 7, 7), 0.1, BACKWARD + ("IBP",), conv_mode=conv_mode)
 
 
+@TRAINING
 @pytest.mark.parametrize("pool", ["padded", "exclude_pad"])
-def test_average_pool_before_the_output_layer(pool):
+def test_average_pool_before_the_output_layer(pool, training):
     net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AvgPool2d(**POOLS[pool]), nn.Flatten(), nn.LazyLinear(3))
     net(torch.zeros(1, 2, 6, 6))
-    assert_sound(net, torch.randn(2, 2, 6, 6), 0.1, BACKWARD + ("IBP", "CROWN-hzono"))
+    assert_sound(net, torch.randn(2, 2, 6, 6), 0.1, BACKWARD + ("IBP", "CROWN-hzono"), training)
 
 
+@TRAINING
 @pytest.mark.parametrize("conv_mode", ["patches", "matrix"])
-def test_dilated_convolutions_in_crown(conv_mode):
+def test_dilated_convolutions_in_crown(conv_mode, training):
     net = nn.Sequential(nn.Conv2d(2, 4, 3, dilation=2, padding=2), nn.ReLU(),
                         nn.Conv2d(4, 3, 3, dilation=(1, 2), padding=(1, 2)), nn.ReLU(),
                         nn.Flatten(), nn.LazyLinear(3))
     net(torch.zeros(1, 2, 7, 7))
-    assert_sound(net, torch.randn(2, 2, 7, 7), 0.1, BACKWARD + ("IBP", "CROWN-hzono"), conv_mode=conv_mode)
+    assert_sound(net, torch.randn(2, 2, 7, 7), 0.1, BACKWARD + ("IBP", "CROWN-hzono"), training, conv_mode)
 
 
 def test_patches_of_a_rectangular_kernel_become_the_right_matrix():
@@ -127,10 +133,11 @@ def test_patches_of_a_rectangular_kernel_become_the_right_matrix():
     assert_sound(net, x, 0.1, ("CROWN",))
 
 
+@TRAINING
 @pytest.mark.parametrize("slope", [2.5, -0.5, 0.1])
-def test_leaky_relu_of_any_slope(slope):
+def test_leaky_relu_of_any_slope(slope, training):
     net = nn.Sequential(nn.Linear(4, 8), nn.LeakyReLU(slope), nn.Linear(8, 3))
-    assert_sound(net, torch.randn(3, 4), 0.3, BACKWARD + ("IBP",))
+    assert_sound(net, torch.randn(3, 4), 0.3, BACKWARD + ("IBP",), training)
 
 
 def test_leaky_relu_ibp_with_negative_slope_is_the_exact_range():
