@@ -297,5 +297,25 @@ def patches_to_matrix_rectangular() -> bool:
     return True
 
 
+def concat_backward_any_axis() -> bool:
+    """auto_LiRPA 0.3 gap: ``BoundConcat``'s backward pass splits patches coefficients along the
+    channel axis only (``padding_mode="circular"`` concatenates along height and width) and
+    fails with a bare assertion otherwise. Make such coefficients dense first (exact)."""
+    if not _is_buggy_version():
+        return False
+    from auto_LiRPA.operators import BoundConcat
+    from auto_LiRPA.patches import Patches
+    backward = BoundConcat.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, *x):
+        axis = self.make_axis_non_negative(self.axis, "output")
+        if axis > 1 or len(self.input_shape) != 4:
+            last_lA, last_uA = (dense_coefficients(A, self.output_shape) if isinstance(A, Patches) else A
+                                for A in (last_lA, last_uA))
+        return backward(self, last_lA, last_uA, *x)
+    BoundConcat.bound_backward = bound_backward
+    return True
+
+
 PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_backward, leaky_relu_bounds,
-           nested_load_state_dict, patches_to_matrix_rectangular)
+           nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis)

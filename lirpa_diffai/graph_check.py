@@ -140,7 +140,7 @@ def first_differing_node(graph, model, xs, tol: float) -> str:
         difference = largest_difference([value], [expected])
         if difference > tol:
             through = ", ".join(f"{type(n).__name__[5:]} '{n.name}'" for n in unmapped_ancestors(node, mapped))
-            return (f"first differing graph node: '{node.name}' (operator {type(node).__name__[5:]}, "
+            return (f"first differing graph node '{node.name}' (operator {type(node).__name__[5:]}, "
                     f"traced from module '{module}', differs by {difference:.3g} relative)"
                     + (f", computed through {through}" if through else ""))
     return ("no node traced from a module with parameters differs; compare the output node "

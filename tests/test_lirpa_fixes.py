@@ -231,9 +231,12 @@ def test_reflect_and_edge_padding_are_refused_by_node(padding_mode):
         BoundedModule(Lambda(lambda x: F.pad(x, (1, 1, 1, 1), mode=padding_mode)), torch.randn(2, 2, 4, 4))
 
 
-def test_circular_padding_is_traced_exactly_and_bounded_by_ibp():
-    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(), nn.Linear(48, 2))
-    assert_sound(net, torch.randn(2, 2, 4, 4), 0.1, ("IBP",))
+@pytest.mark.parametrize("conv_mode", ["patches", "matrix"])
+def test_circular_padding_is_traced_exactly_and_bounded(conv_mode):
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+                        nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(), nn.Linear(48, 2))
+    assert_sound(net, torch.randn(2, 2, 4, 4), 0.1, BACKWARD + ("IBP",), conv_mode=conv_mode)
+
 
 
 def test_a_graph_that_computes_another_function_fails_construction(monkeypatch):
@@ -241,7 +244,7 @@ def test_a_graph_that_computes_another_function_fails_construction(monkeypatch):
     monkeypatch.setattr(BoundRelu, "forward", lambda self, x: x)  # a mistraced operator
     net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
     with pytest.raises(graph_check.GraphMismatchError,
-                       match=r"first differing graph node: '/\d+' \(operator Linear, traced from module '2'.*"
+                       match=r"first differing graph node '/\d+' \(operator Linear, traced from module '2'.*"
                              r"computed through Relu '/\d+'"):
         BoundedModule(net, torch.randn(2, 3))
 
