@@ -146,24 +146,41 @@ def dilate_kernel(weight, dilation):
     return out
 
 
-def conv_dilation_backward() -> bool:
-    """auto_LiRPA 0.3 bug: ``BoundConv``'s backward pass ignores ``dilation`` in patches mode
-    (and reads ``dilation[0]`` for both axes in matrix mode). A dilated convolution is the
-    undilated convolution with the dilated kernel: run the backward pass on that one."""
+def ungroup_kernel(weight, groups: int):
+    """The kernel of ``conv2d(..., groups=g)`` as the block-diagonal kernel of an ungrouped one."""
+    import torch
+    out_per, in_per = weight.size(0) // groups, weight.size(1)
+    out = weight.new_zeros(weight.size(0), in_per * groups, *weight.shape[2:])
+    for g in range(groups):
+        out[g * out_per:(g + 1) * out_per, g * in_per:(g + 1) * in_per] = weight[g * out_per:(g + 1) * out_per]
+    return out
+
+
+def conv_dilation_groups_backward() -> bool:
+    """auto_LiRPA 0.3 bugs: ``BoundConv``'s backward pass ignores ``dilation`` in patches mode
+    (and reads ``dilation[0]`` for both axes in matrix mode), and ``groups`` in patches mode
+    (a depthwise convolution got other bounds than in matrix mode, or failed). A dilated
+    convolution is the undilated one with the dilated kernel, and a grouped one the ungrouped
+    one with the block-diagonal kernel: run the backward pass on those."""
     if not _is_buggy_version():
         return False
     from auto_LiRPA.operators import BoundConv
+    from auto_LiRPA.patches import Patches
     backward = BoundConv.bound_backward
 
     def bound_backward(self, last_lA, last_uA, *x):
-        if list(self.dilation) == [1, 1]:
+        ungroup = self.groups != 1 and isinstance(last_lA if last_lA is not None else last_uA, Patches)
+        if list(self.dilation) == [1, 1] and not ungroup:
             return backward(self, last_lA, last_uA, *x)
-        kernel = types.SimpleNamespace(lower=dilate_kernel(x[1].lower, self.dilation))
-        dilation, self.dilation = self.dilation, [1, 1]
+        kernel = dilate_kernel(x[1].lower, self.dilation)
+        if ungroup:
+            kernel = ungroup_kernel(kernel, self.groups)
+        saved = self.dilation, self.groups
+        self.dilation, self.groups = [1, 1], 1 if ungroup else self.groups
         try:
-            return backward(self, last_lA, last_uA, x[0], kernel, *x[2:])
+            return backward(self, last_lA, last_uA, x[0], types.SimpleNamespace(lower=kernel), *x[2:])
         finally:
-            self.dilation = dilation
+            self.dilation, self.groups = saved
     BoundConv.bound_backward = bound_backward
     return True
 
@@ -317,5 +334,5 @@ def concat_backward_any_axis() -> bool:
     return True
 
 
-PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_backward, leaky_relu_bounds,
+PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, leaky_relu_bounds,
            nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis)

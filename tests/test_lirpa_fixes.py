@@ -123,6 +123,17 @@ def test_dilated_convolutions_in_crown(conv_mode, training):
     assert_sound(net, torch.randn(2, 2, 7, 7), 0.1, BACKWARD + ("IBP", "CROWN-hzono"), training, conv_mode)
 
 
+@pytest.mark.parametrize("groups", [2, 4])
+def test_grouped_convolutions_in_patches_mode_bound_as_in_matrix_mode(groups):
+    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=groups), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, groups=groups),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    x = torch.randn(2, 4, 6, 6)
+    patches = bounds(BoundedModule(net, x, bound_opts={"conv_mode": "patches"}), x, 0.1, "CROWN")
+    matrix = bounds(BoundedModule(net, x, bound_opts={"conv_mode": "matrix"}), x, 0.1, "CROWN")
+    torch.testing.assert_close(patches, matrix, atol=1e-5, rtol=1e-5)
+    assert_sound(net, x, 0.1, BACKWARD)
+
+
 def test_patches_of_a_rectangular_kernel_become_the_right_matrix():
     net = nn.Sequential(nn.Conv2d(2, 4, 5, padding=2), nn.ReLU(), nn.Conv2d(4, 3, (3, 5), padding=(1, 2)), nn.ReLU(),
                         nn.Flatten(), nn.Linear(147, 3))
