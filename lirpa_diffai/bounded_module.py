@@ -129,11 +129,11 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         # __init__ already runs forward passes
         self._shared_parameters = tuple(model.parameters())
         with keep_requires_grad(self._shared_parameters):
-            with keep_modes_and_buffers(model):
+            with keep_modes_and_buffers(model), graph_check.first_output(model) as first:
                 super().__init__(model, global_input, bound_opts=bound_opts, device=device,
                                  verbose=verbose, custom_ops=custom_ops)
             graph_check.refuse_mistraced_nodes(self)
-            graph_check.check_graph_matches_model(self, model, global_input)
+            graph_check.check_graph_matches_model(self, model, global_input, first)
         if not model.training:  # auto_LiRPA traced Dropout in training mode; the model is not
             for node in self._modules.values():
                 if isinstance(node, BoundDropout):

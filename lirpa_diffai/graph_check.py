@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from auto_LiRPA.operators import BoundBuffers, BoundInput, BoundPad, BoundParams
+from auto_LiRPA.operators import BoundBuffers, BoundDropout, BoundInput, BoundPad, BoundParams
 from auto_LiRPA.utils import unpack_inputs
 
 from .bound_ops.registry import UnsupportedOperatorError
@@ -89,22 +89,61 @@ def largest_difference(got, expected) -> float:
     return worst if len(got) == len(expected) else float("inf")
 
 
-def check_graph_matches_model(graph, model, global_input, tol: float = RELATIVE_TOLERANCE) -> None:
+@contextlib.contextmanager
+def first_output(model):
+    """Inside the block, record the output of ``model``'s first call (auto_LiRPA's construction
+    runs the model once on the example input before tracing it), detached, into the yielded list."""
+    recorded = []
+
+    def hook(_module, _inputs, output):
+        if not recorded:
+            recorded.append([t.detach() for t in tensors_of(output)])
+    handle = model.register_forward_hook(hook)
+    try:
+        yield recorded
+    finally:
+        handle.remove()
+
+
+def example_outputs(graph, model, inputs, recorded) -> tuple:
+    """The model's and the graph's eval-mode outputs on the example input, reused from the
+    construction where its passes ran in eval mode (else computed)."""
+    expected = recorded[0] if recorded and not any(m.training for m in model.modules()) else None
+    cached = [getattr(graph[name], "forward_value", None) for name in graph.output_name]
+    got = None
+    if all(isinstance(t, torch.Tensor) for t in cached) and not any(
+            isinstance(node, BoundDropout) for node in graph._modules.values()):
+        got = cached  # the construction's pass: BatchNorm nodes are built in eval mode
+    with eval_mode(model, graph), torch.no_grad():
+        expected = tensors_of(model(*inputs)) if expected is None else expected
+        got = tensors_of(graph(*inputs)) if got is None else got
+    return expected, got
+
+
+def check_graph_matches_model(graph, model, global_input, recorded=(), tol: float = RELATIVE_TOLERANCE) -> None:
     """Raise :class:`GraphMismatchError` unless ``graph`` (a built auto_LiRPA BoundedModule)
-    computes ``model``'s outputs on ``global_input`` and on a perturbed copy of it. Two forward
-    passes of each, without gradients, in eval mode; the example input's pass runs last, so
-    the nodes keep its values as after construction."""
-    inputs = [plain(t) for t in unpack_inputs(global_input, device=graph.device)]
+    computes ``model``'s outputs on ``global_input`` and on a perturbed copy of it, in eval
+    mode, without gradients. ``recorded``: :func:`first_output` of the construction, which
+    (with the graph's cached values) spares the example input's passes when it ran in eval
+    mode; the graph's inputs are the example's again afterwards."""
+    raw = unpack_inputs(global_input, device=graph.device)
+    inputs = [plain(t) for t in raw]
     generator = torch.Generator().manual_seed(SECOND_INPUT_SEED)
     second = [perturbed_copy(t, generator) for t in inputs]
+    checks = [("the example input", inputs, example_outputs(graph, model, inputs, recorded))]
     with eval_mode(model, graph), torch.no_grad():
-        for which, xs in (("a perturbed copy of the example input", second), ("the example input", inputs)):
-            expected, got = tensors_of(model(*xs)), tensors_of(graph(*xs))
-            difference = largest_difference(got, expected)
-            if difference > tol:
-                raise GraphMismatchError(
-                    f"the graph auto_LiRPA traced computes another function than the model on {which} "
-                    f"(outputs differ by {difference:.3g} relative); {first_differing_node(graph, model, xs, tol)}")
+        checks.append(("a perturbed copy of the example input", second,
+                       (tensors_of(model(*second)), tensors_of(graph(*second)))))
+    graph._set_input(*raw)
+    for which, xs, (expected, got) in checks:
+        difference = largest_difference(got, expected)
+        if difference > tol:
+            with eval_mode(model, graph), torch.no_grad():
+                where = first_differing_node(graph, model, xs, tol)
+            graph._set_input(*raw)
+            raise GraphMismatchError(
+                f"the graph auto_LiRPA traced computes another function than the model on {which} "
+                f"(outputs differ by {difference:.3g} relative); {where}")
 
 
 def module_of_node(graph) -> dict:
