@@ -108,12 +108,14 @@ def first_output(model):
 def example_outputs(graph, model, inputs, recorded) -> tuple:
     """The model's and the graph's eval-mode outputs on the example input, reused from the
     construction where its passes ran in eval mode (else computed)."""
-    expected = recorded[0] if recorded and not any(m.training for m in model.modules()) else None
-    cached = [getattr(graph[name], "forward_value", None) for name in graph.output_name]
-    got = None
-    if all(isinstance(t, torch.Tensor) for t in cached) and not any(
+    expected = got = None
+    # a model in eval mode without Dropout: auto_LiRPA ran the model, traced it and ran the graph
+    # in eval mode (BatchNorm nodes are built so), all with the statistics it has now
+    if recorded and not any(m.training for m in model.modules()) and not any(
             isinstance(node, BoundDropout) for node in graph._modules.values()):
-        got = cached  # the construction's pass: BatchNorm nodes are built in eval mode
+        cached = [getattr(graph[name], "forward_value", None) for name in graph.output_name]
+        expected = recorded[0]
+        got = cached if all(isinstance(t, torch.Tensor) for t in cached) else None
     with eval_mode(model, graph), torch.no_grad():
         expected = tensors_of(model(*inputs)) if expected is None else expected
         got = tensors_of(graph(*inputs)) if got is None else got
