@@ -334,5 +334,150 @@ def concat_backward_any_axis() -> bool:
     return True
 
 
+def gather_elements_repeated_indices() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundGatherElements``'s backward pass scatters the coefficients
+    with ``scatter_``, so an input element gathered twice keeps one of its coefficients
+    (``A gather(x) = scatter_add(A) x``). Accumulate them."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    from auto_LiRPA.operators import BoundGatherElements
+    backward = BoundGatherElements.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, x, index):
+        if not self.from_input:
+            return backward(self, last_lA, last_uA, x, index)
+        dim = self._get_dim()
+
+        def scatter(last_A):
+            if last_A is None:
+                return None
+            A = torch.zeros(*last_A.shape[:2], *x.output_shape[1:], dtype=last_A.dtype, device=last_A.device)
+            return A.scatter_add(dim + 1, self.index.unsqueeze(0).expand(last_A.shape[0], *self.index.shape), last_A)
+        return [(scatter(last_lA), scatter(last_uA)), (None, None)], 0, 0
+    BoundGatherElements.bound_backward = bound_backward
+    return True
+
+
+def batched_constant_contribution() -> bool:
+    """auto_LiRPA 0.3 bug: CROWN adds a constant node's contribution ``A c`` as if ``c`` had no
+    batch axis, so a constant with one row per sample (``torch.cat([f(x), c], 1)``, ``c`` of
+    shape (B, k)) is summed over all samples' rows. Use the batched product when ``c``'s shape
+    is the batch followed by the coefficients' per-sample shape."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    import auto_LiRPA.backward_bound as backward_bound
+    original = backward_bound.add_constant_node
+
+    def batched(A, value):
+        return (isinstance(A, torch.Tensor) and isinstance(value, torch.Tensor)
+                and tuple(value.shape) == tuple(A.shape[1:]) and tuple(value.shape) != tuple(A.shape[2:]))
+
+    def add_constant_node(lb, ub, node):
+        value = node.forward_value
+        if not (batched(node.lA, value) or batched(node.uA, value)):
+            return original(lb, ub, node)
+        new = [torch.einsum("sb...,b...->sb", A, value) if A is not None else 0 for A in (node.lA, node.uA)]
+        new = [n.reshape(b.shape) if isinstance(b, torch.Tensor) and b.ndim > 0 and isinstance(n, torch.Tensor)
+               and b.ndim != n.ndim else n for n, b in zip(new, (lb, ub))]
+        return lb + new[0], ub + new[1]
+    backward_bound.add_constant_node = add_constant_node
+    return True
+
+
+def division_interval() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
+    ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
+    Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
+    products), and refuse a denominator whose interval contains 0. Its layer-norm special
+    case (denominator a ``Sqrt`` node) is left as it is."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    from auto_LiRPA.operators import BoundDiv, BoundSqrt
+    original = BoundDiv.interval_propagate
+
+    def interval_propagate(self, *v):
+        if isinstance(self.inputs[1], BoundSqrt):
+            return original(self, *v)
+        (x_l, x_u), (y_l, y_u) = v[0][:2], v[1][:2]
+        if not bool(((y_l > 0) | (y_u < 0)).all()):
+            raise NotImplementedError(f"IBP: graph node '{self.name}' (operator Div): the denominator's "
+                                      "bounds contain 0, so the quotient is unbounded")
+        corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
+        return corners.min(0).values, corners.max(0).values
+    BoundDiv.interval_propagate = interval_propagate
+    return True
+
+
+def sqrt_upper_tangent() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundSqrt``'s backward pass gives its upper tangent (at the
+    midpoint ``m``) the slope ``-0.5 m^-1.5`` instead of ``sqrt'(m) = 0.5 m^-0.5``, so the upper
+    bound is wrong. Bound with the chord below and the midpoint tangent above (``sqrt`` is
+    concave), on the interval clipped to ``x >= 0`` (its domain)."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    from auto_LiRPA.operators import BoundSqrt
+
+    def bound_backward(self, last_lA, last_uA, x):
+        x_l = x.lower.clamp(min=0)
+        x_u = torch.max(x.upper, x_l + 1e-8)
+        sqrt_l, sqrt_u = torch.sqrt(x_l), torch.sqrt(x_u)
+        chord_d = (sqrt_u - sqrt_l) / (x_u - x_l).clamp(min=1e-8)  # 0 when x_u rounds to x_l: still below
+        chord_b = sqrt_l - chord_d * x_l
+        x_m = (x_l + x_u) / 2
+        tangent_d = 0.5 / torch.sqrt(x_m)
+        tangent_b = torch.sqrt(x_m) - tangent_d * x_m
+
+        def one_side(last_A, pos_d, pos_b, neg_d, neg_b):
+            if last_A is None:
+                return None, 0
+            pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
+            return pos * pos_d + neg * neg_d, self.get_bias(pos, pos_b) + self.get_bias(neg, neg_b)
+        lA, lbias = one_side(last_lA, chord_d, chord_b, tangent_d, tangent_b)
+        uA, ubias = one_side(last_uA, tangent_d, tangent_b, chord_d, chord_b)
+        return [(lA, uA), (None, None)], lbias, ubias
+    BoundSqrt.bound_backward = bound_backward
+    return True
+
+
+def start_coefficients_without_patches() -> bool:
+    """auto_LiRPA 0.3 crashes when CROWN starts at a node: an Add / Sub with a non-image
+    output in patches mode gets identity patches (``output_shape[-3]``), and a network without
+    parameters has no dtype for them (``list(self.parameters())[0]``). Start such an Add / Sub
+    as in matrix mode, and take the dtype from the node's value."""
+    if not _is_buggy_version():
+        return False
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundAdd, BoundSub
+    original = BoundedModule.get_sparse_C
+
+    def get_sparse_C(self, node, *args, **kwargs):
+        flat = isinstance(node, (BoundAdd, BoundSub)) and getattr(node, "mode", None) == "patches" \
+            and len(node.output_shape) != 4
+        anchor = not any(True for _ in self.parameters())
+        inputs = [getattr(self[name], "value", None) for name in self.input_name]
+        dtype = next((v.dtype for v in inputs if isinstance(v, torch.Tensor) and v.is_floating_point()),
+                     torch.get_default_dtype())
+        if flat:
+            node.mode = "matrix"
+        if anchor:  # auto_LiRPA reads the dtype of the first parameter
+            self.parameters = lambda *a, **k: iter([torch.zeros((), dtype=dtype)])
+        try:
+            return original(self, node, *args, **kwargs)
+        finally:
+            if flat:
+                node.mode = "patches"
+            if anchor:
+                del self.parameters
+    BoundedModule.get_sparse_C = get_sparse_C
+    return True
+
+
 PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, leaky_relu_bounds,
-           nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis)
+           nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis,
+           gather_elements_repeated_indices, batched_constant_contribution, division_interval, sqrt_upper_tangent,
+           start_coefficients_without_patches)

@@ -279,3 +279,38 @@ def test_after_the_construction_check_the_graph_holds_the_example_input():
     bm = BoundedModule(net, x)
     lb, ub = bm.compute_bounds(method="IBP")  # x=None: the last inputs
     torch.testing.assert_close((lb, ub), (net(x), net(x)))
+
+
+class ConcatConstant(nn.Module):
+    """A constant with one row per sample joined to a perturbed value."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.rows = torch.tensor([[1.0], [-2.0]])  # traced as a constant
+
+    def forward(self, x):
+        return torch.cat([self.fc(x), self.rows], 1)
+
+
+FINDINGS = {  # 10c's fuzzer findings F2, F6 - F9 (findings-10.md)
+    "leaky_relu_chain": (Lambda(lambda x: F.leaky_relu(F.leaky_relu(x, -0.5), 2.0)), (2, 3), ("IBP",) + BACKWARD),
+    "gather_repeated": (Lambda(lambda x: torch.gather(x, 1, torch.tensor([[2, 0, 0], [1, 1, 2]]))), (2, 3),
+                        ("IBP",) + BACKWARD),
+    "concat_constant": (ConcatConstant(), (2, 2), ("IBP",) + BACKWARD),
+    "divide": (Lambda(lambda x: x / (x * x + 1)), (2, 3), ("IBP",)),
+    "sqrt": (Lambda(lambda x: torch.sqrt(x * x + 1)), (2, 3), ("IBP", "CROWN-IBP", "CROWN")),
+}
+
+
+@TRAINING
+@pytest.mark.parametrize("name", sorted(FINDINGS))
+def test_fuzzer_findings_are_bounded_soundly(name, training):
+    net, shape, methods = FINDINGS[name]
+    assert_sound(net, torch.randn(*shape), 0.5, methods, training)
+
+
+def test_division_by_an_interval_around_zero_is_refused_by_node():
+    bm = BoundedModule(Lambda(lambda x: x / x), torch.ones(1, 2))
+    with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Div\)"):
+        bounds(bm, torch.tensor([[0.1, 1.0]]), 0.5, "IBP")
