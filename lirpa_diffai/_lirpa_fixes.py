@@ -477,7 +477,50 @@ def start_coefficients_without_patches() -> bool:
     return True
 
 
+NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward")
+
+
+def name_node_in(error: Exception, node, method: str) -> None:
+    """Prefix ``error``'s message with the graph node and operator it came from (once); the
+    exception keeps its type."""
+    if getattr(error, "_names_graph_node", False):
+        return
+    operator = type(node).__name__
+    detail = str(error) or f"auto_LiRPA 0.3 failed an internal check ({type(error).__name__})"
+    error.args = (f"{method}: graph node '{getattr(node, 'name', '?')}' (operator {operator[5:]}, "
+                  f"{operator}): {detail}",)
+    error._names_graph_node = True
+
+
+def failing_nodes_named() -> bool:
+    """auto_LiRPA 0.3 fails on many graphs it accepts with errors that name no node (bare
+    assertions, shape errors deep in its operators). Every error raised in a node's
+    ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
+    graph node and its operator, so it is a refusal a user can act on (same exception type)."""
+    if not _is_buggy_version():
+        return False
+    import functools
+    import inspect
+    import auto_LiRPA.operators as operators
+    classes = {c for c in vars(operators).values() if inspect.isclass(c) and issubclass(c, operators.Bound)}
+
+    def wrap(function, method):
+        @functools.wraps(function)
+        def named(self, *args, **kwargs):
+            try:
+                return function(self, *args, **kwargs)
+            except Exception as error:
+                name_node_in(error, self, method)
+                raise
+        return named
+    for cls in classes:
+        for method in NODE_METHODS:
+            if method in vars(cls):
+                setattr(cls, method, wrap(vars(cls)[method], method))
+    return True
+
+
 PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, leaky_relu_bounds,
            nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis,
            gather_elements_repeated_indices, batched_constant_contribution, division_interval, sqrt_upper_tangent,
-           start_coefficients_without_patches)
+           start_coefficients_without_patches, failing_nodes_named)

@@ -314,3 +314,17 @@ def test_division_by_an_interval_around_zero_is_refused_by_node():
     bm = BoundedModule(Lambda(lambda x: x / x), torch.ones(1, 2))
     with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Div\)"):
         bounds(bm, torch.tensor([[0.1, 1.0]]), 0.5, "IBP")
+
+
+@pytest.mark.parametrize("name", ["slice_step", "reduce_max", "max_pool_padding"])
+def test_failures_inside_auto_lirpa_name_the_node_and_operator(name):
+    net, operator, error = {
+        "slice_step": (Lambda(lambda x: torch.relu(x)[:, 0::2]), "Slice", AssertionError),
+        "reduce_max": (nn.Sequential(nn.Linear(4, 4), Lambda(lambda x: x.amax(1, keepdim=True))), "ReduceMax",
+                       NotImplementedError),
+        "max_pool_padding": (nn.Sequential(Lambda(lambda x: x.view(2, 1, 2, 2)), nn.MaxPool2d(2, padding=1), nn.Flatten()),
+                             "MaxPool", ValueError),
+    }[name]
+    x = torch.randn(2, 4)
+    with pytest.raises(error, match=rf"graph node '/\d+' \(operator {operator}, Bound{operator}\)"):
+        bounds(BoundedModule(net, x), x, 0.1, "CROWN")
