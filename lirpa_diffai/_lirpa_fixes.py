@@ -477,6 +477,28 @@ def start_coefficients_without_patches() -> bool:
     return True
 
 
+def alpha_crown_output_shape() -> bool:
+    """auto_LiRPA 0.3's alpha-CROWN keeps its best bounds per (batch, output) row and fails
+    with an ``IndexError`` when the final node's value has more axes and no specification
+    ``C`` reduces it: refuse that by node."""
+    if not _is_buggy_version():
+        return False
+    from auto_LiRPA import BoundedModule
+    original = BoundedModule.get_optimized_bounds
+
+    def get_optimized_bounds(self, *args, **kwargs):
+        node = self[kwargs.get("final_node_name") or self.final_name]
+        shape = getattr(node, "output_shape", None)
+        if kwargs.get("C") is None and shape is not None and len(shape) > 2:
+            raise NotImplementedError(
+                f"alpha-CROWN: the final graph node '{node.name}' (operator {type(node).__name__[5:]}, "
+                f"{type(node).__name__}) has the shape {tuple(shape)}; alpha-CROWN bounds a (batch, n) "
+                "output: flatten it or pass a specification C")
+        return original(self, *args, **kwargs)
+    BoundedModule.get_optimized_bounds = get_optimized_bounds
+    return True
+
+
 NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward")
 
 
@@ -523,4 +545,4 @@ def failing_nodes_named() -> bool:
 PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, leaky_relu_bounds,
            nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis,
            gather_elements_repeated_indices, batched_constant_contribution, division_interval, sqrt_upper_tangent,
-           start_coefficients_without_patches, failing_nodes_named)
+           start_coefficients_without_patches, alpha_crown_output_shape, failing_nodes_named)

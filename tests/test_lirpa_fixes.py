@@ -328,3 +328,11 @@ def test_failures_inside_auto_lirpa_name_the_node_and_operator(name):
     x = torch.randn(2, 4)
     with pytest.raises(error, match=rf"graph node '/\d+' \(operator {operator}, Bound{operator}\)"):
         bounds(BoundedModule(net, x), x, 0.1, "CROWN")
+
+
+@pytest.mark.parametrize("method", ["alpha-CROWN", "alpha-CROWN-hzono"])
+def test_alpha_crown_refuses_an_image_output_by_node(method):
+    x = torch.randn(3, 1, 4, 4)
+    bm = BoundedModule(nn.Sequential(nn.BatchNorm2d(1), nn.BatchNorm2d(1)).eval(), x)
+    with pytest.raises(NotImplementedError, match=r"final graph node '/\d+' \(operator BatchNormalization"):
+        bounds(bm, x, 0.1, method)
