@@ -480,7 +480,8 @@ def start_coefficients_without_patches() -> bool:
 def alpha_crown_output_shape() -> bool:
     """auto_LiRPA 0.3's alpha-CROWN keeps its best bounds per (batch, output) row and fails
     with an ``IndexError`` when the final node's value has more axes and no specification
-    ``C`` reduces it: refuse that by node."""
+    ``C`` reduces it: refuse that by node. On a graph without an optimizable activation it
+    fails (nothing requires a gradient): bound it with CROWN, which is what it optimizes."""
     if not _is_buggy_version():
         return False
     from auto_LiRPA import BoundedModule
@@ -494,6 +495,11 @@ def alpha_crown_output_shape() -> bool:
                 f"alpha-CROWN: the final graph node '{node.name}' (operator {type(node).__name__[5:]}, "
                 f"{type(node).__name__}) has the shape {tuple(shape)}; alpha-CROWN bounds a (batch, n) "
                 "output: flatten it or pass a specification C")
+        if not self.optimizable_activations:  # nothing to optimize: alpha-CROWN is CROWN
+            keep = ("x", "C", "bound_lower", "bound_upper", "final_node_name", "intermediate_layer_bounds",
+                    "reference_bounds", "return_A", "needed_A_dict")
+            return BoundedModule.compute_bounds(self, method="backward",
+                                                **{k: v for k, v in kwargs.items() if k in keep})
         return original(self, *args, **kwargs)
     BoundedModule.get_optimized_bounds = get_optimized_bounds
     return True

@@ -336,3 +336,12 @@ def test_alpha_crown_refuses_an_image_output_by_node(method):
     bm = BoundedModule(nn.Sequential(nn.BatchNorm2d(1), nn.BatchNorm2d(1)).eval(), x)
     with pytest.raises(NotImplementedError, match=r"final graph node '/\d+' \(operator BatchNormalization"):
         bounds(bm, x, 0.1, method)
+
+
+@TRAINING
+@pytest.mark.parametrize("method", ["alpha-CROWN", "alpha-CROWN-hzono"])
+def test_alpha_crown_without_activations_is_crown(method, training):
+    net, x = nn.Sequential(nn.BatchNorm2d(1), nn.BatchNorm2d(1), nn.Flatten()), torch.randn(3, 1, 4, 4)
+    assert_sound(net, x, 0.05, (method,), training)
+    bm = BoundedModule(net.eval(), x)
+    torch.testing.assert_close(bounds(bm, x, 0.05, method), bounds(bm, x, 0.05, "CROWN"))
