@@ -345,3 +345,13 @@ def test_alpha_crown_without_activations_is_crown(method, training):
     assert_sound(net, x, 0.05, (method,), training)
     bm = BoundedModule(net.eval(), x)
     torch.testing.assert_close(bounds(bm, x, 0.05, method), bounds(bm, x, 0.05, "CROWN"))
+
+
+def test_the_start_up_hook_applies_the_fixes_without_the_package(tmp_path):
+    import subprocess
+    import sys
+    script = ("import sys, auto_LiRPA\n"
+              "applied = sys.modules['lirpa_diffai._compat'].APPLIED\n"
+              "print('lirpa_diffai' in sys.modules, 'leaky_relu_bounds' in applied, 'failing_nodes_named' in applied)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == ["False", "True", "True"], result.stderr[-2000:]
