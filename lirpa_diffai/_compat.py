@@ -237,8 +237,20 @@ def _sibling(name: str) -> types.ModuleType:
     return sys.modules[full]
 
 
-# soundness fixes of auto_LiRPA 0.3's operators, kept in their own module
-SOUNDNESS = tuple(_once(patch) for patch in _sibling("_lirpa_fixes").PATCHES)
+def _only_for(version: str, patch):
+    """``patch``, applied only when the imported auto_LiRPA is ``version``."""
+    def guarded() -> bool:
+        import auto_LiRPA
+        return auto_LiRPA.__version__ == version and patch()
+    guarded.__name__, guarded.__doc__ = patch.__name__, patch.__doc__
+    return guarded
+
+
+# soundness fixes of auto_LiRPA 0.3, kept in their own modules (the linear operators' first:
+# the last fix wraps every operator method as patched)
+SOUNDNESS = tuple(_once(_only_for(fixes.FOR_VERSION, patch))
+                  for fixes in (_sibling("_lirpa_fixes_linear"), _sibling("_lirpa_fixes"))
+                  for patch in fixes.PATCHES)
 POST_IMPORT = (bounded_module_named_members, patches_broadcast_constant, bound_pad_tensor_value, prim_constant_interval,
                contiguous_backward_coefficients, relu_full_alpha_indices) + SOUNDNESS
 

@@ -1,188 +1,14 @@
-"""Soundness fixes for auto_LiRPA 0.3's own operators, applied by ``_compat.patch_loaded`` after
-auto_LiRPA is imported (this file is loaded as ``_compat`` is, without the package).
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt) and its
+``BoundedModule`` (nested ``load_state_dict``, CROWN's start, alpha-CROWN, errors that name no
+node), applied by ``_compat.patch_loaded`` after the linear-operator fixes of
+``_lirpa_fixes_linear`` (this file is loaded as ``_compat`` is, without the package).
 
-Each patch is version-guarded (auto_LiRPA 0.3 only), changes one method, and leaves the cases
+Each patch (applied for auto_LiRPA ``FOR_VERSION`` only) changes one method, and leaves the cases
 that were already right on their old code path, so their bounds stay bit-identical.
 """
 from __future__ import annotations
 
-import types
-from math import prod
-
-BUGGY_VERSION = "0.3"
-
-
-def _is_buggy_version() -> bool:
-    import auto_LiRPA
-    return auto_LiRPA.__version__ == BUGGY_VERSION
-
-
-def dense_coefficients(last_A, node_output_shape):
-    """``last_A`` as a dense tensor (spec, B, *node_output_shape[1:]): ``Patches`` expanded with
-    auto_LiRPA's own ``patches_to_matrix`` (as ``BoundConv`` does when patches grow too large)."""
-    from auto_LiRPA.patches import Patches, patches_to_matrix
-    if not isinstance(last_A, Patches):
-        return last_A
-    if last_A.identity == 1 or last_A.inserted_zeros or any(last_A.output_padding or ()):
-        raise NotImplementedError("auto_LiRPA patches with identity/inserted zeros/output padding "
-                                  "cannot be made dense here")
-    matrix = patches_to_matrix(last_A.patches, node_output_shape[1:], last_A.stride, last_A.padding,
-                               last_A.output_shape, last_A.unstable_idx)
-    return matrix.transpose(0, 1)
-
-
-def linear_transpose(forward, last_A, input_shape):
-    """``A -> A J`` for a linear ``forward`` (the exact backward coefficients of a linear
-    operator): one vector-Jacobian product per spec row, differentiable in ``A``."""
-    import torch
-    spec, batch = last_A.shape[:2]
-    flat = last_A.reshape(spec * batch, *last_A.shape[2:])
-    with torch.enable_grad():
-        x = torch.zeros(spec * batch, *input_shape[1:], dtype=flat.dtype, device=flat.device,
-                        requires_grad=True)
-        (grad,) = torch.autograd.grad(forward(x), x, flat, create_graph=flat.requires_grad)
-    return grad.reshape(spec, batch, *input_shape[1:])
-
-
-
-def _plain_average_pool(node) -> bool:
-    """The pools auto_LiRPA 0.3's own backward gets right: no padding, stride == kernel."""
-    return (list(node.padding) == [0, 0] and list(node.stride) == list(node.kernel_size)
-            and not node.ceil_mode)
-
-
-def pool_as_convolution(node, like):
-    """An average pool that counts its padding, as the convolution it is: a stand-in for the
-    ``BoundConv`` (stride, padding; one ``1/k`` kernel per channel, as a dense block-diagonal
-    kernel since auto_LiRPA's patches mode ignores ``groups``) and its kernel node."""
-    import torch
-    channels = node.input_shape[1]
-    kernel = torch.eye(channels, dtype=like.dtype, device=like.device)[:, :, None, None] \
-        .expand(-1, -1, *node.kernel_size) / prod(node.kernel_size)
-    conv = types.SimpleNamespace(
-        input_shape=node.input_shape, output_shape=node.output_shape, stride=list(node.stride),
-        padding=list(node.padding), dilation=[1, 1], groups=1, has_bias=False, relu_followed=False,
-        is_input_perturbed=lambda index: False)
-    return conv, types.SimpleNamespace(lower=kernel.contiguous())
-
-
-def average_pool_settings() -> bool:
-    """auto_LiRPA 0.3 bug: ``BoundAveragePool`` hard-codes ``ceil_mode=False`` and
-    ``count_include_pad=True`` (``avg_pool2d(count_include_pad=False)`` is traced as another
-    function), and its backward pass for dense coefficients assumes stride == kernel and no
-    padding. Read both attributes, and give every other pool its exact transpose
-    ``A -> A J`` (``J`` the pool's constant Jacobian: ``y = J x``, so ``A y = (A J) x``)."""
-    if not _is_buggy_version():
-        return False
-    from auto_LiRPA.operators import BoundAveragePool, BoundConv
-    from auto_LiRPA.patches import Patches
-    init, backward = BoundAveragePool.__init__, BoundAveragePool.bound_backward
-
-    def __init__(self, attr, inputs, output_index, options):
-        init(self, attr, inputs, output_index, options)
-        self.ceil_mode = bool(attr.get("ceil_mode", 0))
-        self.count_include_pad = bool(attr.get("count_include_pad", 1))
-
-    def bound_backward(self, last_lA, last_uA, x):
-        if _plain_average_pool(self):
-            return backward(self, last_lA, last_uA, x)
-        some_A = last_lA if last_lA is not None else last_uA
-        if isinstance(some_A, Patches) and self.count_include_pad and not self.ceil_mode:
-            # keep patches (DenseNet's transitions): bound it as the convolution it is
-            conv, kernel = pool_as_convolution(self, some_A.patches)
-            As, lbias, ubias = BoundConv.bound_backward(conv, last_lA, last_uA, x, kernel)
-            return As[:1], lbias, ubias
-
-        def transpose(last_A):
-            if last_A is None:
-                return None
-            return linear_transpose(self.forward, dense_coefficients(last_A, self.output_shape),
-                                    self.input_shape)
-        return [(transpose(last_lA), transpose(last_uA))], 0, 0
-    BoundAveragePool.__init__ = __init__
-    BoundAveragePool.bound_backward = bound_backward
-    return True
-
-
-def pad_constant_backward() -> bool:
-    """auto_LiRPA 0.3 bug: ``BoundPad``'s backward pass drops the padding constant: ``A pad(x, c)
-    = A' x + A c_pad`` with ``c_pad`` the padded image of zeros. Add ``A c_pad``. Also records
-    the ``mode`` attribute (reflect / edge padding is traced as constant padding; the
-    construction check refuses those nodes)."""
-    if not _is_buggy_version():
-        return False
-    import torch
-    import torch.nn.functional as F
-    from auto_LiRPA.operators import BoundPad
-    from auto_LiRPA.patches import Patches
-    init, backward = BoundPad.__init__, BoundPad.bound_backward
-
-    def __init__(self, attr, inputs, output_index, options):
-        init(self, attr, inputs, output_index, options)
-        self.mode = attr.get("mode", "constant")
-
-    def bound_backward(self, last_lA, last_uA, *x):
-        As, lbias, ubias = backward(self, last_lA, last_uA, *x)
-        value = float(self.value)
-        if value == 0.0:
-            return As, lbias, ubias
-        some_A = last_lA if last_lA is not None else last_uA
-        like = some_A.patches if isinstance(some_A, Patches) else some_A
-        padded = F.pad(torch.zeros(self.input_shape, dtype=like.dtype, device=like.device),
-                       self.padding, value=value)
-        return As, lbias + self.get_bias(last_lA, padded), ubias + self.get_bias(last_uA, padded)
-    BoundPad.__init__ = __init__
-    BoundPad.bound_backward = bound_backward
-    return True
-
-
-def dilate_kernel(weight, dilation):
-    """The kernel of ``conv2d(..., dilation=d)`` as an undilated kernel (zeros in between)."""
-    import torch
-    dh, dw = dilation
-    out = torch.zeros(*weight.shape[:2], (weight.size(2) - 1) * dh + 1, (weight.size(3) - 1) * dw + 1,
-                      dtype=weight.dtype, device=weight.device)
-    out[:, :, ::dh, ::dw] = weight
-    return out
-
-
-def ungroup_kernel(weight, groups: int):
-    """The kernel of ``conv2d(..., groups=g)`` as the block-diagonal kernel of an ungrouped one."""
-    import torch
-    out_per, in_per = weight.size(0) // groups, weight.size(1)
-    out = weight.new_zeros(weight.size(0), in_per * groups, *weight.shape[2:])
-    for g in range(groups):
-        out[g * out_per:(g + 1) * out_per, g * in_per:(g + 1) * in_per] = weight[g * out_per:(g + 1) * out_per]
-    return out
-
-
-def conv_dilation_groups_backward() -> bool:
-    """auto_LiRPA 0.3 bugs: ``BoundConv``'s backward pass ignores ``dilation`` in patches mode
-    (and reads ``dilation[0]`` for both axes in matrix mode), and ``groups`` in patches mode
-    (a depthwise convolution got other bounds than in matrix mode, or failed). A dilated
-    convolution is the undilated one with the dilated kernel, and a grouped one the ungrouped
-    one with the block-diagonal kernel: run the backward pass on those."""
-    if not _is_buggy_version():
-        return False
-    from auto_LiRPA.operators import BoundConv
-    from auto_LiRPA.patches import Patches
-    backward = BoundConv.bound_backward
-
-    def bound_backward(self, last_lA, last_uA, *x):
-        ungroup = self.groups != 1 and isinstance(last_lA if last_lA is not None else last_uA, Patches)
-        if list(self.dilation) == [1, 1] and not ungroup:
-            return backward(self, last_lA, last_uA, *x)
-        kernel = dilate_kernel(x[1].lower, self.dilation)
-        if ungroup:
-            kernel = ungroup_kernel(kernel, self.groups)
-        saved = self.dilation, self.groups
-        self.dilation, self.groups = [1, 1], 1 if ungroup else self.groups
-        try:
-            return backward(self, last_lA, last_uA, x[0], types.SimpleNamespace(lower=kernel), *x[2:])
-        finally:
-            self.dilation, self.groups = saved
-    BoundConv.bound_backward = bound_backward
-    return True
+FOR_VERSION = "0.3"  # _compat applies these patches to this auto_LiRPA version only
 
 
 def concave_leaky_relu_relaxation(lower, upper, slope):
@@ -206,8 +32,6 @@ def leaky_relu_bounds() -> bool:
     CROWN takes the chord as the upper bound, wrong for slope > 1 (``f`` concave). IBP: the
     exact range (``f`` convex or concave, so its extremes lie at ``l``, ``u`` or 0); CROWN for
     slope > 1: :func:`concave_leaky_relu_relaxation`."""
-    if not _is_buggy_version():
-        return False
     import torch
     from auto_LiRPA.operators import BoundLeakyRelu
     backward = BoundLeakyRelu.bound_backward
@@ -252,8 +76,6 @@ def nested_load_state_dict() -> bool:
     ``<parent prefix>.<original name>``, but torch 2 hands each child only the keys under
     its own prefix (``<parent prefix>./<node>.``). The BoundedModule, which sees all of its
     keys, now loads its leaves itself (and reports missing or unexpected keys as torch does)."""
-    if not _is_buggy_version():
-        return False
     import torch
     from auto_LiRPA import BoundedModule
     from auto_LiRPA.operators import BoundInput
@@ -291,109 +113,12 @@ def nested_load_state_dict() -> bool:
     return True
 
 
-def patches_to_matrix_rectangular() -> bool:
-    """auto_LiRPA 0.3 bug: ``patches_to_matrix`` steps from one output row to the next by the
-    padded input *height* where the padded *width* is meant, so patches whose padded input is
-    not square (a rectangular or dilated kernel, or asymmetric padding, met when CROWN turns
-    large patches into a matrix) land on the wrong pixels. Pad the shorter side at its far
-    end until the padded input is square; the extra padding is cropped away as the rest."""
-    if not _is_buggy_version():
-        return False
-    import sys
-    import auto_LiRPA.patches
-    original = auto_LiRPA.patches.patches_to_matrix
-
-    def patches_to_matrix(pieces, input_shape, stride, padding, output_shape=None, unstable_idx=None):
-        left, right, top, bottom = (padding,) * 4 if isinstance(padding, int) else padding
-        height, width = input_shape[-2] + top + bottom, input_shape[-1] + left + right
-        padding = (left, right + max(height - width, 0), top, bottom + max(width - height, 0))
-        return original(pieces, input_shape, stride, padding, output_shape, unstable_idx)
-    for name, module in list(sys.modules.items()):
-        if name.startswith("auto_LiRPA") and getattr(module, "patches_to_matrix", None) is original:
-            module.patches_to_matrix = patches_to_matrix
-    return True
-
-
-def concat_backward_any_axis() -> bool:
-    """auto_LiRPA 0.3 gap: ``BoundConcat``'s backward pass splits patches coefficients along the
-    channel axis only (``padding_mode="circular"`` concatenates along height and width) and
-    fails with a bare assertion otherwise. Make such coefficients dense first (exact)."""
-    if not _is_buggy_version():
-        return False
-    from auto_LiRPA.operators import BoundConcat
-    from auto_LiRPA.patches import Patches
-    backward = BoundConcat.bound_backward
-
-    def bound_backward(self, last_lA, last_uA, *x):
-        axis = self.make_axis_non_negative(self.axis, "output")
-        if axis > 1 or len(self.input_shape) != 4:
-            last_lA, last_uA = (dense_coefficients(A, self.output_shape) if isinstance(A, Patches) else A
-                                for A in (last_lA, last_uA))
-        return backward(self, last_lA, last_uA, *x)
-    BoundConcat.bound_backward = bound_backward
-    return True
-
-
-def gather_elements_repeated_indices() -> bool:
-    """auto_LiRPA 0.3 bug: ``BoundGatherElements``'s backward pass scatters the coefficients
-    with ``scatter_``, so an input element gathered twice keeps one of its coefficients
-    (``A gather(x) = scatter_add(A) x``). Accumulate them."""
-    if not _is_buggy_version():
-        return False
-    import torch
-    from auto_LiRPA.operators import BoundGatherElements
-    backward = BoundGatherElements.bound_backward
-
-    def bound_backward(self, last_lA, last_uA, x, index):
-        if not self.from_input:
-            return backward(self, last_lA, last_uA, x, index)
-        dim = self._get_dim()
-
-        def scatter(last_A):
-            if last_A is None:
-                return None
-            A = torch.zeros(*last_A.shape[:2], *x.output_shape[1:], dtype=last_A.dtype, device=last_A.device)
-            return A.scatter_add(dim + 1, self.index.unsqueeze(0).expand(last_A.shape[0], *self.index.shape), last_A)
-        return [(scatter(last_lA), scatter(last_uA)), (None, None)], 0, 0
-    BoundGatherElements.bound_backward = bound_backward
-    return True
-
-
-def batched_constant_contribution() -> bool:
-    """auto_LiRPA 0.3 bug: CROWN adds a constant node's contribution ``A c`` as if ``c`` had no
-    batch axis, so a constant with one row per sample (``torch.cat([f(x), c], 1)``, ``c`` of
-    shape (B, k)) is summed over all samples' rows. Use the batched product when ``c``'s shape
-    is the batch followed by the coefficients' per-sample shape."""
-    if not _is_buggy_version():
-        return False
-    import torch
-    import auto_LiRPA.backward_bound as backward_bound
-    original = backward_bound.add_constant_node
-
-    def batched(A, value):
-        return (isinstance(A, torch.Tensor) and isinstance(value, torch.Tensor)
-                and tuple(value.shape) == tuple(A.shape[1:]) and tuple(value.shape) != tuple(A.shape[2:]))
-
-    def add_constant_node(lb, ub, node):
-        value = node.forward_value
-        if not (batched(node.lA, value) or batched(node.uA, value)):
-            return original(lb, ub, node)
-        new = [torch.einsum("sb...,b...->sb", A, value) if A is not None else 0 for A in (node.lA, node.uA)]
-        new = [n.reshape(b.shape) if isinstance(b, torch.Tensor) and b.ndim > 0 and isinstance(n, torch.Tensor)
-               and b.ndim != n.ndim else n for n, b in zip(new, (lb, ub))]
-        return lb + new[0], ub + new[1]
-    backward_bound.add_constant_node = add_constant_node
-    return True
-
-
 def division_interval() -> bool:
     """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
     ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
     Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
     products), and refuse a denominator whose interval contains 0. Its layer-norm special
     case (denominator a ``Sqrt`` node) is left as it is."""
-    if not _is_buggy_version():
-        return False
     import torch
     from auto_LiRPA.operators import BoundDiv, BoundSqrt
     original = BoundDiv.interval_propagate
@@ -416,8 +141,6 @@ def sqrt_upper_tangent() -> bool:
     midpoint ``m``) the slope ``-0.5 m^-1.5`` instead of ``sqrt'(m) = 0.5 m^-0.5``, so the upper
     bound is wrong. Bound with the chord below and the midpoint tangent above (``sqrt`` is
     concave), on the interval clipped to ``x >= 0`` (its domain)."""
-    if not _is_buggy_version():
-        return False
     import torch
     from auto_LiRPA.operators import BoundSqrt
 
@@ -448,8 +171,6 @@ def start_coefficients_without_patches() -> bool:
     output in patches mode gets identity patches (``output_shape[-3]``), and a network without
     parameters has no dtype for them (``list(self.parameters())[0]``). Start such an Add / Sub
     as in matrix mode, and take the dtype from the node's value."""
-    if not _is_buggy_version():
-        return False
     import torch
     from auto_LiRPA import BoundedModule
     from auto_LiRPA.operators import BoundAdd, BoundSub
@@ -482,8 +203,6 @@ def alpha_crown_output_shape() -> bool:
     with an ``IndexError`` when the final node's value has more axes and no specification
     ``C`` reduces it: refuse that by node. On a graph without an optimizable activation it
     fails (nothing requires a gradient): bound it with CROWN, which is what it optimizes."""
-    if not _is_buggy_version():
-        return False
     from auto_LiRPA import BoundedModule
     original = BoundedModule.get_optimized_bounds
 
@@ -525,8 +244,6 @@ def failing_nodes_named() -> bool:
     assertions, shape errors deep in its operators). Every error raised in a node's
     ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
     graph node and its operator, so it is a refusal a user can act on (same exception type)."""
-    if not _is_buggy_version():
-        return False
     import functools
     import inspect
     import auto_LiRPA.operators as operators
@@ -548,7 +265,6 @@ def failing_nodes_named() -> bool:
     return True
 
 
-PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, leaky_relu_bounds,
-           nested_load_state_dict, patches_to_matrix_rectangular, concat_backward_any_axis,
-           gather_elements_repeated_indices, batched_constant_contribution, division_interval, sqrt_upper_tangent,
-           start_coefficients_without_patches, alpha_crown_output_shape, failing_nodes_named)
+PATCHES = (leaky_relu_bounds, division_interval, sqrt_upper_tangent, nested_load_state_dict,
+           start_coefficients_without_patches, alpha_crown_output_shape,
+           failing_nodes_named)  # last: it wraps the methods the others replaced

@@ -293,13 +293,28 @@ class ConcatConstant(nn.Module):
         return torch.cat([self.fc(x), self.rows], 1)
 
 
-FINDINGS = {  # 10c's fuzzer findings F2, F6 - F9 (findings-10.md)
+class SubtractConstant(nn.Module):
+    """``x - c`` with a constant ``c`` of the output's rank (its first axis 1 or the batch)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.c = torch.randn(*shape)  # traced as a constant
+
+    def forward(self, x):
+        return torch.relu(self.fc(x) - self.c)
+
+
+FINDINGS = {  # 10c's fuzzer findings F2, F6 - F9, F19 (findings-10.md)
     "leaky_relu_chain": (Lambda(lambda x: F.leaky_relu(F.leaky_relu(x, -0.5), 2.0)), (2, 3), ("IBP",) + BACKWARD),
     "gather_repeated": (Lambda(lambda x: torch.gather(x, 1, torch.tensor([[2, 0, 0], [1, 1, 2]]))), (2, 3),
                         ("IBP",) + BACKWARD),
     "concat_constant": (ConcatConstant(), (2, 2), ("IBP",) + BACKWARD),
     "divide": (Lambda(lambda x: x / (x * x + 1)), (2, 3), ("IBP",)),
     "sqrt": (Lambda(lambda x: torch.sqrt(x * x + 1)), (2, 3), ("IBP", "CROWN-IBP", "CROWN")),
+    "constant_row": (SubtractConstant((1, 3)), (2, 3), ("IBP",) + BACKWARD),
+    "constant_per_sample": (SubtractConstant((3, 3)), (3, 3), ("IBP",) + BACKWARD),
+    "constant_column": (SubtractConstant((3, 1)), (3, 3), ("IBP",) + BACKWARD),
 }
 
 
