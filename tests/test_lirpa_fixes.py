@@ -80,7 +80,10 @@ def conv_head(body, channels=2, size=6):
     return net
 
 
-TRAINING = pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+# training mode takes the same backward passes (BatchNorm aside, tested in both modes below):
+# thorough runs only
+TRAINING = pytest.mark.parametrize("training", [False, pytest.param(True, marks=pytest.mark.slow)],
+                                   ids=["eval", "train"])
 
 
 @TRAINING
@@ -98,7 +101,7 @@ POOLS = {
 }
 
 
-@pytest.mark.parametrize("conv_mode", ["patches", "matrix"])
+@pytest.mark.parametrize("conv_mode", ["patches", pytest.param("matrix", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("pool", sorted(POOLS))
 def test_average_pool_settings_are_bounded_as_traced(pool, conv_mode):
     net = conv_head(nn.AvgPool2d(**POOLS[pool]), size=7)
