@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 # The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.
 HOOK := $(VENV)/.hook
 
-$(HOOK): $(STAMP) lirpa_diffai/_compat.py
+$(HOOK): $(STAMP) lirpa_diffai/_compat.py lirpa_diffai/_lirpa_fixes.py lirpa_diffai/_lirpa_fixes_linear.py
 	$(BIN)/python -m lirpa_diffai install-hook
 	touch $@
 

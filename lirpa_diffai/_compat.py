@@ -225,8 +225,34 @@ def relu_full_alpha_indices() -> bool:
     return True
 
 
+def _sibling(name: str) -> types.ModuleType:
+    """``lirpa_diffai.<name>``, loaded from the file next to this one as the start-up hook loads
+    this module (without importing the package)."""
+    import os
+    full = f"lirpa_diffai.{name}"
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, os.path.join(os.path.dirname(__file__), name + ".py"))
+        sys.modules[full] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[full])
+    return sys.modules[full]
+
+
+def _only_for(version: str, patch):
+    """``patch``, applied only when the imported auto_LiRPA is ``version``."""
+    def guarded() -> bool:
+        import auto_LiRPA
+        return auto_LiRPA.__version__ == version and patch()
+    guarded.__name__, guarded.__doc__ = patch.__name__, patch.__doc__
+    return guarded
+
+
+# soundness fixes of auto_LiRPA 0.3, kept in their own modules (the linear operators' first:
+# the last fix wraps every operator method as patched)
+SOUNDNESS = tuple(_once(_only_for(fixes.FOR_VERSION, patch))
+                  for fixes in (_sibling("_lirpa_fixes_linear"), _sibling("_lirpa_fixes"))
+                  for patch in fixes.PATCHES)
 POST_IMPORT = (bounded_module_named_members, patches_broadcast_constant, bound_pad_tensor_value, prim_constant_interval,
-               contiguous_backward_coefficients, relu_full_alpha_indices)
+               contiguous_backward_coefficients, relu_full_alpha_indices) + SOUNDNESS
 
 
 def install() -> None:

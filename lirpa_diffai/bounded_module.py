@@ -8,8 +8,9 @@ from typing import Optional
 
 import auto_LiRPA
 import torch
-from auto_LiRPA.operators import BoundBatchNormalization, BoundLinear
+from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout, BoundLinear
 
+from . import graph_check
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
@@ -80,6 +81,24 @@ def keep_requires_grad(parameters):
             p.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def keep_modes_and_buffers(model):
+    """Restore the train/eval flag of every submodule of ``model``, and its buffers (BatchNorm
+    statistics), on exit. auto_LiRPA 0.3 switches the user's network to ``train()`` when it
+    holds Dropout (and to ``eval()`` with BatchNorm1d), and runs it in training mode without
+    restoring its statistics when it holds BatchNorm1d."""
+    flags = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
 class BoundedModule(auto_LiRPA.BoundedModule):
     """auto_LiRPA's ``BoundedModule`` with the HybridZonotope domain as ``method="hzono"``.
 
@@ -111,8 +130,15 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         # __init__ already runs forward passes
         self._shared_parameters = tuple(model.parameters())
         with keep_requires_grad(self._shared_parameters):
-            super().__init__(model, global_input, bound_opts=bound_opts, device=device,
-                             verbose=verbose, custom_ops=custom_ops)
+            with keep_modes_and_buffers(model), graph_check.first_output(model) as first:
+                super().__init__(model, global_input, bound_opts=bound_opts, device=device,
+                                 verbose=verbose, custom_ops=custom_ops)
+            graph_check.refuse_mistraced_nodes(self)
+            graph_check.check_graph_matches_model(self, model, global_input, first)
+        if not model.training:  # auto_LiRPA traced Dropout in training mode; the model is not
+            for node in self._modules.values():
+                if isinstance(node, BoundDropout):
+                    node.eval()
         # intermediate bounds of a grafted ReLU come from its input's by IBP, as a ReLU's do
         self.ibp_intermediate = [*self.ibp_intermediate, BoundGraftedRelu]
         self.hzono_output: Optional[HybridZonotope] = None
@@ -142,7 +168,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                 if args:
                     raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
                 return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
+            if self.training:
+                self._use_batch_statistics(x, kwargs.get("final_node_name"))
             return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def _use_batch_statistics(self, x, final_node_name=None):
+        """auto_LiRPA 0.3's IBP / CROWN bound training-mode BatchNorm with the statistics of
+        whatever forward pass ran last; take those of the clean batch ``x``, as hzono does."""
+        if x is not None:
+            self._set_input(*x)
+        self._refresh_batch_statistics(self.final_node() if final_node_name is None else self[final_node_name])
 
     def compute_crown_hzono_bounds(self, x=None, aux=None, C=None, final="backward",
                                    final_node_name=None, bound_lower=True, bound_upper=True,

@@ -355,9 +355,9 @@ def test_resnet2b_architecture_matches_the_manifest():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.xfail(strict=True, reason="auto_LiRPA 0.3's BoundAveragePool.bound_backward "
-                   "ignores padding; DenseNet-100's transitions pool with padding 1")
 def test_crown_through_padded_avgpool_is_sound():
+    """DenseNet-100's transitions pool with padding 1 (auto_LiRPA 0.3's backward ignored it;
+    ``_lirpa_fixes.average_pool_settings``)."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(),
                         nn.AvgPool2d(2, stride=2, padding=1), nn.Flatten(),

@@ -1,0 +1,270 @@
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt) and its
+``BoundedModule`` (nested ``load_state_dict``, CROWN's start, alpha-CROWN, errors that name no
+node), applied by ``_compat.patch_loaded`` after the linear-operator fixes of
+``_lirpa_fixes_linear`` (this file is loaded as ``_compat`` is, without the package).
+
+Each patch (applied for auto_LiRPA ``FOR_VERSION`` only) changes one method, and leaves the cases
+that were already right on their old code path, so their bounds stay bit-identical.
+"""
+from __future__ import annotations
+
+FOR_VERSION = "0.3"  # _compat applies these patches to this auto_LiRPA version only
+
+
+def concave_leaky_relu_relaxation(lower, upper, slope):
+    """Linear bounds ``(lower_d, lower_b, upper_d, upper_b)`` of ``leaky_relu(x, slope)``,
+    ``slope > 1``, on ``[lower, upper]``. The function is concave there: the chord through
+    ``(l', f(l'))`` and ``(u', f(u'))`` (``l' = min(l, 0)``, ``u' = max(u, 0)``) lies below it,
+    and a line through 0 with a slope in ``[1, slope]`` above it (the one nearer the chord's)."""
+    import torch
+    l = lower.clamp(max=0)
+    u = torch.max(upper.clamp(min=0), l + 1e-8)
+    chord_d = (u - slope * l) / (u - l)
+    chord_b = l * (slope - chord_d)
+    tangent_d = torch.where(chord_d > (1 + slope) / 2, torch.full_like(chord_d, slope),
+                            torch.ones_like(chord_d))
+    return chord_d, chord_b, tangent_d, torch.zeros_like(chord_b)
+
+
+def leaky_relu_bounds() -> bool:
+    """auto_LiRPA 0.3 bugs in ``BoundLeakyRelu``: IBP takes ``[f(l), f(u)]``, wrong for a
+    negative slope (``f`` is not monotone: the minimum is ``f(0) = 0`` when ``l < 0 < u``), and
+    CROWN takes the chord as the upper bound, wrong for slope > 1 (``f`` concave). IBP: the
+    exact range (``f`` convex or concave, so its extremes lie at ``l``, ``u`` or 0); CROWN for
+    slope > 1: :func:`concave_leaky_relu_relaxation`."""
+    import torch
+    from auto_LiRPA.operators import BoundLeakyRelu
+    backward = BoundLeakyRelu.bound_backward
+
+    def interval_propagate(self, *v):
+        lower, upper = v[0][0], v[0][1]
+        if self.alpha >= 0:
+            return self.forward(lower), self.forward(upper)
+        ends_l, ends_u = self.forward(lower), self.forward(upper)
+        crossing = (lower < 0) & (upper > 0)
+        return torch.where(crossing, torch.zeros_like(ends_l), torch.min(ends_l, ends_u)), \
+            torch.max(ends_l, ends_u)
+
+    def bound_backward(self, last_lA, last_uA, x=None, start_node=None, start_shape=None):
+        if self.alpha <= 1:
+            return backward(self, last_lA, last_uA, x, start_node, start_shape)
+        bounds = (x.lower, x.upper) if x is not None else (self.lower, self.upper)
+        lower_d, lower_b, upper_d, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in
+                                              enumerate(concave_leaky_relu_relaxation(*bounds, self.alpha)))
+
+        def one_side(last_A, pos_d, pos_b, neg_d, neg_b):
+            if last_A is None:
+                return None, 0
+            pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
+            return pos * pos_d + neg * neg_d, self.get_bias(pos, pos_b) + self.get_bias(neg, neg_b)
+        lA, lbias = one_side(last_lA, lower_d, lower_b, upper_d, upper_b)
+        uA, ubias = one_side(last_uA, upper_d, upper_b, lower_d, lower_b)
+        return [(lA, uA)], lbias, ubias
+    BoundLeakyRelu.interval_propagate = interval_propagate
+    BoundLeakyRelu.bound_backward = bound_backward
+    return True
+
+
+def _nested(prefix: str) -> bool:
+    """auto_LiRPA's own test for a leaf node of a BoundedModule that is itself a child module."""
+    return len(prefix.split(".")) != 2
+
+
+def nested_load_state_dict() -> bool:
+    """auto_LiRPA 0.3 bug under torch 2: a ``BoundedModule`` inside another module never loads
+    its parameters through the parent's ``load_state_dict``. Its leaf nodes look up
+    ``<parent prefix>.<original name>``, but torch 2 hands each child only the keys under
+    its own prefix (``<parent prefix>./<node>.``). The BoundedModule, which sees all of its
+    keys, now loads its leaves itself (and reports missing or unexpected keys as torch does)."""
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundInput
+    leaf_load, module_load = BoundInput._load_from_state_dict, BoundedModule._load_from_state_dict
+
+    def load_leaf(self, state_dict, prefix, *args):
+        if not _nested(prefix):
+            leaf_load(self, state_dict, prefix, *args)
+
+    def load_module(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs):
+        if prefix:
+            state_dict = dict(state_dict)
+            for node in self._modules.values():
+                tensors = [t for t in (*node._parameters.values(), *node._buffers.values()) if t is not None]
+                if not isinstance(node, BoundInput) or not tensors:
+                    continue
+                key = prefix + node.ori_name
+                if key not in state_dict:
+                    if strict:
+                        missing_keys.append(key)
+                    continue
+                value = state_dict.pop(key)
+                if value.shape != tensors[0].shape:
+                    error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                                      f"{tuple(value.shape)} from checkpoint, the shape in current "
+                                      f"model is {tuple(tensors[0].shape)}.")
+                    continue
+                with torch.no_grad():
+                    tensors[0].copy_(value)
+        module_load(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs)
+    BoundInput._load_from_state_dict = load_leaf
+    BoundedModule._load_from_state_dict = load_module
+    return True
+
+
+def division_interval() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
+    ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
+    Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
+    products), and refuse a denominator whose interval contains 0. Its layer-norm special
+    case (denominator a ``Sqrt`` node) is left as it is."""
+    import torch
+    from auto_LiRPA.operators import BoundDiv, BoundSqrt
+    original = BoundDiv.interval_propagate
+
+    def interval_propagate(self, *v):
+        if isinstance(self.inputs[1], BoundSqrt):
+            return original(self, *v)
+        (x_l, x_u), (y_l, y_u) = v[0][:2], v[1][:2]
+        if not bool(((y_l > 0) | (y_u < 0)).all()):
+            raise NotImplementedError(f"IBP: graph node '{self.name}' (operator Div): the denominator's "
+                                      "bounds contain 0, so the quotient is unbounded")
+        corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
+        return corners.min(0).values, corners.max(0).values
+    BoundDiv.interval_propagate = interval_propagate
+    return True
+
+
+def sqrt_upper_tangent() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundSqrt``'s backward pass gives its upper tangent (at the
+    midpoint ``m``) the slope ``-0.5 m^-1.5`` instead of ``sqrt'(m) = 0.5 m^-0.5``, so the upper
+    bound is wrong. Bound with the chord below and the midpoint tangent above (``sqrt`` is
+    concave), on the interval clipped to ``x >= 0`` (its domain)."""
+    import torch
+    from auto_LiRPA.operators import BoundSqrt
+
+    def bound_backward(self, last_lA, last_uA, x):
+        x_l = x.lower.clamp(min=0)
+        x_u = torch.max(x.upper, x_l + 1e-8)
+        sqrt_l, sqrt_u = torch.sqrt(x_l), torch.sqrt(x_u)
+        chord_d = (sqrt_u - sqrt_l) / (x_u - x_l).clamp(min=1e-8)  # 0 when x_u rounds to x_l: still below
+        chord_b = sqrt_l - chord_d * x_l
+        x_m = (x_l + x_u) / 2
+        tangent_d = 0.5 / torch.sqrt(x_m)
+        tangent_b = torch.sqrt(x_m) - tangent_d * x_m
+
+        def one_side(last_A, pos_d, pos_b, neg_d, neg_b):
+            if last_A is None:
+                return None, 0
+            pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
+            return pos * pos_d + neg * neg_d, self.get_bias(pos, pos_b) + self.get_bias(neg, neg_b)
+        lA, lbias = one_side(last_lA, chord_d, chord_b, tangent_d, tangent_b)
+        uA, ubias = one_side(last_uA, tangent_d, tangent_b, chord_d, chord_b)
+        return [(lA, uA), (None, None)], lbias, ubias
+    BoundSqrt.bound_backward = bound_backward
+    return True
+
+
+def start_coefficients_without_patches() -> bool:
+    """auto_LiRPA 0.3 crashes when CROWN starts at a node: an Add / Sub with a non-image
+    output in patches mode gets identity patches (``output_shape[-3]``), and a network without
+    parameters has no dtype for them (``list(self.parameters())[0]``). Start such an Add / Sub
+    as in matrix mode, and take the dtype from the node's value."""
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundAdd, BoundSub
+    original = BoundedModule.get_sparse_C
+
+    def get_sparse_C(self, node, *args, **kwargs):
+        flat = isinstance(node, (BoundAdd, BoundSub)) and getattr(node, "mode", None) == "patches" \
+            and len(node.output_shape) != 4
+        anchor = not any(True for _ in self.parameters())
+        inputs = [getattr(self[name], "value", None) for name in self.input_name]
+        dtype = next((v.dtype for v in inputs if isinstance(v, torch.Tensor) and v.is_floating_point()),
+                     torch.get_default_dtype())
+        if flat:
+            node.mode = "matrix"
+        if anchor:  # auto_LiRPA reads the dtype of the first parameter
+            self.parameters = lambda *a, **k: iter([torch.zeros((), dtype=dtype)])
+        try:
+            return original(self, node, *args, **kwargs)
+        finally:
+            if flat:
+                node.mode = "patches"
+            if anchor:
+                del self.parameters
+    BoundedModule.get_sparse_C = get_sparse_C
+    return True
+
+
+def alpha_crown_output_shape() -> bool:
+    """auto_LiRPA 0.3's alpha-CROWN keeps its best bounds per (batch, output) row and fails
+    with an ``IndexError`` when the final node's value has more axes and no specification
+    ``C`` reduces it: refuse that by node. On a graph without an optimizable activation it
+    fails (nothing requires a gradient): bound it with CROWN, which is what it optimizes."""
+    from auto_LiRPA import BoundedModule
+    original = BoundedModule.get_optimized_bounds
+
+    def get_optimized_bounds(self, *args, **kwargs):
+        node = self[kwargs.get("final_node_name") or self.final_name]
+        shape = getattr(node, "output_shape", None)
+        if kwargs.get("C") is None and shape is not None and len(shape) > 2:
+            raise NotImplementedError(
+                f"alpha-CROWN: the final graph node '{node.name}' (operator {type(node).__name__[5:]}, "
+                f"{type(node).__name__}) has the shape {tuple(shape)}; alpha-CROWN bounds a (batch, n) "
+                "output: flatten it or pass a specification C")
+        if not self.optimizable_activations:  # nothing to optimize: alpha-CROWN is CROWN
+            keep = ("x", "C", "bound_lower", "bound_upper", "final_node_name", "intermediate_layer_bounds",
+                    "reference_bounds", "return_A", "needed_A_dict")
+            return BoundedModule.compute_bounds(self, method="backward",
+                                                **{k: v for k, v in kwargs.items() if k in keep})
+        return original(self, *args, **kwargs)
+    BoundedModule.get_optimized_bounds = get_optimized_bounds
+    return True
+
+
+NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward")
+
+
+def name_node_in(error: Exception, node, method: str) -> None:
+    """Prefix ``error``'s message with the graph node and operator it came from (once); the
+    exception keeps its type."""
+    if getattr(error, "_names_graph_node", False):
+        return
+    operator = type(node).__name__
+    detail = str(error) or f"auto_LiRPA 0.3 failed an internal check ({type(error).__name__})"
+    error.args = (f"{method}: graph node '{getattr(node, 'name', '?')}' (operator {operator[5:]}, "
+                  f"{operator}): {detail}",)
+    error._names_graph_node = True
+
+
+def failing_nodes_named() -> bool:
+    """auto_LiRPA 0.3 fails on many graphs it accepts with errors that name no node (bare
+    assertions, shape errors deep in its operators). Every error raised in a node's
+    ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
+    graph node and its operator, so it is a refusal a user can act on (same exception type)."""
+    import functools
+    import inspect
+    import auto_LiRPA.operators as operators
+    classes = {c for c in vars(operators).values() if inspect.isclass(c) and issubclass(c, operators.Bound)}
+
+    def wrap(function, method):
+        @functools.wraps(function)
+        def named(self, *args, **kwargs):
+            try:
+                return function(self, *args, **kwargs)
+            except Exception as error:
+                name_node_in(error, self, method)
+                raise
+        return named
+    for cls in classes:
+        for method in NODE_METHODS:
+            if method in vars(cls):
+                setattr(cls, method, wrap(vars(cls)[method], method))
+    return True
+
+
+PATCHES = (leaky_relu_bounds, division_interval, sqrt_upper_tangent, nested_load_state_dict,
+           start_coefficients_without_patches, alpha_crown_output_shape,
+           failing_nodes_named)  # last: it wraps the methods the others replaced

@@ -1,0 +1,289 @@
+"""Soundness fixes for auto_LiRPA 0.3's linear operators in CROWN's backward pass (pooling,
+padding, convolutions, patches, concatenation, gathering, constants), applied by
+``_compat.patch_loaded`` after auto_LiRPA is imported (this file is loaded as ``_compat`` is,
+without the package).
+
+Each patch (applied for auto_LiRPA ``FOR_VERSION`` only) changes one method, and leaves the cases
+that were already right on their old code path, so their bounds stay bit-identical.
+"""
+from __future__ import annotations
+
+import types
+from math import prod
+
+FOR_VERSION = "0.3"  # _compat applies these patches to this auto_LiRPA version only
+
+
+def dense_coefficients(last_A, node_output_shape):
+    """``last_A`` as a dense tensor (spec, B, *node_output_shape[1:]): ``Patches`` expanded with
+    auto_LiRPA's own ``patches_to_matrix`` (as ``BoundConv`` does when patches grow too large)."""
+    from auto_LiRPA.patches import Patches, patches_to_matrix
+    if not isinstance(last_A, Patches):
+        return last_A
+    if last_A.identity == 1 or last_A.inserted_zeros or any(last_A.output_padding or ()):
+        raise NotImplementedError("auto_LiRPA patches with identity/inserted zeros/output padding "
+                                  "cannot be made dense here")
+    matrix = patches_to_matrix(last_A.patches, node_output_shape[1:], last_A.stride, last_A.padding,
+                               last_A.output_shape, last_A.unstable_idx)
+    return matrix.transpose(0, 1)
+
+
+def linear_transpose(forward, last_A, input_shape):
+    """``A -> A J`` for a linear ``forward`` (the exact backward coefficients of a linear
+    operator): one vector-Jacobian product per spec row, differentiable in ``A``."""
+    import torch
+    spec, batch = last_A.shape[:2]
+    flat = last_A.reshape(spec * batch, *last_A.shape[2:])
+    with torch.enable_grad():
+        x = torch.zeros(spec * batch, *input_shape[1:], dtype=flat.dtype, device=flat.device,
+                        requires_grad=True)
+        (grad,) = torch.autograd.grad(forward(x), x, flat, create_graph=flat.requires_grad)
+    return grad.reshape(spec, batch, *input_shape[1:])
+
+
+def _plain_average_pool(node) -> bool:
+    """The pools auto_LiRPA 0.3's own backward gets right: no padding, stride == kernel."""
+    return (list(node.padding) == [0, 0] and list(node.stride) == list(node.kernel_size)
+            and not node.ceil_mode)
+
+
+def pool_as_convolution(node, like):
+    """An average pool that counts its padding, as the convolution it is: a stand-in for the
+    ``BoundConv`` (stride, padding; one ``1/k`` kernel per channel, as a dense block-diagonal
+    kernel since auto_LiRPA's patches mode ignores ``groups``) and its kernel node."""
+    import torch
+    channels = node.input_shape[1]
+    kernel = torch.eye(channels, dtype=like.dtype, device=like.device)[:, :, None, None] \
+        .expand(-1, -1, *node.kernel_size) / prod(node.kernel_size)
+    conv = types.SimpleNamespace(
+        input_shape=node.input_shape, output_shape=node.output_shape, stride=list(node.stride),
+        padding=list(node.padding), dilation=[1, 1], groups=1, has_bias=False, relu_followed=False,
+        is_input_perturbed=lambda index: False)
+    return conv, types.SimpleNamespace(lower=kernel.contiguous())
+
+
+def average_pool_settings() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundAveragePool`` hard-codes ``ceil_mode=False`` and
+    ``count_include_pad=True`` (``avg_pool2d(count_include_pad=False)`` is traced as another
+    function), and its backward pass for dense coefficients assumes stride == kernel and no
+    padding. Read both attributes, and give every other pool its exact transpose
+    ``A -> A J`` (``J`` the pool's constant Jacobian: ``y = J x``, so ``A y = (A J) x``)."""
+    from auto_LiRPA.operators import BoundAveragePool, BoundConv
+    from auto_LiRPA.patches import Patches
+    init, backward = BoundAveragePool.__init__, BoundAveragePool.bound_backward
+
+    def __init__(self, attr, inputs, output_index, options):
+        init(self, attr, inputs, output_index, options)
+        self.ceil_mode = bool(attr.get("ceil_mode", 0))
+        self.count_include_pad = bool(attr.get("count_include_pad", 1))
+
+    def bound_backward(self, last_lA, last_uA, x):
+        if _plain_average_pool(self):
+            return backward(self, last_lA, last_uA, x)
+        some_A = last_lA if last_lA is not None else last_uA
+        if isinstance(some_A, Patches) and self.count_include_pad and not self.ceil_mode:
+            # keep patches (DenseNet's transitions): bound it as the convolution it is
+            conv, kernel = pool_as_convolution(self, some_A.patches)
+            As, lbias, ubias = BoundConv.bound_backward(conv, last_lA, last_uA, x, kernel)
+            return As[:1], lbias, ubias
+
+        def transpose(last_A):
+            if last_A is None:
+                return None
+            return linear_transpose(self.forward, dense_coefficients(last_A, self.output_shape),
+                                    self.input_shape)
+        return [(transpose(last_lA), transpose(last_uA))], 0, 0
+    BoundAveragePool.__init__ = __init__
+    BoundAveragePool.bound_backward = bound_backward
+    return True
+
+
+def pad_constant_backward() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundPad``'s backward pass drops the padding constant: ``A pad(x, c)
+    = A' x + A c_pad`` with ``c_pad`` the padded image of zeros. Add ``A c_pad``. Also records
+    the ``mode`` attribute (reflect / edge padding is traced as constant padding; the
+    construction check refuses those nodes)."""
+    import torch
+    import torch.nn.functional as F
+    from auto_LiRPA.operators import BoundPad
+    from auto_LiRPA.patches import Patches
+    init, backward = BoundPad.__init__, BoundPad.bound_backward
+
+    def __init__(self, attr, inputs, output_index, options):
+        init(self, attr, inputs, output_index, options)
+        self.mode = attr.get("mode", "constant")
+
+    def bound_backward(self, last_lA, last_uA, *x):
+        As, lbias, ubias = backward(self, last_lA, last_uA, *x)
+        value = float(self.value)
+        if value == 0.0:
+            return As, lbias, ubias
+        some_A = last_lA if last_lA is not None else last_uA
+        like = some_A.patches if isinstance(some_A, Patches) else some_A
+        padded = F.pad(torch.zeros(self.input_shape, dtype=like.dtype, device=like.device),
+                       self.padding, value=value)
+        return As, lbias + self.get_bias(last_lA, padded), ubias + self.get_bias(last_uA, padded)
+    BoundPad.__init__ = __init__
+    BoundPad.bound_backward = bound_backward
+    return True
+
+
+def dilate_kernel(weight, dilation):
+    """The kernel of ``conv2d(..., dilation=d)`` as an undilated kernel (zeros in between)."""
+    import torch
+    dh, dw = dilation
+    out = torch.zeros(*weight.shape[:2], (weight.size(2) - 1) * dh + 1, (weight.size(3) - 1) * dw + 1,
+                      dtype=weight.dtype, device=weight.device)
+    out[:, :, ::dh, ::dw] = weight
+    return out
+
+
+def ungroup_kernel(weight, groups: int):
+    """The kernel of ``conv2d(..., groups=g)`` as the block-diagonal kernel of an ungrouped one."""
+    import torch
+    out_per, in_per = weight.size(0) // groups, weight.size(1)
+    out = weight.new_zeros(weight.size(0), in_per * groups, *weight.shape[2:])
+    for g in range(groups):
+        out[g * out_per:(g + 1) * out_per, g * in_per:(g + 1) * in_per] = weight[g * out_per:(g + 1) * out_per]
+    return out
+
+
+def conv_dilation_groups_backward() -> bool:
+    """auto_LiRPA 0.3 bugs: ``BoundConv``'s backward pass ignores ``dilation`` in patches mode
+    (and reads ``dilation[0]`` for both axes in matrix mode), and ``groups`` in patches mode
+    (a depthwise convolution got other bounds than in matrix mode, or failed). A dilated
+    convolution is the undilated one with the dilated kernel, and a grouped one the ungrouped
+    one with the block-diagonal kernel: run the backward pass on those."""
+    from auto_LiRPA.operators import BoundConv
+    from auto_LiRPA.patches import Patches
+    backward = BoundConv.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, *x):
+        ungroup = self.groups != 1 and isinstance(last_lA if last_lA is not None else last_uA, Patches)
+        if list(self.dilation) == [1, 1] and not ungroup:
+            return backward(self, last_lA, last_uA, *x)
+        kernel = dilate_kernel(x[1].lower, self.dilation)
+        if ungroup:
+            kernel = ungroup_kernel(kernel, self.groups)
+        saved = self.dilation, self.groups
+        self.dilation, self.groups = [1, 1], 1 if ungroup else self.groups
+        try:
+            return backward(self, last_lA, last_uA, x[0], types.SimpleNamespace(lower=kernel), *x[2:])
+        finally:
+            self.dilation, self.groups = saved
+    BoundConv.bound_backward = bound_backward
+    return True
+
+
+def patches_to_matrix_rectangular() -> bool:
+    """auto_LiRPA 0.3 bug: ``patches_to_matrix`` steps from one output row to the next by the
+    padded input *height* where the padded *width* is meant, so patches whose padded input is
+    not square (a rectangular or dilated kernel, or asymmetric padding, met when CROWN turns
+    large patches into a matrix) land on the wrong pixels. Pad the shorter side at its far
+    end until the padded input is square; the extra padding is cropped away as the rest."""
+    import sys
+    import auto_LiRPA.patches
+    original = auto_LiRPA.patches.patches_to_matrix
+
+    def patches_to_matrix(pieces, input_shape, stride, padding, output_shape=None, unstable_idx=None):
+        left, right, top, bottom = (padding,) * 4 if isinstance(padding, int) else padding
+        height, width = input_shape[-2] + top + bottom, input_shape[-1] + left + right
+        padding = (left, right + max(height - width, 0), top, bottom + max(width - height, 0))
+        return original(pieces, input_shape, stride, padding, output_shape, unstable_idx)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("auto_LiRPA") and getattr(module, "patches_to_matrix", None) is original:
+            module.patches_to_matrix = patches_to_matrix
+    return True
+
+
+def concat_backward_any_axis() -> bool:
+    """auto_LiRPA 0.3 gap: ``BoundConcat``'s backward pass splits patches coefficients along the
+    channel axis only (``padding_mode="circular"`` concatenates along height and width) and
+    fails with a bare assertion otherwise. Make such coefficients dense first (exact)."""
+    from auto_LiRPA.operators import BoundConcat
+    from auto_LiRPA.patches import Patches
+    backward = BoundConcat.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, *x):
+        axis = self.make_axis_non_negative(self.axis, "output")
+        if axis > 1 or len(self.input_shape) != 4:
+            last_lA, last_uA = (dense_coefficients(A, self.output_shape) if isinstance(A, Patches) else A
+                                for A in (last_lA, last_uA))
+        return backward(self, last_lA, last_uA, *x)
+    BoundConcat.bound_backward = bound_backward
+    return True
+
+
+def gather_elements_repeated_indices() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundGatherElements``'s backward pass scatters the coefficients
+    with ``scatter_``, so an input element gathered twice keeps one of its coefficients
+    (``A gather(x) = scatter_add(A) x``). Accumulate them."""
+    import torch
+    from auto_LiRPA.operators import BoundGatherElements
+    backward = BoundGatherElements.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, x, index):
+        if not self.from_input:
+            return backward(self, last_lA, last_uA, x, index)
+        dim = self._get_dim()
+
+        def scatter(last_A):
+            if last_A is None:
+                return None
+            A = torch.zeros(*last_A.shape[:2], *x.output_shape[1:], dtype=last_A.dtype, device=last_A.device)
+            return A.scatter_add(dim + 1, self.index.unsqueeze(0).expand(last_A.shape[0], *self.index.shape), last_A)
+        return [(scatter(last_lA), scatter(last_uA)), (None, None)], 0, 0
+    BoundGatherElements.bound_backward = bound_backward
+    return True
+
+
+def batched_constant_contribution() -> bool:
+    """auto_LiRPA 0.3 bug: CROWN adds a constant node's contribution ``A c`` as if ``c`` had no
+    batch axis, so a constant with one row per sample (``torch.cat([f(x), c], 1)``, ``c`` of
+    shape (B, k)) is summed over all samples' rows. Use the batched product when ``c``'s shape
+    is the batch followed by the coefficients' per-sample shape."""
+    import torch
+    import auto_LiRPA.backward_bound as backward_bound
+    original = backward_bound.add_constant_node
+
+    def batched(A, value):
+        return (isinstance(A, torch.Tensor) and isinstance(value, torch.Tensor)
+                and tuple(value.shape) == tuple(A.shape[1:]) and tuple(value.shape) != tuple(A.shape[2:]))
+
+    def add_constant_node(lb, ub, node):
+        value = node.forward_value
+        if not (batched(node.lA, value) or batched(node.uA, value)):
+            return original(lb, ub, node)
+        new = [torch.einsum("sb...,b...->sb", A, value) if A is not None else 0 for A in (node.lA, node.uA)]
+        new = [n.reshape(b.shape) if isinstance(b, torch.Tensor) and b.ndim > 0 and isinstance(n, torch.Tensor)
+               and b.ndim != n.ndim else n for n, b in zip(new, (lb, ub))]
+        return lb + new[0], ub + new[1]
+    backward_bound.add_constant_node = add_constant_node
+    return True
+
+
+def constant_operand_coefficients() -> bool:
+    """auto_LiRPA 0.3 fails (an assertion) in CROWN on ``x + c`` / ``x - c`` when the constant
+    ``c`` has the output's rank, batch axis included (``c`` of shape (1, D) or (B, D)): its
+    ``broadcast_backward`` prepends a batch axis ``c`` already has. The coefficients of such a
+    ``c`` are the output's, summed over the axes where ``c`` is broadcast (its batch axis stays:
+    ``batched_constant_contribution`` multiplies them per sample, or sums them for ``c``'s
+    single row)."""
+    import torch
+    from auto_LiRPA.operators import Bound
+    original = Bound.broadcast_backward
+
+    def broadcast_backward(self, A, x):
+        shape = x.output_shape
+        if not (isinstance(A, torch.Tensor) and x.batch_dim == -1 and len(shape) == A.ndim - 1
+                and shape[0] in (1, A.shape[1])):
+            return original(self, A, x)
+        dims = [i + 1 for i in range(1, len(shape)) if shape[i] == 1 and A.shape[i + 1] != 1]
+        return A.sum(dims, keepdim=True) if dims else A
+    Bound.broadcast_backward = broadcast_backward
+    return True
+
+
+PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, patches_to_matrix_rectangular,
+           concat_backward_any_axis, gather_elements_repeated_indices, batched_constant_contribution,
+           constant_operand_coefficients)
