@@ -128,6 +128,19 @@ def with_batch_statistics(net, x):
     return frozen.eval()
 
 
+def test_with_batch_statistics_is_the_training_mode_forward_pass():
+    """The capture pass must not replace batch-norm outputs (a hook returning a value does):
+    with two batch norms the second one saw the first one's input."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3))
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-1.0, 1.0)
+    x = torch.rand(4, 2, 7, 7) * 3 + 1
+    with torch.no_grad():
+        torch.testing.assert_close(with_batch_statistics(net, x)(x), copy.deepcopy(net).train()(x))
+
+
 def test_boxy_hzono_is_never_looser_than_ibp():
     for net, x in ((Branchy().eval(), torch.rand(4, 3, 8, 8)), (random_mlp([10, 30, 30, 5]), torch.randn(4, 10))):
         for rows in (0, 8, "all"):
