@@ -193,7 +193,14 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         x = self._current_inputs() if x is None else x
         # alpha-CROWN: auto_LiRPA's init_slope would run a full CROWN pass to place the
         # slopes (it ignores the given bounds); initialise them on the hzono boxes instead, one
-        # optimization per bound direction, as auto_LiRPA's "alpha-crown" does.
+        # optimization per bound direction, as auto_LiRPA's "alpha-crown" does. Its
+        # iterations each call backward(): the boxes are constants to them (the optimized
+        # bounds it returns carry no gradient either).
+        common["intermediate_layer_bounds"] = {
+            name: (lo.detach(), up.detach()) for name, (lo, up) in bounds.items()}
+        for node in self._topological_order(self.final_node() if final_node_name is None else self[final_node_name]):
+            if isinstance(node, BoundBatchNormalization) and node.training:  # statistics of the hzono pass
+                node.current_mean, node.current_var = node.current_mean.detach(), node.current_var.detach()
         results = []
         for lower, upper in ((True, False), (False, True)):
             if not (bound_lower if lower else bound_upper):
