@@ -169,7 +169,9 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if C is None:
             return None
         final = self.final_node() if final_node_name is None else self[final_node_name]
-        inputs = [t for t in (x or ()) if torch.is_tensor(t)]
+        if x is None:  # the inputs of the last call
+            x = [getattr(self[name], "value", None) for name in self.input_name]
+        inputs = [t for t in x if torch.is_tensor(t)]
         batch = inputs[0].shape[0] if inputs else None
         dtype = inputs[0].dtype if inputs and inputs[0].is_floating_point() else None
         n_out = math.prod(final.output_shape[1:])
@@ -208,7 +210,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                 continue
             self.init_slope(x, share_slopes=self.bound_opts["optimize_bound_args"]["use_shared_alpha"],
                             method="backward", c=C, final_node_name=final_node_name,
-                            intermediate_layer_bounds=bounds)
+                            intermediate_layer_bounds=common["intermediate_layer_bounds"])
             with self._optimize_args(init_alpha=False, fix_intermediate_layer_bounds=True):
                 ret = super().compute_bounds(x, aux, method="alpha-crown", bound_lower=lower,
                                              bound_upper=upper, **common)
