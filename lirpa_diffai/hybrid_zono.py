@@ -198,7 +198,7 @@ def keeps_samples(fn: Callable[[Tensor], Tensor], like: Tensor) -> bool:
     Probed with the sample labels ``v = b + 1``: ``fn(v) / fn(1)`` and ``fn(v^2) / fn(1)``
     are the mean and second moment of the labels an output element reads (weighted by the
     coefficients), so both equal ``b + 1`` and ``(b + 1)^2`` exactly when it reads sample
-    ``b`` only (zero variance). One sample cannot be mixed with another."""
+    ``b`` only (zero variance). A batch of one sample has nothing to mix with."""
     batch = like.shape[0]
     if batch == 1:
         return True
