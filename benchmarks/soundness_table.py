@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from soundness.catalogue import NOT_TRACEABLE, SNIPPETS  # noqa: E402
+from soundness.known import case_key, finding_id  # noqa: E402
 from soundness.methods import METHODS  # noqa: E402
 from soundness.sweep import graph_case, operator_case, run  # noqa: E402
 
@@ -99,6 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--json", help="write every record here")
     parser.add_argument("--markdown", action="store_true", help="print the README table")
+    parser.add_argument("--write-expected", help="write the known failing operator cases here "
+                        "(tests/soundness/expected_failures.txt)")
     parser.add_argument("--replay", choices=("operator", "graph"))
     parser.add_argument("--operator", default="")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,9 +122,23 @@ def main(argv=None) -> int:
             [{"operator": r.operator, "seed": r.seed, "method": r.method, "training": r.training,
               "kind": r.outcome.kind, "detail": r.outcome.detail, "code": r.code,
               "known": r.known.finding if r.known else None} for r in records], indent=1))
+    if args.write_expected:
+        write_expected(records, Path(args.write_expected))
     if args.markdown:
         print(markdown(records))
-    return 0
+    unexplained = [r for r in records if not r.outcome.ok and r.known is None]
+    for r in unexplained:
+        print("UNEXPLAINED " + r.report(), file=sys.stderr)
+    return 1 if unexplained else 0
+
+
+def write_expected(records, path: Path) -> None:
+    """The failing operator cases that a known finding explains, one per line."""
+    lines = [f"{case_key(r.operator, r.seed, r.method, r.training)} {finding_id(r.known)}"
+             for r in records if not r.outcome.ok and r.known is not None]
+    path.write_text("# operator seed method mode finding: known failing operator cases, written by\n"
+                    "# benchmarks/soundness_table.py --write-expected (findings: tests/soundness/known.py)\n"
+                    + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
