@@ -105,6 +105,9 @@ KNOWN: list[Known] = [
     Known("F14: a slice with a step crashes every method", ALL, r"::[2-9]\]", ("crash",),
           r"AssertionError"),
     Known("F15: nn.RNN crashes at construction", ALL, r"nn\.RNN", ("crash",), r"BoundRNNImpl"),
+    Known("F17: a PerturbationHybridZonotope input with CROWN in patches mode (known crash)",
+          frozenset({"zono-input:CROWN", "zono-input:CROWN-hzono"}), r"pretrained:|nn\.Conv2d",
+          ("crash",), r"must match the size|shape"),
     Known("F16: the CROWN family crashes or is unsound on operations along the batch axis",
           CROWN_FAMILY, r"# batch axis", ("crash", "unsound")),
 ]
