@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
 from typing import Optional
 
 import auto_LiRPA
@@ -15,6 +16,7 @@ from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.linear import linear_with_spec
 from .hybrid_zono import HybridZonotope
+from .input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .perturbation import input_zonotope
 
 # method name -> ReLU variant (None: the one in bound_opts["hzono"]["relu"])
@@ -22,6 +24,9 @@ HZONO_METHODS = {"hzono": None, "hbox": "boxy", "hnips": "deepz", "hswitch": "sw
 
 # combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
 CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
+
+# this package's method names as the documentation spells them (any case is accepted)
+OWN_METHOD_NAMES = ("hzono", "HBox", "HNIPS", "HSwitch", "HSmooth", "CROWN-hzono", "alpha-CROWN-hzono")
 
 HZONO_OPTIONS = {
     "relu": "boxy",           # ReLU transformer: boxy | deepz | switch | smooth
@@ -63,6 +68,21 @@ def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
     if rows == "all":
         return hz.correlate_all(z)
     return hz.correlate_max_k(z, rows) if rows else z
+
+
+@contextlib.contextmanager
+def default_dtype_of(x):
+    """torch's default dtype set to the inputs' floating dtype inside the block: auto_LiRPA
+    0.3's alpha-CROWN casts its final bounds to the default dtype, which rounded a float64
+    network's bounds to float32."""
+    inputs = [t for t in (x or ()) if torch.is_tensor(t) and t.is_floating_point()]
+    before = torch.get_default_dtype()
+    if inputs and inputs[0].dtype in (torch.float32, torch.float64) and inputs[0].dtype != before:
+        torch.set_default_dtype(inputs[0].dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 @contextlib.contextmanager
@@ -131,8 +151,11 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             return super().forward(*x, **kwargs)
 
     def compute_bounds(self, x=None, aux=None, C=None, method="backward", *args, **kwargs):
-        key = method.lower() if isinstance(method, str) else method
-        with keep_requires_grad(self._shared_parameters):
+        key = check_method(method, OWN_METHOD_NAMES)
+        x = as_input_tuple(x)
+        check_inputs(x)
+        C = self._checked_spec(x, C, kwargs.get("final_node_name"))
+        with keep_requires_grad(self._shared_parameters), default_dtype_of(x):
             if key in HZONO_METHODS:
                 return self.compute_hzono_bounds(x, C=C, relu=HZONO_METHODS[key], **kwargs)
             if key in CROWN_HZONO_METHODS:
@@ -140,6 +163,17 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                     raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
                 return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
             return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def _checked_spec(self, x, C, final_node_name):
+        """``C`` in the shape (B, S, n_out) and dtype of the inputs (``input_checks``)."""
+        if C is None:
+            return None
+        final = self.final_node() if final_node_name is None else self[final_node_name]
+        inputs = [t for t in (x or ()) if torch.is_tensor(t)]
+        batch = inputs[0].shape[0] if inputs else None
+        dtype = inputs[0].dtype if inputs and inputs[0].is_floating_point() else None
+        n_out = math.prod(final.output_shape[1:])
+        return normalize_spec(C, batch, n_out, dtype)
 
     def compute_crown_hzono_bounds(self, x=None, aux=None, C=None, final="backward",
                                    final_node_name=None, bound_lower=True, bound_upper=True,
@@ -150,12 +184,13 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         for taken in ("intermediate_layer_bounds", "IBP", "forward", "method"):
             if taken in kwargs:
                 raise TypeError(f"CROWN-hzono sets {taken!r} itself; it cannot be passed")
-        x = self._current_inputs() if x is None else x
+        # x=None keeps the last forward pass's state (a training-mode dropout mask)
         bounds = self.hzono_intermediate_bounds(x, C, final_node_name)
         common = dict(C=C, final_node_name=final_node_name, intermediate_layer_bounds=bounds, **kwargs)
         if final == "backward":
             return super().compute_bounds(x, aux, method="backward", bound_lower=bound_lower,
                                           bound_upper=bound_upper, **common)
+        x = self._current_inputs() if x is None else x
         # alpha-CROWN: auto_LiRPA's init_slope would run a full CROWN pass to place the
         # slopes (it ignores the given bounds); initialise them on the hzono boxes instead, one
         # optimization per bound direction, as auto_LiRPA's "alpha-crown" does.

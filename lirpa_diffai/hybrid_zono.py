@@ -44,6 +44,22 @@ class HybridZonotope:
         m = 0 if self.errors is None else self.errors.shape[0]
         if len(self.ids) != m:
             raise ValueError(f"HybridZonotope has {m} error rows but {len(self.ids)} ids")
+        shapes = [self.head.shape, self.beta.shape] + ([] if self.errors is None else [self.errors.shape[1:]])
+        if any(s != shapes[0] for s in shapes[1:]):
+            self._broadcast(shapes)
+
+    def _broadcast(self, shapes) -> None:
+        """Expand ``head``, ``beta`` and each row to their common broadcast shape: a constant
+        of a larger shape (``x + pos``, ``x * w``) widens ``head`` alone, and a later reduction
+        over the widened axes must count ``beta`` and the rows once per element."""
+        if len({len(s) for s in shapes}) != 1:
+            raise ValueError(f"HybridZonotope parts of different ranks {[tuple(s) for s in shapes]}: "
+                             "broadcasting would move the batch axis")
+        full = torch.broadcast_shapes(*shapes)
+        object.__setattr__(self, "head", self.head.expand(full))
+        object.__setattr__(self, "beta", self.beta.expand(full))
+        if self.errors is not None:
+            object.__setattr__(self, "errors", self.errors.expand((self.errors.shape[0],) + full))
 
     # ----------------------------------------------------------------- construction
     @staticmethod
@@ -100,9 +116,18 @@ class HybridZonotope:
     def map_batched(self, fn: Callable[[Tensor], Tensor]) -> "HybridZonotope":
         """Image under a linear ``fn`` with coefficients >= 0 that may depend on the batch
         dimension (reshape with an explicit batch size, transpose, slice, concat...):
-        ``fn`` is applied to each error row through ``torch.vmap``."""
-        errors = None if self.errors is None else torch.vmap(fn)(self.errors)
-        return HybridZonotope(fn(self.head), fn(self.beta), errors, self.ids)
+        ``fn`` is applied to each error row through ``torch.vmap``.
+
+        Row ``j`` of sample ``b`` stands for the symbol ``e_j`` of sample ``b`` alone (samples
+        are perturbed independently). Where ``fn`` moves values between samples
+        (``x.mean(0)``, ``x[1:2]``, a reshape of the batch axis) two samples' rows would meet
+        as one symbol and cancel, so the rows are first moved into ``beta``
+        (``decorrelate_all``): the box image of a map with coefficients >= 0 is sound."""
+        z = self
+        if z.errors is not None and not keeps_samples(fn, z.head):
+            z = z.decorrelate_all()
+        errors = None if z.errors is None else torch.vmap(fn)(z.errors)
+        return HybridZonotope(fn(z.head), fn(z.beta), errors, z.ids)
 
     def scale(self, factor) -> "HybridZonotope":
         """Elementwise product with a constant (broadcast like the concrete tensor)."""
@@ -164,6 +189,28 @@ class HybridZonotope:
     def detach(self) -> "HybridZonotope":
         errors = None if self.errors is None else self.errors.detach()
         return HybridZonotope(self.head.detach(), self.beta.detach(), errors, self.ids)
+
+
+def keeps_samples(fn: Callable[[Tensor], Tensor], like: Tensor) -> bool:
+    """Whether the linear ``fn`` (coefficients >= 0) on tensors shaped like ``like`` (B, ...)
+    keeps the batch size and builds output sample ``b`` from input sample ``b`` alone.
+
+    Probed with the sample labels ``v = b + 1``: ``fn(v) / fn(1)`` and ``fn(v^2) / fn(1)``
+    are the mean and second moment of the labels an output element reads (weighted by the
+    coefficients), so both equal ``b + 1`` and ``(b + 1)^2`` exactly when it reads sample
+    ``b`` only (zero variance). One sample cannot be mixed with another."""
+    batch = like.shape[0]
+    if batch == 1:
+        return True
+    label = torch.arange(1, batch + 1, dtype=torch.float64, device=like.device)
+    def labelled(power):
+        return (label ** power).view((batch,) + (1,) * (like.dim() - 1)).expand(like.shape)
+    ones = fn(labelled(0))
+    if ones.dim() == 0 or ones.shape[0] != batch:
+        return False
+    out_label = label.view((batch,) + (1,) * (ones.dim() - 1))
+    return all(torch.allclose(fn(labelled(p)), out_label ** p * ones, rtol=1e-9, atol=1e-12)
+               for p in (1, 2))
 
 
 def on_folded_rows(fn: Callable[..., Tensor], *rows: Tensor) -> Tensor:

@@ -41,13 +41,15 @@ class PerturbationHybridZonotope(PerturbationLpNorm):
         if extra_constr is not None:
             raise NotImplementedError("PerturbationHybridZonotope does not support beta-CROWN constraints")
         z = self.zonotope
+        out_shape = None
         if isinstance(A, Patches):
-            matrix = A.to_matrix(z.head.shape)
-            out_shape = matrix.shape[:-3]
-            A = matrix.reshape(matrix.shape[0], -1, *z.head.shape[1:])
-        else:
-            out_shape = None
-        A = A.reshape(A.shape[0], A.shape[1], -1)  # (B, S, n)
+            if A.identity == 1:
+                lower, upper = z.concretize()
+                return upper if sign == 1 else lower
+            if A.unstable_idx is None:  # all S = out_c * out_h * out_w rows, returned as an image
+                out_shape = (z.head.shape[0], A.patches.size(0), A.patches.size(2), A.patches.size(3))
+            A = A.to_matrix(z.head.shape)  # (B, S, C, H, W)
+        A = A.reshape(A.shape[0], A.shape[1], -1).expand(z.head.shape[0], -1, -1)  # (B, S, n)
         head = torch.einsum("bsn,bn->bs", A, z.head.flatten(1))
         spread = torch.einsum("bsn,bn->bs", A.abs(), z.beta.flatten(1))
         if z.errors is not None:

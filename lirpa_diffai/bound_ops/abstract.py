@@ -47,8 +47,8 @@ class BoundAbstractLayer(Bound):
         raise NotImplementedError
 
 
-@register(BoundAbstractLayer)
 def abstract_layer(ctx, node, z):
+    """The hzono transformer of every abstract layer: its own ``hzono`` where it acts."""
     return node.hzono(ctx, z) if node.acts() else z
 
 
@@ -155,3 +155,4 @@ ABSTRACT_OPS = {
 
 for _op, _bound in ABSTRACT_OPS.items():
     register_custom_op(_op, _bound)
+register(*dict.fromkeys(ABSTRACT_OPS.values()))(abstract_layer)

@@ -1,11 +1,11 @@
-"""Activations: ReLU (boxy, deepz, switch, smooth), LeakyReLU, Sigmoid, Tanh, Clip."""
+"""Activations: ReLU (boxy, deepz, switch, smooth), LeakyReLU, Sigmoid, Tanh, Atan, Clip."""
 from __future__ import annotations
 
 import torch
-from auto_LiRPA.operators import BoundLeakyRelu, BoundRelu, BoundSigmoid, BoundTanh
+from auto_LiRPA.operators import BoundAtan, BoundLeakyRelu, BoundRelu, BoundSigmoid, BoundTanh
 
 from .. import hybrid_zono as hz
-from .clip import BoundClip
+from .clip import BoundClip, clip_limit
 from .registry import register
 
 
@@ -41,9 +41,20 @@ def _tanh_derivative(t):
     return 1 - torch.tanh(t) ** 2
 
 
+@register(BoundAtan, reads_parts=True)
+def atan(ctx, node, x):
+    """``atan`` is S-shaped like tanh (increasing, ``atan'(t) = 1 / (1 + t^2)`` unimodal)."""
+    return ctx.elementwise("atan", lambda z: hz.s_shaped(z, torch.atan, _atan_derivative), x)
+
+
+def _atan_derivative(t):
+    return 1 / (1 + t ** 2)
+
+
 @register(BoundClip)
 def clip(ctx, node, x, low=None, high=None):
     """Exact where the whole range lies inside ``[low, high]``; a box elsewhere."""
+    low, high = clip_limit(low), clip_limit(high)
     lower, upper = x.concretize()
     inside = torch.ones_like(lower, dtype=torch.bool)
     if low is not None:

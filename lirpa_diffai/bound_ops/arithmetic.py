@@ -1,19 +1,39 @@
-"""Add, Sub, Mul, Div, Neg: between zonotopes (rows aligned by noise symbol) or with a constant."""
+"""Add, Sub, Mul, Div, Neg: between zonotopes (rows aligned by noise symbol) or with a constant;
+Dropout, a product with its mask.
+
+A constant may have a larger shape than the perturbed value (``x + pos`` with ``x`` (B, 1, D),
+``pos`` (1, T, D)): the result is broadcast, ``beta`` and the rows with ``head``. A constant
+with more axes than the perturbed value would put a new axis in front of the batch axis; such
+a node is refused."""
 from __future__ import annotations
 
-from auto_LiRPA.operators import BoundAdd, BoundDiv, BoundMul, BoundNeg, BoundSub
+import torch
+from auto_LiRPA.operators import BoundAdd, BoundDiv, BoundDropout, BoundMul, BoundNeg, BoundSub
 
 from ..hybrid_zono import HybridZonotope
 from .registry import register, UnsupportedOperatorError
 
 
+def _require_batch_axis_kept(node, x, y):
+    """Refuse operands whose broadcast would add leading axes to a perturbed value."""
+    ranks = [v.head.dim() if isinstance(v, HybridZonotope) else torch.as_tensor(v).dim() for v in (x, y)]
+    perturbed = [v.head.dim() for v in (x, y) if isinstance(v, HybridZonotope)]
+    if max(ranks) > min(perturbed):
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' ({type(node).__name__}) broadcasts a perturbed value of "
+            f"rank {min(perturbed)} with an operand of rank {max(ranks)}: the new leading axes "
+            "would move the batch axis")
+
+
 @register(BoundAdd)
 def add(ctx, node, x, y):
+    _require_batch_axis_kept(node, x, y)
     return x + y if isinstance(x, HybridZonotope) else y + x
 
 
 @register(BoundSub)
 def sub(ctx, node, x, y):
+    _require_batch_axis_kept(node, x, y)
     return x - y
 
 
@@ -27,6 +47,7 @@ def _require_one_perturbed(node, x, y):
         raise UnsupportedOperatorError(
             f"hzono: node '{node.name}' ({type(node).__name__}) multiplies two perturbed values; "
             "only products with a constant are supported")
+    _require_batch_axis_kept(node, x, y)
 
 
 @register(BoundMul)
@@ -42,3 +63,20 @@ def div(ctx, node, x, y):
         raise UnsupportedOperatorError(
             f"hzono: node '{node.name}' (Div) divides by a perturbed value")
     return x.scale(1.0 / y)
+
+
+@register(BoundDropout)
+def dropout(ctx, node, x, *constants):
+    """The identity in eval mode. In training mode, as auto_LiRPA's IBP and CROWN do, the
+    function bounded is the one the last forward pass drew: ``x * mask / (1 - ratio)`` with
+    that pass's ``mask``, which must belong to the batch being bounded."""
+    if not node.training:
+        return x
+    mask = node.mask
+    if mask is None or tuple(mask.shape) != tuple(x.shape):
+        drawn = "no forward pass drew its mask" if mask is None else f"its mask has shape {tuple(mask.shape)}"
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' (Dropout) in training mode bounds the network with the "
+            f"dropout mask of the last forward pass, but {drawn} for inputs of shape "
+            f"{tuple(x.shape)}; call the BoundedModule on this batch first")
+    return x.scale(mask.to(x.head.dtype) / (1 - node.ratio))

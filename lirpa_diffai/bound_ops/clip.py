@@ -12,8 +12,8 @@ class BoundClip(BoundActivation):
     otherwise the constant bounds ``clamp(l) <= y <= clamp(u)``."""
 
     def forward(self, x, low=None, high=None):
-        self.low, self.high = low, high
-        return torch.clamp(x, low, high)
+        self.low, self.high = clip_limit(low), clip_limit(high)
+        return torch.clamp(x, self.low, self.high)
 
     def interval_propagate(self, *v):
         (x_lower, x_upper), *bounds = v
@@ -35,3 +35,9 @@ class BoundClip(BoundActivation):
     def bound_backward(self, last_lA, last_uA, x, *bounds):
         A, lbias, ubias = super().bound_backward(last_lA, last_uA, x)
         return A + [(None, None)] * len(bounds), lbias, ubias
+
+
+def clip_limit(limit):
+    """A bound of ``clamp``: ``None`` where it is absent. The exporter passes an absent one
+    (``clamp(min=...)``, ``clamp(max=...)``) as an empty tensor."""
+    return None if limit is None or (torch.is_tensor(limit) and limit.numel() == 0) else limit

@@ -28,6 +28,10 @@ def gemm_weight_bias(node, w, b):
 @register(BoundLinear)
 def linear(ctx, node, x, w, b=None):
     _require_constant(node, (x, w), 1, "weight")
+    if x.head.dim() < 2:
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' (Gemm) contracts the batch axis of a perturbed value "
+            f"of shape {tuple(x.shape)}, which mixes samples")
     w, bias = gemm_weight_bias(node, w, b)
     return x.linear_map(lambda t: F.linear(t, w), bias, lambda t: F.linear(t, w.abs()))
 
@@ -44,13 +48,33 @@ def linear_with_spec(node, x, w, b, C):
     return HybridZonotope(head, beta, None if x.errors is None else spec(x.errors), x.ids)
 
 
+def _require_per_sample_matmul(node, z, const, contracted_axis):
+    """``x @ y`` contracts the last axis of ``x`` and the second-to-last of ``y``; a perturbed
+    operand whose contracted axis is the batch axis, or a constant with more axes than it,
+    would mix or move the samples."""
+    if z.head.dim() + contracted_axis <= 0:
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' (MatMul) contracts the batch axis of its perturbed "
+            f"operand (shape {tuple(z.shape)}), which mixes samples")
+    if const.dim() > z.head.dim():
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' (MatMul) multiplies a perturbed operand of shape "
+            f"{tuple(z.shape)} by a constant of shape {tuple(const.shape)}: its extra leading "
+            "axes would move the batch axis")
+
+
 @register(BoundMatMul)
 def matmul(ctx, node, x, y):
     """``x @ y`` with one side constant."""
     if isinstance(y, HybridZonotope):
         _require_constant(node, (x, y), 0, "left operand")
+        _require_per_sample_matmul(node, y, x, -2)
         errors = None if y.errors is None else x @ y.errors
         return HybridZonotope(x @ y.head, x.abs() @ y.beta, errors, y.ids)
+    _require_per_sample_matmul(node, x, y, -1)
+    if y.dim() > 2:  # y's leading axes pair with the samples: the rows cannot be folded in
+        errors = None if x.errors is None else x.errors @ y
+        return HybridZonotope(x.head @ y, x.beta @ y.abs(), errors, x.ids)
     return x.linear_map(lambda t: t @ y, None, lambda t: t @ y.abs())
 
 

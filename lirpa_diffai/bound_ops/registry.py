@@ -21,9 +21,10 @@ HZONO_TRANSFORMERS: dict[type, Callable] = {}
 
 
 def register(*bound_classes: type, reads_parts: bool = False):
-    """Decorator: make ``fn`` the hzono transformer of ``bound_classes`` (exact type match
-    first, then the nearest registered base class). ``reads_parts``: ``fn`` takes a
-    :class:`Concatenation` input as its parts, without joining them."""
+    """Decorator: make ``fn`` the hzono transformer of exactly ``bound_classes`` (a subclass
+    is not covered: auto_LiRPA's ``BoundAtan`` subclasses ``BoundTanh`` but computes another
+    function). ``reads_parts``: ``fn`` takes a :class:`Concatenation` input as its parts,
+    without joining them."""
     def decorate(fn):
         fn.reads_parts = reads_parts
         for cls in bound_classes:
@@ -37,13 +38,18 @@ class UnsupportedOperatorError(NotImplementedError):
 
 
 def transformer_for(node) -> Callable:
-    for cls in type(node).__mro__:
-        if cls in HZONO_TRANSFORMERS:
-            return HZONO_TRANSFORMERS[cls]
+    """The transformer registered for the node's exact Bound class; a class without its own
+    entry is refused, whatever its base classes (a subclass overrides ``forward``)."""
+    transformer = HZONO_TRANSFORMERS.get(type(node))
+    if transformer is not None:
+        return transformer
     onnx_op = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+    registered_base = next((c.__name__ for c in type(node).__mro__[1:] if c in HZONO_TRANSFORMERS), None)
+    why = (f"; it subclasses {registered_base}, whose transformer bounds another function"
+           if registered_base else "")
     raise UnsupportedOperatorError(
         f"hzono has no transformer for graph node '{node.name}' (operator {onnx_op}, "
-        f"bound class {type(node).__name__}); supported: "
+        f"bound class {type(node).__name__}){why}; supported: "
         + ", ".join(sorted(c.__name__ for c in HZONO_TRANSFORMERS)))
 
 
@@ -97,10 +103,14 @@ class Concatenation:
     @staticmethod
     def of(values, axis: int) -> "Concatenation":
         """``cat(values, axis)``; a value that is itself a concatenation along ``axis``
-        contributes its own parts."""
+        contributes its own parts, one along another axis is joined first (every part is a
+        zonotope)."""
         parts = []
         for value in values:
-            parts.extend(value.parts if isinstance(value, Concatenation) and value.axis == axis else (value,))
+            if isinstance(value, Concatenation):
+                parts.extend(value.parts if value.axis == axis else (value.joined,))
+            else:
+                parts.append(value)
         return Concatenation(tuple(parts), axis)
 
 

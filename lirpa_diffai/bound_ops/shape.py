@@ -3,12 +3,15 @@ Slice, Concat, Pad, Shape. Each is linear with 0/1 coefficients, so the node's o
 ``forward`` maps every part of the zonotope (per error row through ``torch.vmap``)."""
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from auto_LiRPA.operators import (BoundConcat, BoundFlatten, BoundPad, BoundReshape, BoundShape,
                                   BoundSlice, BoundSqueeze, BoundTranspose, BoundUnsqueeze)
 
+from .. import hybrid_zono as hz
 from ..hybrid_zono import HybridZonotope
-from .registry import Concatenation, UnsupportedOperatorError, is_perturbed, register
+from .registry import Concatenation, is_perturbed, joined, register
 
 
 @register(BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice)
@@ -18,12 +21,14 @@ def move_elements(ctx, node, x, *constants):
 
 @register(BoundConcat, reads_parts=True)
 def concat(ctx, node, *inputs):
-    """A lazy :class:`Concatenation` of the inputs (constants become points)."""
+    """A lazy :class:`Concatenation` of the inputs (constants become points). Along the batch
+    axis the samples move, so each input's rows go into ``beta`` first (see
+    ``HybridZonotope.map_batched``) and the boxes are joined at once."""
     values = [v if is_perturbed(v) else HybridZonotope.from_point(v) for v in inputs]
     axis = node.axis if node.axis >= 0 else node.axis + len(values[0].shape)
     if axis == 0:
-        raise UnsupportedOperatorError(f"hzono: graph node '{node.name}' (Concat) joins perturbed "
-                                       "values along the batch axis; only other axes are supported")
+        boxes = [joined(v).decorrelate_all() for v in values]
+        return hz.concat(boxes, partial(torch.cat, dim=0))
     return Concatenation.of(values, axis)
 
 
