@@ -86,7 +86,7 @@ KNOWN: list[Known] = [
     Known("F12: CROWN crashes on Linear/MatMul of a rank > 2 input", CROWN_FAMILY,
           r"nn\.Linear|@ W", ("crash",), r"NoneType' object is not subscriptable|must match the size"),
     Known("F12: CROWN crashes on a broadcast buffer", CROWN_FAMILY, r"\+ buffer", ("crash",),
-          r"Expected size for first two dimensions"),
+          r"Expected size for first two dimensions|is invalid for input of size"),
     Known("F12: CROWN crashes on a broadcast constant", CROWN_FAMILY, r"const\(", ("crash",),
           r"tuple index out of range"),
     Known("F12: MaxPool2d(padding != 0) refused without naming the node", CROWN_FAMILY,
@@ -110,6 +110,11 @@ KNOWN: list[Known] = [
           ("crash",), r"must match the size|shape"),
     Known("F16: the CROWN family crashes or is unsound on operations along the batch axis",
           CROWN_FAMILY, r"# batch axis", ("crash", "unsound")),
+    Known("F18: CROWN crashes on Gather / Split of a convolution's or pooling's output (patches)",
+          CROWN_FAMILY, r"(Conv2d|AvgPool2d|MaxPool2d)[\s\S]*(\.select\(|torch\.split\()", ("crash",),
+          r"Expected size for first two dimensions|einsum\(\)|TorchScript|is invalid for input of size"),
+    Known("F19: CROWN crashes on a constant with a batch-sized first axis", CROWN_FAMILY,
+          r"const\(", ("crash",), r"AssertionError|tuple index out of range|Expected size for first two dimensions|einsum\(\)"),
 ]
 
 
