@@ -169,7 +169,9 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if C is None:
             return None
         final = self.final_node() if final_node_name is None else self[final_node_name]
-        inputs = [t for t in (x or ()) if torch.is_tensor(t)]
+        if x is None:  # the inputs of the last call
+            x = [getattr(self[name], "value", None) for name in self.input_name]
+        inputs = [t for t in x if torch.is_tensor(t)]
         batch = inputs[0].shape[0] if inputs else None
         dtype = inputs[0].dtype if inputs and inputs[0].is_floating_point() else None
         n_out = math.prod(final.output_shape[1:])
@@ -193,7 +195,14 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         x = self._current_inputs() if x is None else x
         # alpha-CROWN: auto_LiRPA's init_slope would run a full CROWN pass to place the
         # slopes (it ignores the given bounds); initialise them on the hzono boxes instead, one
-        # optimization per bound direction, as auto_LiRPA's "alpha-crown" does.
+        # optimization per bound direction, as auto_LiRPA's "alpha-crown" does. Its
+        # iterations each call backward(): the boxes are constants to them (the optimized
+        # bounds it returns carry no gradient either).
+        common["intermediate_layer_bounds"] = {
+            name: (lo.detach(), up.detach()) for name, (lo, up) in bounds.items()}
+        for node in self._topological_order(self.final_node() if final_node_name is None else self[final_node_name]):
+            if isinstance(node, BoundBatchNormalization) and node.training:  # statistics of the hzono pass
+                node.current_mean, node.current_var = node.current_mean.detach(), node.current_var.detach()
         results = []
         for lower, upper in ((True, False), (False, True)):
             if not (bound_lower if lower else bound_upper):
@@ -201,7 +210,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                 continue
             self.init_slope(x, share_slopes=self.bound_opts["optimize_bound_args"]["use_shared_alpha"],
                             method="backward", c=C, final_node_name=final_node_name,
-                            intermediate_layer_bounds=bounds)
+                            intermediate_layer_bounds=common["intermediate_layer_bounds"])
             with self._optimize_args(init_alpha=False, fix_intermediate_layer_bounds=True):
                 ret = super().compute_bounds(x, aux, method="alpha-crown", bound_lower=lower,
                                              bound_upper=upper, **common)

@@ -2,6 +2,7 @@
 registered Bound class and on operations that mix the samples of a batch is sound (sampling and
 PGD points inside the bounds, eps = 0 gives the forward pass) or refused by node; the crashes
 found on the way are fixed."""
+import copy
 import inspect
 
 import numpy as np
@@ -244,3 +245,19 @@ def test_float64_network_with_a_float32_spec(method):
     points = box_samples(x - 0.1, x + 0.1, 200)
     with torch.no_grad():
         assert_inside(torch.stack([net(p)[:, :2] for p in points]), lb, ub)
+
+
+def test_alpha_crown_hzono_in_training_mode_with_batch_norm():
+    """The hzono pass's batch statistics (the clean batch's) are constants to alpha-CROWN's
+    iterations: it used to backward through them twice."""
+    net = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+    x = torch.randn(4, 3)
+    bm = BoundedModule(net, x).train()
+    lb, ub = bm.compute_bounds(x=(ball(x, 0.1),), method="alpha-CROWN-hzono")
+    lb0, ub0 = bm.compute_bounds(x=(ball(x, 0.0),), method="alpha-CROWN-hzono")
+    frozen = copy.deepcopy(net).eval()  # batch norm with the clean batch's statistics
+    with torch.no_grad():
+        h = net[0](x)
+        frozen[1].running_mean, frozen[1].running_var = h.mean(0), h.var(0, unbiased=False)
+        assert_inside(torch.stack([frozen(p) for p in box_samples(x - 0.1, x + 0.1, 200)]), lb, ub)
+        torch.testing.assert_close((lb0, ub0), (frozen(x), frozen(x)), rtol=1e-5, atol=1e-5)
