@@ -42,10 +42,6 @@ class Graph(nn.Module):
         lines.append(f"out = v{len(self.steps)}.flatten(1)  # (batch, n): flatten(1) or unsqueeze(1)")
         return "\n".join(lines)
 
-    def operators(self) -> set:
-        """The catalogue operators drawn for this graph (each step's ``operator``)."""
-        return {step.operator for step in self.steps}
-
 
 def random_input(rng: random.Random) -> torch.Tensor:
     batch = rng.choice((1, 2, 3))

@@ -1,5 +1,5 @@
-"""Known failures: each a finding in the issue's findings list, matched precisely by the method,
-the mode, a pattern of the graph's code and the outcome it produces.
+"""Known failures: each a finding of issue 10 (its findings list, findings-10.md), matched
+precisely by the method, the mode, a pattern of the graph's code and the outcome it produces.
 
 ``expected_failures.txt`` lists the operator cases (operator, seed, method, mode) that fail with
 a known finding, written by ``benchmarks/soundness_table.py --write-expected``: the operator
@@ -51,8 +51,6 @@ class Known:
     def explains(self, outcome) -> bool:
         return outcome.kind in self.kinds and re.search(self.detail, outcome.detail) is not None
 
-
-F = "see /work/helpers/findings-10.md"  # the findings list of issue 10
 
 KNOWN: list[Known] = [
     Known("F1: hzono bounds atan and tan with tanh's transformer (issue case 2)", HZONO | CROWN_HZONO,

@@ -2,7 +2,6 @@
 operator at a time (a graph of that operator only), and random graphs of every operator."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -84,7 +83,3 @@ def run(case: Case, operator: str, method: str, training: bool, witness=None) ->
     graph: Graph = case.model
     return Record(operator, case.seed, method, training, outcome, graph.describe(),
                   expected_failure(graph.describe(), method, training, outcome))
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
