@@ -113,6 +113,10 @@ KNOWN: list[Known] = [
           r"Expected size for first two dimensions|einsum\(\)|TorchScript|is invalid for input of size"),
     Known("F19: CROWN crashes on a constant with a batch-sized first axis", CROWN_FAMILY,
           r"const\(", ("crash",), r"AssertionError|tuple index out of range|Expected size for first two dimensions|einsum\(\)"),
+    Known("F20: CROWN's bound of Heaviside is inverted (lb 1 > ub 0 at f = 0.5)", CROWN_FAMILY,
+          r"torch\.heaviside", ("unsound",)),
+    Known("F21: CROWN gives NaN bounds for Sin at eps = 0", CROWN_FAMILY, r"torch\.(sin|cos)\(",
+          ("unsound",), r"NaN bounds"),
 ]
 
 
