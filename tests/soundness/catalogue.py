@@ -152,7 +152,7 @@ def make_pad(rng, xs, ys):
     pads = tuple(rng.choice((0, 1)) for _ in range(4))
     if mode == "reflect" and max(pads) >= min(xs[2:]):
         mode = "constant"
-    value = rng.choice((0.0, 0.7)) if mode == "constant" else None
+    value = rng.choice((None, 0.0, 0.7)) if mode == "constant" else None
     kwargs = {"mode": mode} if value is None else {"mode": mode, "value": value}
     return Step(f"F.pad(x, {pads}, **{kwargs})", lambda self, x: F.pad(x, pads, **kwargs))
 
@@ -435,6 +435,8 @@ NOT_TRACEABLE: dict[str, str] = {
     "BoundSqr": "ONNX has no operator 'Sqr': x * x traces into Mul, x ** 2 into Pow",
     "BoundSoftmax": "torch 2's ONNX export decomposes softmax into ReduceMax, Sub, Exp, ReduceSum, Div",
     "BoundRange": "torch.arange is traced as a constant (shapes are static in a trace)",
+    "BoundConcatFromSequence": "auto_LiRPA's alias of BoundConcat for ONNX ConcatFromSequence, which "
+                               "torch's tracer does not emit (torch.stack traces into Unsqueeze and Concat)",
 }
 
 

@@ -81,6 +81,12 @@ def contains_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Dropout) for m in model.modules())
 
 
+def mode_dependent(model: nn.Module) -> bool:
+    """Whether the model computes another function in training mode (batch norm, dropout);
+    if not, both modes share one reference function and one witness."""
+    return any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)) for m in model.modules())
+
+
 @dataclass
 class Case:
     """A graph and an input batch; witnesses are computed once per (mode, input kind) and
@@ -92,6 +98,7 @@ class Case:
     seed: int
     _witnesses: dict = field(default_factory=dict)
     _sets: dict = field(default_factory=dict)
+    _references: dict = field(default_factory=dict)
 
     def input_set(self, zonotope_input: bool) -> InputSet:
         if zonotope_input not in self._sets:
@@ -101,10 +108,13 @@ class Case:
         return self._sets[zonotope_input]
 
     def reference(self, training: bool):
-        return eval_reference(self.model, self.x, training)
+        training = training and mode_dependent(self.model)
+        if training not in self._references:
+            self._references[training] = eval_reference(self.model, self.x, training)
+        return self._references[training]
 
     def witness(self, training: bool, zonotope_input: bool, **options) -> Witness:
-        key = (training, zonotope_input)
+        key = (training and mode_dependent(self.model), zonotope_input)
         if key not in self._witnesses:
             generator = torch.Generator().manual_seed(self.seed + 1)
             self._witnesses[key] = observe(self.reference(training), self.input_set(zonotope_input),

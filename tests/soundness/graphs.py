@@ -17,7 +17,8 @@ MAX_ELEMENTS = 48  # keeps every value small: the fuzzer checks soundness, not s
 
 class Graph(nn.Module):
     """``v0`` is the input; step ``i`` computes ``v{i+1}`` from the values ``wiring[i]``; the
-    output is the last value."""
+    output is the last value, as (batch, n) like a classifier's (auto_LiRPA's backward pass
+    assumes that shape): flattened from rank > 2, unsqueezed from rank 1."""
 
     def __init__(self, steps: Sequence[Step], wiring: Sequence[tuple]):
         super().__init__()
@@ -28,7 +29,8 @@ class Graph(nn.Module):
         values = [x]
         for step, inputs in zip(self.steps, self.wiring):
             values.append(step(*(values[i] for i in inputs)))
-        return values[-1]
+        out = values[-1]
+        return out.flatten(1) if out.dim() > 2 else (out.unsqueeze(1) if out.dim() == 1 else out)
 
     def describe(self) -> str:
         """The graph as torch code, one line per step."""
@@ -37,11 +39,8 @@ class Graph(nn.Module):
             names = dict(zip(("x", "y"), (f"v{i}" for i in inputs)))
             code = re.sub(r"\b[xy]\b", lambda m: names.get(m.group(), m.group()), step.text)
             lines.append(f"v{k} = {code}" + ("  # batch axis" if step.batch else ""))
+        lines.append(f"out = v{len(self.steps)}.flatten(1)  # (batch, n): flatten(1) or unsqueeze(1)")
         return "\n".join(lines)
-
-    def operators(self) -> set:
-        """The catalogue operators drawn for this graph (each step's ``operator``)."""
-        return {step.operator for step in self.steps}
 
 
 def random_input(rng: random.Random) -> torch.Tensor:
@@ -53,14 +52,15 @@ def random_input(rng: random.Random) -> torch.Tensor:
     return torch.randn(batch, *rest)
 
 
-def pick_input(rng: random.Random, n_values: int) -> int:
-    """The last value mostly; an earlier one (a long skip or a shared sub-graph) otherwise."""
-    return n_values - 1 if rng.random() < 0.6 else rng.randrange(n_values)
+def pick_input(rng: random.Random, n_values: int, unread: list) -> int:
+    """Mostly the newest value no step reads yet (so few branches end unread); otherwise any
+    earlier value (a long skip, or a second reader: a shared sub-graph)."""
+    return unread[-1] if unread and rng.random() < 0.7 else rng.randrange(n_values)
 
 
-def try_step(rng: random.Random, operator: str, values: list) -> Optional[tuple]:
+def try_step(rng: random.Random, operator: str, values: list, unread: list) -> Optional[tuple]:
     """``(step, inputs, output)`` applying ``operator`` to values of the pool, or None."""
-    a = pick_input(rng, len(values))
+    a = pick_input(rng, len(values), unread)
     b = rng.randrange(len(values)) if rng.random() < 0.6 else None
     step = SNIPPETS[operator](rng, tuple(values[a].shape), None if b is None else tuple(values[b].shape))
     if step is None:
@@ -87,14 +87,15 @@ def build_graph(seed: int, operators: Sequence[str], steps: int,
     torch.manual_seed(seed)
     for _ in range(50):
         x = random_input(rng)
-        values, chosen, wiring = [x], [], []
+        values, chosen, wiring, unread = [x], [], [], [0]
         for _ in range(steps):
             for _ in range(30):
-                made = try_step(rng, forced or rng.choice(operators), values)
+                made = try_step(rng, forced or rng.choice(operators), values, unread)
                 if made is not None:
                     step, inputs, out = made
                     chosen.append(step)
                     wiring.append(inputs)
+                    unread[:] = [i for i in unread if i not in inputs] + [len(values)]
                     values.append(out)
                     break
         if chosen and (forced is None or len(chosen) == steps):

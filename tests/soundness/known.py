@@ -1,15 +1,20 @@
-"""Known failures: each a finding in the issue's findings list, matched precisely by the method,
-the mode, a pattern of the graph's code and the outcome it produces.
+"""Known failures: each a finding of issue 10 (its findings list, findings-10.md), matched
+precisely by the method, the mode, a pattern of the graph's code and the outcome it produces.
 
-A case matched here is an expected failure: the operator tests mark it ``xfail`` and fail it
-(strictly) when it passes, so a fix shows up as a test to update; a random graph whose failure
-matches one is counted as known instead of failing. Remove an entry when its finding is fixed.
+``expected_failures.txt`` lists the operator cases (operator, seed, method, mode) that fail with
+a known finding, written by ``benchmarks/soundness_table.py --write-expected``: the operator
+tests xfail exactly those, strictly (a listed case that passes fails, so a fix shows up as a
+line to delete). A random graph whose failure a finding here explains is counted as known
+instead of failing. Remove an entry when its finding is fixed.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
+
+EXPECTED_FILE = Path(__file__).with_name("expected_failures.txt")
 
 HZONO = frozenset({"hzono[boxy,rows=0]", "hzono[boxy,rows=2]", "hzono[boxy,rows=all]",
                    "hzono[deepz,rows=0]", "hzono[deepz,rows=2]", "hzono[deepz,rows=all]",
@@ -23,7 +28,9 @@ ALPHA = frozenset({"alpha-CROWN", "alpha-CROWN-hzono"})
 IBP = frozenset({"IBP", "zono-input:IBP"})
 CROWN_IBP = frozenset({"CROWN-IBP"})
 ALL = HZONO | BACKWARD | CROWN_HZONO | IBP | CROWN_IBP
+CROWN_FAMILY = BACKWARD | CROWN_HZONO | CROWN_IBP
 BOTH = (False, True)
+NO_PARAMETERS = r"^(?![\s\S]*(nn\.Linear|nn\.Conv|@ W|BatchNorm|nn\.RNN|buffer))"
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,72 @@ class Known:
         return outcome.kind in self.kinds and re.search(self.detail, outcome.detail) is not None
 
 
-KNOWN: list[Known] = []
+KNOWN: list[Known] = [
+    Known("F1: hzono bounds atan and tan with tanh's transformer (issue case 2)", HZONO | CROWN_HZONO,
+          r"torch\.(atan|tan)\(", ("unsound", "inexact")),
+    Known("F2: IBP of LeakyReLU with a negative slope (issue case 6)", IBP | CROWN_IBP,
+          r"leaky_relu\([^)]*, -", ("unsound",)),
+    Known("F2: CROWN's backward pass of LeakyReLU with slope > 1 (issue case 5)", CROWN_FAMILY,
+          r"leaky_relu\([^)]*, 2\.0\)", ("unsound",)),
+    Known("F3: training-mode BatchNorm uses stale statistics (issue case 7)",
+          IBP | CROWN_FAMILY, r"BatchNorm", ("unsound", "crash"),
+          r"eps = 0|backward through the graph", modes=(True,)),
+    Known("F4: reflect/replicate/circular padding traced as zero padding (issue case 4); hzono "
+          "crashes on the nested concatenation", ALL,
+          r"'mode': '(reflect|replicate|circular)'|padding_mode='(reflect|replicate|circular)'",
+          ("unsound", "crash"), r"eps = 0|escape|Concatenation' object has no attribute 'ids'"),
+    Known("F4: avg_pool2d(count_include_pad=False) traced as count_include_pad=True (issue case 4)",
+          ALL, r"count_include_pad=False", ("unsound",)),
+    Known("F5: CROWN's backward pass of AveragePool with padding (issue case 5)", CROWN_FAMILY,
+          r"AvgPool2d\([^)]*padding=1", ("unsound",)),
+    Known("F6: CROWN's backward pass of GatherElements drops repeated indices", CROWN_FAMILY,
+          r"torch\.gather\(", ("unsound",)),
+    Known("F7: CROWN counts a concatenated constant once per sample", CROWN_FAMILY,
+          r"torch\.cat\(\[\w+, const\]", ("unsound",)),
+    Known("F8: IBP of Div with a perturbed denominator", IBP | CROWN_IBP, r"/ \(\w+ \* \w+ \+ 1\)",
+          ("unsound",)),
+    Known("F9: CROWN-IBP's relaxation of Sqrt", CROWN_IBP, r"torch\.sqrt\(", ("unsound",)),
+    Known("F10: CROWN crashes in get_sparse_C on a graph without parameters", CROWN_FAMILY,
+          NO_PARAMETERS, ("crash",), r"IndexError: (list|tuple) index out of range"),
+    Known("F11: alpha-CROWN crashes without an optimizable activation", ALPHA, r"",
+          ("crash",), r"does not require grad|index \d+ is out of bounds for dimension 0"),
+    Known("F12: CROWN crashes on Linear/MatMul of a rank > 2 input", CROWN_FAMILY,
+          r"nn\.Linear|@ W", ("crash",), r"NoneType' object is not subscriptable|must match the size"),
+    Known("F12: CROWN crashes on a broadcast buffer", CROWN_FAMILY, r"\+ buffer", ("crash",),
+          r"Expected size for first two dimensions|is invalid for input of size"),
+    Known("F12: CROWN crashes on a broadcast constant", CROWN_FAMILY, r"const\(", ("crash",),
+          r"tuple index out of range"),
+    Known("F12: MaxPool2d(padding != 0) refused without naming the node", CROWN_FAMILY,
+          r"MaxPool2d\([^)]*padding=1", ("crash",), r"padding"),
+    Known("F12: ReduceMax refused without naming the node", CROWN_FAMILY, r"\.amax\(", ("crash",),
+          r"ReduceMax"),
+    Known("F12: Pow refused without naming the node", CROWN_FAMILY, r"\*\* 3", ("crash",), r"Exponent"),
+    Known("F12: CROWN crashes on Where / Pow / Not (a constant input without bounds)", CROWN_FAMILY,
+          r"torch\.where|\*\* \d", ("crash",), r"has no attribute 'lower'"),
+    Known("F12: IBP crashes on CumSum", IBP | CROWN_IBP, r"torch\.cumsum", ("crash",),
+          r"default_interval_propagate"),
+    Known("F12: IBP and CROWN crash on Heaviside", IBP | CROWN_FAMILY, r"torch\.heaviside", ("crash",),
+          r"index out of range"),
+    Known("F13: one-sided clamp crashes every method", ALL, r"clamp\(\w+, (min|max)=", ("crash",),
+          r"must match the size"),
+    Known("F14: a slice with a step crashes every method", ALL, r"::[2-9]\]", ("crash",),
+          r"AssertionError"),
+    Known("F15: nn.RNN crashes at construction", ALL, r"nn\.RNN", ("crash",), r"BoundRNNImpl"),
+    Known("F17: a PerturbationHybridZonotope input with CROWN in patches mode (known crash)",
+          frozenset({"zono-input:CROWN", "zono-input:CROWN-hzono"}), r"pretrained:|nn\.Conv2d",
+          ("crash",), r"must match the size|shape"),
+    Known("F16: the CROWN family crashes or is unsound on operations along the batch axis",
+          CROWN_FAMILY, r"# batch axis", ("crash", "unsound")),
+    Known("F18: CROWN crashes on Gather / Split of a convolution's or pooling's output (patches)",
+          CROWN_FAMILY, r"(Conv2d|AvgPool2d|MaxPool2d)[\s\S]*(\.select\(|torch\.split\()", ("crash",),
+          r"Expected size for first two dimensions|einsum\(\)|TorchScript|is invalid for input of size"),
+    Known("F19: CROWN crashes on a constant with a batch-sized first axis", CROWN_FAMILY,
+          r"const\(", ("crash",), r"AssertionError|tuple index out of range|Expected size for first two dimensions|einsum\(\)"),
+    Known("F20: CROWN's bound of Heaviside is inverted (lb 1 > ub 0 at f = 0.5)", CROWN_FAMILY,
+          r"torch\.heaviside", ("unsound",)),
+    Known("F21: CROWN gives NaN bounds for Sin at eps = 0", CROWN_FAMILY, r"torch\.(sin|cos)\(",
+          ("unsound",), r"NaN bounds"),
+]
 
 
 def expected_failure(code: str, method: str, training: bool, outcome=None) -> Optional[Known]:
@@ -54,3 +126,24 @@ def expected_failure(code: str, method: str, training: bool, outcome=None) -> Op
         if known.applies(code, method, training) and (outcome is None or known.explains(outcome)):
             return known
     return None
+
+
+def case_key(operator: str, seed: int, method: str, training: bool) -> str:
+    return f"{operator} {seed} {method} {'train' if training else 'eval'}"
+
+
+def load_expected(path: Path = EXPECTED_FILE) -> dict:
+    """``{case key: finding id}`` from the expected-failures file (``#`` starts a comment)."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            *key, finding = line.split()
+            out[" ".join(key)] = finding
+    return out
+
+
+def finding_id(known: Known) -> str:
+    return known.finding.split(":")[0]
