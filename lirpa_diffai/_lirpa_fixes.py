@@ -224,6 +224,23 @@ def alpha_crown_output_shape() -> bool:
     return True
 
 
+def unsound_relaxations_refused() -> bool:
+    """auto_LiRPA 0.3's linear relaxations of Heaviside (its lower line lies above its upper one)
+    and of sin / cos (NaN coefficients on an interval of zero width, e.g. at eps = 0) give
+    bounds the function escapes: CROWN, alpha-CROWN and the CROWN-hzono methods refuse these
+    nodes (IBP's interval bounds of them are sound and stay)."""
+    from auto_LiRPA.operators import BoundATenHeaviside, BoundSin
+
+    def refuse(why):
+        def bound_backward(self, *args, **kwargs):
+            raise NotImplementedError(f"auto_LiRPA 0.3's linear relaxation of this operator is "
+                                      f"unsound ({why}); bound it with IBP")
+        return bound_backward
+    BoundATenHeaviside.bound_backward = refuse("its lower line lies above its upper line")
+    BoundSin.bound_backward = refuse("NaN coefficients on an interval of zero width")
+    return True
+
+
 NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward")
 
 
@@ -267,4 +284,4 @@ def failing_nodes_named() -> bool:
 
 PATCHES = (leaky_relu_bounds, division_interval, sqrt_upper_tangent, nested_load_state_dict,
            start_coefficients_without_patches, alpha_crown_output_shape,
-           failing_nodes_named)  # last: it wraps the methods the others replaced
+           unsound_relaxations_refused, failing_nodes_named)  # last: it wraps the methods the others replaced

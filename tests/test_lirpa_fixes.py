@@ -373,3 +373,23 @@ def test_the_start_up_hook_applies_the_fixes_without_the_package(tmp_path):
               "print('lirpa_diffai' in sys.modules, 'leaky_relu_bounds' in applied, 'failing_nodes_named' in applied)")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.split() == ["False", "True", "True"], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("Sin", torch.sin), ("Cos", torch.cos),
+    ("ATenHeaviside", lambda v: torch.heaviside(v, torch.tensor(0.5)))])
+@pytest.mark.parametrize("method", ["CROWN", "alpha-CROWN"])
+def test_unsound_relaxations_are_refused_by_node(name, fn, method):
+    """auto_LiRPA 0.3's CROWN bounds of sin / cos are NaN at eps = 0 and those of Heaviside are
+    inverted (lower above upper): the methods that use these relaxations refuse the node."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 3)
+
+        def forward(self, v):
+            return fn(self.linear(v))
+    x = torch.randn(2, 3)
+    bm = BoundedModule(Net(), x)
+    with pytest.raises(NotImplementedError, match=rf"graph node '/\d+' \(operator {name}, .*unsound"):
+        bounds(bm, x, 0.0, method)

@@ -53,30 +53,6 @@ class Known:
 
 
 KNOWN: list[Known] = [
-    Known("F1: hzono bounds atan and tan with tanh's transformer (issue case 2)", HZONO | CROWN_HZONO,
-          r"torch\.(atan|tan)\(", ("unsound", "inexact")),
-    Known("F2: IBP of LeakyReLU with a negative slope (issue case 6)", IBP | CROWN_IBP,
-          r"leaky_relu\([^)]*, -", ("unsound",)),
-    Known("F2: CROWN's backward pass of LeakyReLU with slope > 1 (issue case 5)", CROWN_FAMILY,
-          r"leaky_relu\([^)]*, 2\.0\)", ("unsound",)),
-    Known("F3: training-mode BatchNorm uses stale statistics (issue case 7)",
-          IBP | CROWN_FAMILY, r"BatchNorm", ("unsound", "crash"),
-          r"eps = 0|backward through the graph", modes=(True,)),
-    Known("F4: reflect/replicate/circular padding traced as zero padding (issue case 4); hzono "
-          "crashes on the nested concatenation", ALL,
-          r"'mode': '(reflect|replicate|circular)'|padding_mode='(reflect|replicate|circular)'",
-          ("unsound", "crash"), r"eps = 0|escape|Concatenation' object has no attribute 'ids'"),
-    Known("F4: avg_pool2d(count_include_pad=False) traced as count_include_pad=True (issue case 4)",
-          ALL, r"count_include_pad=False", ("unsound",)),
-    Known("F5: CROWN's backward pass of AveragePool with padding (issue case 5)", CROWN_FAMILY,
-          r"AvgPool2d\([^)]*padding=1", ("unsound",)),
-    Known("F6: CROWN's backward pass of GatherElements drops repeated indices", CROWN_FAMILY,
-          r"torch\.gather\(", ("unsound",)),
-    Known("F7: CROWN counts a concatenated constant once per sample", CROWN_FAMILY,
-          r"torch\.cat\(\[\w+, const\]", ("unsound",)),
-    Known("F8: IBP of Div with a perturbed denominator", IBP | CROWN_IBP, r"/ \(\w+ \* \w+ \+ 1\)",
-          ("unsound",)),
-    Known("F9: CROWN-IBP's relaxation of Sqrt", CROWN_IBP, r"torch\.sqrt\(", ("unsound",)),
     Known("F10: CROWN crashes in get_sparse_C on a graph without parameters", CROWN_FAMILY,
           NO_PARAMETERS, ("crash",), r"IndexError: (list|tuple) index out of range"),
     Known("F11: alpha-CROWN crashes without an optimizable activation", ALPHA, r"",
@@ -113,10 +89,6 @@ KNOWN: list[Known] = [
           r"Expected size for first two dimensions|einsum\(\)|TorchScript|is invalid for input of size"),
     Known("F19: CROWN crashes on a constant with a batch-sized first axis", CROWN_FAMILY,
           r"const\(", ("crash",), r"AssertionError|tuple index out of range|Expected size for first two dimensions|einsum\(\)"),
-    Known("F20: CROWN's bound of Heaviside is inverted (lb 1 > ub 0 at f = 0.5)", CROWN_FAMILY,
-          r"torch\.heaviside", ("unsound",)),
-    Known("F21: CROWN gives NaN bounds for Sin at eps = 0", CROWN_FAMILY, r"torch\.(sin|cos)\(",
-          ("unsound",), r"NaN bounds"),
 ]
 
 
