@@ -119,6 +119,18 @@ def keep_modes_and_buffers(model):
                 b.copy_(saved)
 
 
+@contextlib.contextmanager
+def optimize_args(bm, **temporary):
+    """``bm.bound_opts["optimize_bound_args"]`` with ``temporary`` values inside the block."""
+    args = bm.bound_opts["optimize_bound_args"]
+    saved = {k: args[k] for k in temporary}
+    args.update(temporary)
+    try:
+        yield
+    finally:
+        args.update(saved)
+
+
 class BoundedModule(auto_LiRPA.BoundedModule):
     """auto_LiRPA's ``BoundedModule`` with the HybridZonotope domain as ``method="hzono"``.
 
@@ -248,7 +260,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             self.init_slope(x, share_slopes=self.bound_opts["optimize_bound_args"]["use_shared_alpha"],
                             method="backward", c=C, final_node_name=final_node_name,
                             intermediate_layer_bounds=common["intermediate_layer_bounds"])
-            with self._optimize_args(init_alpha=False, fix_intermediate_layer_bounds=True):
+            with optimize_args(self, init_alpha=False, fix_intermediate_layer_bounds=True):
                 ret = super().compute_bounds(x, aux, method="alpha-crown", bound_lower=lower,
                                              bound_upper=upper, **common)
             results.append(ret[0] if lower else ret[1])
@@ -268,17 +280,6 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if not pairs or any(getattr(self[n], "value", None) is None for n in self.input_name):
             raise ValueError("x=None but no earlier call set the inputs; pass x=(BoundedTensor, ...)")
         return tuple(value for _, value in sorted(pairs, key=lambda p: p[0]))
-
-    @contextlib.contextmanager
-    def _optimize_args(self, **temporary):
-        """``bound_opts["optimize_bound_args"]`` with ``temporary`` values inside the block."""
-        args = self.bound_opts["optimize_bound_args"]
-        saved = {k: args[k] for k in temporary}
-        args.update(temporary)
-        try:
-            yield
-        finally:
-            args.update(saved)
 
     def compute_hzono_bounds(self, x=None, C=None, relu=None, final_node_name=None,
                              bound_lower=True, bound_upper=True, store_bounds=False):

@@ -14,8 +14,9 @@ pytest.importorskip("highspy", reason="the MIP oracle needs highspy")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.mark.parametrize("name, eps", [("mnist_conv_small_nat", 0.08),
-                                       ("cifar_conv_small_pgd", 2 / 255)])
+# ERAN's CIFAR ConvSmall (2/255) is left out: its MIP rows take minutes each on 2 cores, more
+# than the suite's budget; benchmarks/bench_bab.py covers that network.
+@pytest.mark.parametrize("name, eps", [("mnist_conv_small_nat", 0.08)])
 def test_bab_agrees_with_the_mip_oracle_where_crown_is_undecided(name, eps):
     if not (SHARED / "models" / f"{name}.pth").is_file():
         pytest.skip(f"needs ../shared/models/{name}.pth")

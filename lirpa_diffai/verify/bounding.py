@@ -24,6 +24,8 @@ import torch
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from auto_LiRPA.operators import BoundRelu
 
+from ..bounded_module import optimize_args
+
 
 @dataclass
 class Domains:
@@ -73,18 +75,6 @@ def split_relus(bm) -> list:
 def box_input(x_L: torch.Tensor, x_U: torch.Tensor) -> BoundedTensor:
     """The box ``[x_L, x_U]`` as auto_LiRPA's input (centre as the value)."""
     return BoundedTensor((x_L + x_U) / 2, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
-
-
-@contextlib.contextmanager
-def optimize_args(bm, **temporary):
-    """``bm.bound_opts["optimize_bound_args"]`` with ``temporary`` values in the block."""
-    args = bm.bound_opts["optimize_bound_args"]
-    saved = {k: args[k] for k in temporary}
-    args.update(temporary)
-    try:
-        yield
-    finally:
-        args.update(saved)
 
 
 @contextlib.contextmanager
