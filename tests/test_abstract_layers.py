@@ -196,6 +196,19 @@ def test_window_maxima_against_loops(kernel, stride):
     assert torch.equal(mask, expected)
 
 
+def test_window_maxima_of_an_input_smaller_than_the_window_is_its_maximum():
+    """A 2x2 window on a 1x1 (or 1x3) plane is cut to the plane's height (the fuzzer's
+    random graph seed 5 pooled a 1x1 map and max-pooling had no window)."""
+    f = torch.randn(2, 3, 1, 3)
+    mask = window_maxima(f, [2, 2], [2, 2])
+    expected = torch.zeros_like(mask)
+    expected[:, :, 0, 0] = f[:, :, 0, :2].argmax(-1) == 0
+    expected[:, :, 0, 1] = f[:, :, 0, :2].argmax(-1) == 1
+    # column 2 starts no full window (stride 2, width 2), as in max-pooling
+    assert torch.equal(mask, expected)
+    assert window_maxima(torch.randn(2, 3, 1, 1), [2, 2], [2, 2]).all()
+
+
 # ------------------------------------------------------------------------------ DeepLoss
 def deep_loss_quadratic(lower, upper):
     """L_deep straight from the definition, O(n^2) per sample."""

@@ -109,12 +109,14 @@ class BoundDeepLoss(BoundAbstractLayer):
 
 def window_maxima(f: Tensor, kernel_size, stride) -> Tensor:
     """Boolean mask (shaped like ``f``, (B, *shape)) of the positions that hold the maximum of
-    some max-pooling window over the last ``len(kernel_size)`` dims of each sample."""
+    some max-pooling window over the last ``len(kernel_size)`` dims of each sample. A window
+    larger than the input is the whole input (max-pooling would have no window at all)."""
     dims = len(kernel_size)
     if f.dim() - 1 < dims:
         raise ValueError(f"CorrelateMaxPool: a {dims}-D kernel on inputs of shape {tuple(f.shape[1:])}")
     pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[dims - 1]
     planes = f.reshape(f.shape[0], -1, *f.shape[f.dim() - dims:])
+    kernel_size = tuple(min(k, size) for k, size in zip(kernel_size, planes.shape[2:]))
     _, index = pool(planes, kernel_size, stride, return_indices=True)
     mask = torch.zeros(planes.shape[:2] + (planes[0, 0].numel(),), dtype=torch.bool, device=f.device)
     return mask.scatter(2, index.flatten(2), True).view_as(f)
