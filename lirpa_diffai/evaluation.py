@@ -19,7 +19,8 @@ from torch import nn
 from .attacks import attack_correct
 from .certify import METHOD_ERRORS, certified_mask, method_error
 from .training.batches import dataset_of
-from .training.checkpoint import CHECKPOINT, config_of, load_checkpoint, load_state_checked
+from .training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, load_state_checked,
+                                  read_weights)
 from .training.errors import TrainingError
 from .training.step import build_network
 
@@ -191,17 +192,14 @@ def load_trained(checkpoint_path) -> tuple:
     if path.is_dir() and (path / GRAFTED_FILE).is_file() and not (path / CHECKPOINT).is_file():
         path = path / GRAFTED_FILE
     path = checkpoint_file(path)
-    try:
-        peek = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # load_checkpoint below says what is wrong with the file
-        peek = None
-    if is_grafted_checkpoint(peek):
+    ckpt = read_weights(path, "a lirpa-diffai checkpoint")
+    if is_grafted_checkpoint(ckpt):
         from .grafting.rewrite import GraftingError
         try:
-            return network_from(peek, str(path)), grafted_config(peek, path)
+            return network_from(ckpt, str(path)), grafted_config(ckpt, path)
         except GraftingError as err:
             raise TrainingError(str(err)) from None
-    return trained_network(load_checkpoint(path))
+    return trained_network(checked_checkpoint(ckpt, path))
 
 
 def checkpoint_file(path) -> Path:
@@ -234,8 +232,6 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
     from . import models
     from .models.pretrained import check, state_dict_of, translate
     from .models.registry import ZOO
-    from .training.checkpoint import unreadable_reason
-    from .training.errors import CheckpointError
 
     def agreed(known: str, what: str) -> str:
         if dataset not in (None, known):
@@ -256,11 +252,7 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
     path = checkpoint_file(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unpickling errors have many types; torch's text advises unsafe loading
-        raise CheckpointError(f"{path} is not a readable checkpoint: it "
-                              f"{unreadable_reason(path)}") from None
+    ckpt = read_weights(path, "a readable checkpoint")
     if isinstance(ckpt, dict) and "config_text" in ckpt:
         net, cfg = trained_network(ckpt)
         return net, agreed(cfg.dataset, f"{path}'s {cfg.network}"), \

@@ -42,13 +42,23 @@ def load_checkpoint(path) -> dict:
     (empty, not written by ``torch.save``, holding other objects or other keys) raises
     :class:`CheckpointError` saying it is not a lirpa-diffai checkpoint and why."""
     path = Path(path)
+    return checked_checkpoint(read_weights(path, "a lirpa-diffai checkpoint"), path)
+
+
+def read_weights(path: Path, what: str):
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing file or one it cannot read
+    raises :class:`CheckpointError` saying the file is not ``what`` and why (never torch's
+    advice to load unsafely)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # unpickling errors have many types; torch's text advises unsafe loading
-        raise CheckpointError(f"{path} is not a lirpa-diffai checkpoint: it "
-                              f"{unreadable_reason(path)}") from None
+        raise CheckpointError(f"{path} is not {what}: it {unreadable_reason(path)}") from None
+
+
+def checked_checkpoint(ckpt, path: Path) -> dict:
+    """``ckpt`` read from ``path``, if it has the trainer's keys; else :class:`CheckpointError`."""
     needed = ("state_dict", "config_text", "epoch")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in needed):
         raise CheckpointError(f"{path} is not a lirpa-diffai checkpoint: it lacks "
