@@ -26,6 +26,16 @@ def concave_leaky_relu_relaxation(lower, upper, slope):
     return chord_d, chord_b, tangent_d, torch.zeros_like(chord_b)
 
 
+def relaxed_side(node, last_A, pos_d, pos_b, neg_d, neg_b):
+    """One side of CROWN's backward step through an elementwise relaxation: the positive part
+    of ``last_A`` takes the line ``pos_d x + pos_b``, the negative part ``neg_d x + neg_b``;
+    returns the new coefficients and the bias (``None, 0`` when ``last_A`` is None)."""
+    if last_A is None:
+        return None, 0
+    pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
+    return pos * pos_d + neg * neg_d, node.get_bias(pos, pos_b) + node.get_bias(neg, neg_b)
+
+
 def leaky_relu_bounds() -> bool:
     """auto_LiRPA 0.3 bugs in ``BoundLeakyRelu``: IBP takes ``[f(l), f(u)]``, wrong for a
     negative slope (``f`` is not monotone: the minimum is ``f(0) = 0`` when ``l < 0 < u``), and
@@ -52,13 +62,8 @@ def leaky_relu_bounds() -> bool:
         lower_d, lower_b, upper_d, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in
                                               enumerate(concave_leaky_relu_relaxation(*bounds, self.alpha)))
 
-        def one_side(last_A, pos_d, pos_b, neg_d, neg_b):
-            if last_A is None:
-                return None, 0
-            pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
-            return pos * pos_d + neg * neg_d, self.get_bias(pos, pos_b) + self.get_bias(neg, neg_b)
-        lA, lbias = one_side(last_lA, lower_d, lower_b, upper_d, upper_b)
-        uA, ubias = one_side(last_uA, upper_d, upper_b, lower_d, lower_b)
+        lA, lbias = relaxed_side(self, last_lA, lower_d, lower_b, upper_d, upper_b)
+        uA, ubias = relaxed_side(self, last_uA, upper_d, upper_b, lower_d, lower_b)
         return [(lA, uA)], lbias, ubias
     BoundLeakyRelu.interval_propagate = interval_propagate
     BoundLeakyRelu.bound_backward = bound_backward
@@ -154,13 +159,8 @@ def sqrt_upper_tangent() -> bool:
         tangent_d = 0.5 / torch.sqrt(x_m)
         tangent_b = torch.sqrt(x_m) - tangent_d * x_m
 
-        def one_side(last_A, pos_d, pos_b, neg_d, neg_b):
-            if last_A is None:
-                return None, 0
-            pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
-            return pos * pos_d + neg * neg_d, self.get_bias(pos, pos_b) + self.get_bias(neg, neg_b)
-        lA, lbias = one_side(last_lA, chord_d, chord_b, tangent_d, tangent_b)
-        uA, ubias = one_side(last_uA, tangent_d, tangent_b, chord_d, chord_b)
+        lA, lbias = relaxed_side(self, last_lA, chord_d, chord_b, tangent_d, tangent_b)
+        uA, ubias = relaxed_side(self, last_uA, tangent_d, tangent_b, chord_d, chord_b)
         return [(lA, uA), (None, None)], lbias, ubias
     BoundSqrt.bound_backward = bound_backward
     return True
