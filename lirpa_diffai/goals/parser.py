@@ -50,6 +50,7 @@ from .schedules import COERCE, SCHEDULES, Const, Schedule, Term, as_schedule, de
 
 CONSTRUCTORS: dict[str, type[Term]] = {**GOALS, **FAST_ADVERSARIAL_GOALS, **SCHEDULES}
 _SUFFIXED = re.compile(r"(IFGSM|PGD)(\d+)$")   # the paper's IFGSMk, and PGDk
+LITERALS = {"inf": float("inf"), "True": True, "False": False, "None": None}
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -233,8 +234,8 @@ class _Parser:
         tok = self.take()
         if tok.kind == "number":
             return float(tok.text) if re.search(r"[.eE]", tok.text) else int(tok.text)
-        if tok.kind == "name" and tok.text == "inf" and self.peek().text != "(":
-            return float("inf")
+        if tok.kind == "name" and tok.text in LITERALS and self.peek().text != "(":
+            return LITERALS[tok.text]
         if tok.kind == "name":
             return self.call(tok)
         if tok.kind == "punct" and tok.text == "(":
@@ -374,8 +375,8 @@ def from_node(node: yaml.Node, source: str | None = None, path: str = ""):
         value = _value(node, loc)
         if isinstance(value, str):
             return _parse_scalar(value, node, source, path)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
+        if value is None or isinstance(value, (int, float)):
+            return value      # booleans and null: arguments such as should_end, w
         raise loc.error(f"expected a goal, a schedule or a number, got {value!r}")
     if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
         got = "a list" if isinstance(node, yaml.SequenceNode) else \
@@ -426,19 +427,27 @@ def to_node(obj) -> yaml.Node:
 
 
 def to_mapping(term: Term):
-    """The nested-mapping form of a goal or schedule: ``{Name: [args...]}``, nullary goals
-    as their name, constants as numbers (inverse of :func:`parse_goal` on mappings)."""
+    """The nested-mapping form of a goal or schedule: ``{Name: [args...]}`` (arguments left
+    at their defaults omitted; ``{Name: {param: value}}`` when one before a given one is
+    omitted), goals without arguments as their name, constants as numbers (inverse of
+    :func:`parse_goal` on mappings)."""
     if isinstance(term, Const):
         v = term.value
         return int(v) if v.is_integer() and abs(v) < 1e15 else v
-    args = term.arguments()
-    if not args:
-        return type(term).__name__
     def convert(a):
         if isinstance(a, tuple):
             return [convert(v) for v in a]
         return to_mapping(a) if isinstance(a, Term) else a
-    return {type(term).__name__: [convert(a) for a in args]}
+    name = type(term).__name__
+    if hasattr(term, "variadic_item"):
+        return {name: [convert(a) for a in term.arguments()]}
+    given = [(f, getattr(term, f.name)) for f in fields(term)
+             if f.default is MISSING or getattr(term, f.name) != f.default]
+    if not given:
+        return name
+    if [f.name for f, _ in given] == [f.name for f in fields(term)[:len(given)]]:
+        return {name: [convert(v) for _, v in given]}
+    return {name: {f.name: convert(v) for f, v in given}}
 
 
 def _parse(source, expect: str, origin: Origin | None):

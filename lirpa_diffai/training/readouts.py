@@ -2,9 +2,8 @@
 ``t``, the progress bar's fields and the line printed per epoch."""
 from __future__ import annotations
 
-from ..goals import Box, DList, Goal, Mix, Sample, Sub
+from ..goals import Box, Goal, Sample, Sub
 from ..goals.config import TrainConfig
-from ..goals.goals import Reboxing
 from ..goals.schedules import Const, Schedule
 
 
@@ -20,19 +19,15 @@ def eps_factor(goal: Goal, t: float) -> float | None:
 def _box_paths(goal: Goal, t: float, factor: float):
     if isinstance(goal, Box):
         yield factor
-    elif isinstance(goal, Mix):
-        yield from _box_paths(goal.g1, t, factor)
-        yield from _box_paths(goal.g2, t, factor)
     elif isinstance(goal, (Sub, Sample)):
         inner = goal.inner()
         yield from _box_paths(inner, t, factor * goal.delta(t))
         if isinstance(goal, Sample):
             yield from _box_paths(goal.gs, t, factor)
-    elif isinstance(goal, DList):
-        for g, _ in goal.pairs:
-            yield from _box_paths(g, t, factor)
-    elif isinstance(goal, Reboxing):
+    else:                    # any other goal: its goals (DList's and DProb's in pairs)
         for g in goal.arguments():
+            if isinstance(g, tuple):
+                g = g[0]
             if isinstance(g, Goal):
                 yield from _box_paths(g, t, factor)
 
@@ -54,7 +49,7 @@ def schedule_values(goal: Goal, t: float) -> dict[str, float]:
         for f in fields(term):
             value = getattr(term, f.name)
             key = f"{path}.{f.name}"
-            if isinstance(term, DList):
+            if hasattr(term, "variadic_item"):         # DList, DProb: (goal, weight) pairs
                 for i, (g, w) in enumerate(value, 1):
                     visit(w, f"{key}[{i}].w")
                     walk(g, f"{key}[{i}].{type(g).__name__}")
