@@ -419,6 +419,8 @@ def test_a_diffai_spelled_config_trains_a_step(tmp_path):
     ("AdvInclusion()", "AdvInclusion takes 1 to 4 arguments (sub, a=IFGSM5, b=Box, w=None)", 1),
     ("PointA(1)", "PointA takes 0 arguments", 1),
     ("Coin(a=Point, c=Box)", "Coin has no parameter 'c'", 15),
+    ("Coin(ap=Lin(0, 1, 2))", "Coin argument 'ap' must be a number, got schedule", 6),
+    ("MI_FGSM(k=Lin(0, 1, 2))", "MI_FGSM argument 'k' must be a positive integer", 9),
 ])
 def test_bad_arguments_are_refused_at_their_position(text, message, column):
     with pytest.raises(GoalSyntaxError) as err:
@@ -484,3 +486,15 @@ goals = st.recursive(leaves, lambda inner: st.one_of(
 def test_random_diffai_goals_round_trip(goal):
     assert parse_goal(str(goal)) == goal
     assert parse_goal(yaml.safe_load(yaml.safe_dump(to_mapping(goal)))) == goal
+
+
+def test_training_read_outs_see_the_box_inside_diffais_goals():
+    from lirpa_diffai.training import eps_factor, schedule_values
+    assert eps_factor(parse_goal("LinMix(b=InSamp(Lin(0, 1, 10, 0)))"), 5.0) == 0.5
+    assert eps_factor(parse_goal("Coin(a=IFGSM, b=AdvInclusion(0.25))"), 0.0) == 0.25
+    assert eps_factor(parse_goal("DProb((Point, 1), (Sub(0.5, Box), 1))"), 0.0) == 0.5
+    assert eps_factor(parse_goal("BiAdv"), 0.0) == 1.0
+    for radius_not_of_eps in ("LinMix(b=Box(w=0.1))", "InSamp(0.5, w=0.1)", "NormalAdv(a=Box)"):
+        assert eps_factor(parse_goal(radius_not_of_eps), 0.0) is None
+    assert schedule_values(parse_goal("LinMix(a=IFGSM(w=Lin(0, 1, 10, 0)), bw=Lin(0, 1, 4, 0))"),
+                           2.0) == pytest.approx({"LinMix.a.IFGSM.w": 0.2, "LinMix.bw": 0.5})

@@ -2,17 +2,19 @@
 
 Paper notation (a tokenizer and a recursive-descent parser; nothing is ever ``eval``-ed)::
 
-    expr     := NUMBER | 'inf' | NAME [ '(' [ args ] ')' ] | '(' expr ',' expr ')'
+    expr     := NUMBER | LITERAL | NAME [ '(' [ args ] ')' ] | '(' expr ',' expr ')'
     args     := arg { ',' arg }
     arg      := [ NAME '=' ] expr            (keyword arguments after positional ones)
-    NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor: Point, Normal, Uniform, IFGSM,
-                                              PGD, Box, Mix, DList, MMR, Sub, Sample,
-                                              BiSample, Lin, Until; ``IFGSMk`` / ``PGDk``
-                                              with an integer k is ``IFGSM(k)`` / ``PGD(k)``)
+    LITERAL  := 'inf' | 'True' | 'False' | 'None'
+    NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor of GOALS, FAST_ADVERSARIAL_GOALS
+                                              or SCHEDULES: Point, Box, Mix, IFGSM, ...,
+                                              Lin, Until; ``IFGSMk`` / ``PGDk`` with an
+                                              integer k is ``IFGSM(k)`` / ``PGD(k)``)
     NUMBER   := [+-]? (digits [. digits?] | . digits) [(e|E) [+-]? digits]
 
-A parenthesized pair ``(g, w)`` is an argument of ``DList`` (a goal and its weight); ``inf``
-is the norm argument of ``MMR``.
+A parenthesized pair ``(g, w)`` is an argument of ``DList`` / ``DProb`` (a goal and its
+weight); ``inf`` is the norm argument of ``MMR``; ``True`` / ``False`` are flags such as
+``should_end``, ``None`` an optional argument left unset (``w``).
 
 Whitespace (newlines included) separates tokens. ``Point`` and ``Point()`` are the same.
 
@@ -26,7 +28,8 @@ a list (positional), a mapping (keywords), null (no arguments) or a single scala
 In the mapping form ``DList`` takes a list of two-element lists:
 ``{DList: [[Point, 1], ["MMR(0.2, 0.2, 0.1, 10)", 0.5]]}``.
 
-Parameters (in order; all are also keywords): ``IFGSM(k=5)``, ``PGD(k=40)``,
+Parameters (in order; all are also keywords; DiffAI's goals: see the docstrings of
+:mod:`.adversarial`, :mod:`.sampling`, :mod:`.combinators`): ``IFGSM(k=5, ...)``, ``PGD(k=5, ...)``,
 ``MMR(gamma_b, gamma_d, k_b, k_d, p=inf)``, ``DList(pair, pair, ...)`` (positional only),
 ``Mix(g1, g2, lam)``,
 ``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``,
