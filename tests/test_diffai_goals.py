@@ -18,8 +18,8 @@ from torch import nn
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 from lirpa_diffai.goals import (IFGSM, MI_FGSM, PGD, AdvDom, AdvInclusion, BiAdv, BiSample, Box,
-                                Coin, DList, DProb, GoalContext, GoalSyntaxError,
-                                InclusionSample, LinMix, Mix, Normal, NormalAdv, NormalPoint,
+                                Coin, DProb, GoalContext, GoalSyntaxError,
+                                InclusionSample, LinMix, Normal, NormalAdv, NormalPoint,
                                 Lin, Point, PointA, PointB, Sample, Sub, Uniform, parse_goal,
                                 to_mapping)
 from lirpa_diffai.goals.core import margin_loss
