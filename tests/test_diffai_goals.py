@@ -64,7 +64,7 @@ OTHER_SPELLINGS = [
     "BiAdv(a=IFGSM(), b=Box())", "NormalAdv(a=IFGSM(), w=0.3)", "InSamp(0.2, w=0.1)",
     "InclusionSample(0.5, a=Uniform, normal=True)", "AdvInclusion(Lin(0,1,10,0), b=Box(w=0.1))",
     "NormalPoint", "NormalPoint(0.1)", "PGD(should_end=False)", "MI_FGSM(restart=5, mu=0)",
-    "LinMix",
+    "LinMix", "DProb()", "DList",
 ]
 ALL_SPELLINGS = [t for pair in DIFFAI_SPELLINGS.values() for t in pair] + OTHER_SPELLINGS
 
@@ -127,6 +127,9 @@ def test_defaults_are_diffais():
     assert parse_goal("IFGSM") == IFGSM(5) and parse_goal("PGD40") == PGD(40)
     assert LinMix() == LinMix(Point(), Box(), 0.1)
     assert Coin() == Coin(Point(), Box(), 0.8, 0.2)
+    assert parse_goal("DProb()") == parse_goal("DProb") == DProb(((Point(), 0.8), (Box(), 0.2)))
+    assert parse_goal("DList()") == parse_goal({"DList": None}) == \
+        parse_goal("DList((Point, 1), (Box, 0.1))")
     assert parse_goal("InSamp(0.5)") == InclusionSample(0.5, Box(), False, None)
     assert parse_goal("AdvInclusion(0.5)") == AdvInclusion(0.5, IFGSM(), Box(), None)
     assert AdvDom() == AdvDom(IFGSM(), Box()) and BiAdv() == BiAdv(IFGSM(), Box())

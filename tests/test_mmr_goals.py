@@ -60,7 +60,7 @@ def test_the_recipe_reads_as_the_paper_writes_it():
     ("DList((Point, 1), (Box, -2))", "weight of pair 2 must be >= 0", 19),
     ("DList((Point, 1), Box)", "argument 2 must be a pair", 19),
     ("DList((Point, 1), (Box))", "expected ','", 23),
-    ("DList()", "needs at least one argument", 1),
+    ("DList((Point, 1), (Box, 1), 3)", "DList argument 3 must be a pair", 29),
     ("PGD(0)", "must be a positive integer", 5),
 ])
 def test_bad_arguments_are_refused_at_their_position(text, message, column):

@@ -136,9 +136,10 @@ class DList(Combination):
     on the same box; a goal whose weight is 0 at ``t`` is not computed. So
     ``DList((CE, 1), (MMR, lambda))`` is ``(CE + lambda MMR) / (1 + lambda)``: the MMR paper's
     ``CE + lambda MMR`` up to the factor ``1 / (1 + lambda)`` (for Adam, a constant factor
-    of the loss changes nothing but epsilon's relative size). Weights are >= 0."""
+    of the loss changes nothing but epsilon's relative size). Weights are >= 0; ``DList()``
+    is ``DList((Point, 1), (Box, 0.1))``."""
 
-    pairs: WeightedGoals
+    pairs: WeightedGoals = ((Point(), 1), (Box(), 0.1))      # DiffAI's DList()
     # written with one argument per pair; the parser checks each with this
     variadic_item: ClassVar[Callable] = staticmethod(as_weighted_pair)
 
@@ -202,9 +203,9 @@ class Draw(Goal):
 class DProb(Draw):
     """DiffAI's ``DProb((g1, p1), (g2, p2), ...)``: per batch (per call), the goal ``g_i``
     with probability ``p_i / sum_j p_j``, and that goal's loss (or region). The weights are
-    numbers ``>= 0`` with a positive sum."""
+    numbers ``>= 0`` with a positive sum; ``DProb()`` is ``DProb((Point, 0.8), (Box, 0.2))``."""
 
-    pairs: ProbabilityGoals
+    pairs: ProbabilityGoals = ((Point(), 0.8), (Box(), 0.2))  # DiffAI's DProb()
     variadic_item: ClassVar[Callable] = staticmethod(as_probability_pair)
 
     def __post_init__(self):

@@ -182,11 +182,14 @@ def construct(cls: type[Term], values: dict, loc: Loc) -> Term:
 
 def build_variadic(cls: type[Term], name: str, positional: list, keywords: dict, loc: Loc) -> Term:
     """A constructor whose one parameter collects every (positional) argument, each checked
-    by ``cls.variadic_item(value, name, index)`` so that a refusal points at it."""
+    by ``cls.variadic_item(value, name, index)`` so that a refusal points at it; without
+    arguments, the parameter's default (DiffAI's ``DList()``, ``DProb()``)."""
     if keywords:
         raise next(iter(keywords.values()))[1].error(f"{name} takes positional arguments only")
     if not positional:
-        raise loc.error(f"{name} needs at least one argument")
+        if fields(cls)[0].default is MISSING:
+            raise loc.error(f"{name} needs at least one argument")
+        return construct(cls, {}, loc)
     items = []
     for i, (value, aloc) in enumerate(positional, 1):
         try:
