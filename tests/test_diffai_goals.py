@@ -137,6 +137,8 @@ def test_defaults_are_diffais():
     assert str(PGD(40, r=2, restart=1, should_end=False)) == \
         "PGD(40, r=2, restart=1, should_end=False)"
     assert str(parse_goal("MI_FGSM(k=20,r=2)")) == "MI_FGSM(r=2, k=20)"
+    for name in ("LinMix", "Coin", "MI_FGSM", "NormalAdv", "AdvDom", "BiAdv", "NormalPoint"):
+        assert str(parse_goal(f"{name}()")) == name == to_mapping(parse_goal(name))
     assert str(parse_goal("InSamp(0.2, w=0.1)")) == "InclusionSample(0.2, w=0.1)"
 
 

@@ -76,7 +76,7 @@ class LinMix(Combination):
 
     a: Goal = Point()
     b: Goal = Box()
-    bw: Fraction = 0.1
+    bw: Fraction = Const(0.1)
 
     def __str__(self) -> str:
         return keyword_notation(self)
