@@ -16,8 +16,8 @@ rises over the first tenth of the epochs, k_B falls from 10% to 2% of the hidden
 run):
 
     plain    Point
-    at       Mix(Point, PGD40, 0.5)
-    mmr+at   DList((Mix(Point, PGD40, 0.5), 1),
+    at       Mix(Point, PGD(40, r=2, restart=1, should_end=False), 0.5)
+    mmr+at   DList((Mix(Point, PGD(40, r=2, restart=1, should_end=False), 0.5), 1),
                    (MMR(0.2, 0.2, Lin(0.1, 0.02, E, 0), 10, inf), Lin(0, 0.5, E / 10, 0)))
 
 Each run trains in its own directory under ``--out`` (resumable: a finished run is only
@@ -45,7 +45,7 @@ EPS = 0.1
 
 def goals(epochs: int) -> dict[str, str]:
     """The three training goals for a run of ``epochs`` epochs."""
-    at = "Mix(Point, PGD40, 0.5)"
+    at = "Mix(Point, PGD(40, r=2, restart=1, should_end=False), 0.5)"
     ramp = max(epochs / 10, 1e-3)
     mmr = f"MMR(0.2, 0.2, Lin(0.1, 0.02, {epochs}, 0), 10, inf)"
     return {"plain": "Point", "at": at,

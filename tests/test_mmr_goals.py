@@ -18,7 +18,8 @@ from lirpa_diffai.mmr import mmr_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-RECIPE = ("DList((Mix(Point, PGD(40), 0.5), 1), "
+MADRY = "PGD(40, r=2, restart=1, should_end=False)"      # Madry et al.'s PGD40
+RECIPE = (f"DList((Mix(Point, {MADRY}, 0.5), 1), "
           "(MMR(0.2, 0.2, Lin(0.1, 0.02, 100, 0), 10), Lin(0, 0.5, 10, 0)))")
 
 
@@ -29,7 +30,8 @@ RECIPE = ("DList((Mix(Point, PGD(40), 0.5), 1), "
     ("PGD40", {"PGD": 40}),
     ("PGD(7)", {"PGD": {"k": 7}}),
     ("DList((Point, 1), (Box, 0.5))", {"DList": [["Point", 1], ["Box", 0.5]]}),
-    (RECIPE, {"DList": [[{"Mix": ["Point", "PGD40", 0.5]}, 1],
+    (MADRY, {"PGD": {"k": 40, "r": 2, "restart": 1, "should_end": False}}),
+    (RECIPE, {"DList": [[{"Mix": ["Point", MADRY, 0.5]}, 1],
                         [{"MMR": [0.2, 0.2, {"Lin": [0.1, 0.02, 100, 0]}, 10]}, "Lin(0, 0.5, 10, 0)"]]}),
 ])
 def test_both_notations_give_the_same_goal_and_round_trip(text, mapping):
@@ -46,7 +48,7 @@ def test_the_recipe_reads_as_the_paper_writes_it():
     assert isinstance(mmr, MMR) and mmr.p == "inf"
     assert w1(3) == 1 and w2(0) == 0 and w2(5) == pytest.approx(0.25) and w2(50) == 0.5
     assert mmr.k_b(0) == pytest.approx(0.1) and mmr.k_b(100) == pytest.approx(0.02)
-    assert str(goal) == RECIPE.replace("PGD(40)", "PGD40").replace(", 10)", ", 10, inf)", 1)
+    assert str(goal) == RECIPE.replace(", 10)", ", 10, inf)", 1)
 
 
 @pytest.mark.parametrize("text,message,column", [
@@ -58,7 +60,7 @@ def test_the_recipe_reads_as_the_paper_writes_it():
     ("DList((Point, 1), (Box, -2))", "weight of pair 2 must be >= 0", 19),
     ("DList((Point, 1), Box)", "argument 2 must be a pair", 19),
     ("DList((Point, 1), (Box))", "expected ','", 23),
-    ("DList()", "needs at least one argument", 1),
+    ("DList((Point, 1), (Box, 1), 3)", "DList argument 3 must be a pair", 29),
     ("PGD(0)", "must be a positive integer", 5),
 ])
 def test_bad_arguments_are_refused_at_their_position(text, message, column):
@@ -80,7 +82,7 @@ def batch():
     return torch.rand(6, 1, 7, 7), torch.tensor([0, 1, 2, 3, 0, 1])
 
 
-@pytest.mark.parametrize("text", ["MMR(0.3, 0.3, 0.2, 4)", "PGD5", RECIPE.replace("PGD(40)", "PGD(3)").replace(", 10)", ", 4)"),
+@pytest.mark.parametrize("text", ["MMR(0.3, 0.3, 0.2, 4)", "PGD5", RECIPE.replace("PGD(40", "PGD(3").replace(", 10)", ", 4)"),
                                   "DList((Point, 1), (MMR(0.3, 0.3, 6, 4, 2), 0.5))"])
 def test_one_training_step_changes_every_layer(text):
     """One optimizer step on the goal: a finite loss with a gradient on every layer."""
@@ -127,9 +129,10 @@ def test_pgd_points_stay_in_the_box_and_raise_the_loss():
     eps = 0.05
     ctx = context(net, eps)
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
-    point = PGD(10).point(ctx, (lo, hi), y, 0.0)
+    madry = PGD(10, r=2, restart=1, should_end=False)
+    point = madry.point(ctx, (lo, hi), y, 0.0)
     assert ((point >= lo) & (point <= hi)).all()
-    assert not torch.equal(point, PGD(10).point(ctx, (lo, hi), y, 0.0))   # random start
+    assert not torch.equal(point, madry.point(ctx, (lo, hi), y, 0.0))   # random start
     per_sample = F.cross_entropy(net(point), y, reduction="none")
     assert (per_sample >= F.cross_entropy(net(x), y, reduction="none") - 1e-6).float().mean() >= 0.8
 
@@ -155,8 +158,9 @@ def test_the_mmr_example_configs_load_and_take_a_step():
     examples = Path(__file__).resolve().parents[1] / "examples" / "goals"
     for name, shape in (("mmr_mnist.yaml", (1, 28, 28)), ("mmr_cifar10.yaml", (3, 32, 32))):
         cfg = load_config(examples / name)
-        cfg = dataclasses.replace(cfg, goal=parse_goal(str(cfg.goal).replace("PGD40", "PGD2")
-                                                       .replace("PGD7", "PGD2")))
+        cfg = dataclasses.replace(cfg, goal=parse_goal(str(cfg.goal).replace("PGD(40,", "PGD(2,")
+                                                       .replace("PGD(7,", "PGD(2,")))
+        assert "PGD(2, r=2, restart=1, should_end=False)" in str(cfg.goal)
         torch.manual_seed(0)
         model = training.build_network(cfg).train()
         x, y = torch.rand((2,) + shape), torch.tensor([3, 7])

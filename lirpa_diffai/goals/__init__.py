@@ -2,14 +2,20 @@
 losses, the paper-notation / YAML parser, and the training-configuration schema."""
 from .errors import ConfigError, GoalSyntaxError, Origin, SourceError
 from .fast_adversarial import FAST_ADVERSARIAL_GOALS, FGSM, GradAlign
-from .goals import (GOALS, BiSample, Box, DList, Goal, GoalContext, IFGSM, MMR, Mix, Normal, PGD,
-                    Point, Sample, Sub, Uniform, input_box, margin_loss, margin_spec)
+from .goals import (GOALS, AdvDom, AdvInclusion, BiAdv, BiSample, Box, Coin, DList, DProb, Goal,
+                    GoalContext, IFGSM, InclusionSample, LinMix, MI_FGSM, MMR, Mix, Normal,
+                    NormalAdv, NormalPoint, PGD, Point, PointA, PointB, Sample, Sub, Uniform,
+                    input_box, margin_loss, margin_spec)
 from .parser import parse_goal, parse_schedule, to_mapping
 from .schedules import SCHEDULES, Const, Lin, Schedule, Until, step_schedule
 
+InSamp = InclusionSample
+
 __all__ = ["ConfigError", "GoalSyntaxError", "Origin", "SourceError",
            "GOALS", "FAST_ADVERSARIAL_GOALS", "Goal", "GoalContext", "Point", "Normal", "Uniform",
-           "IFGSM", "PGD", "FGSM", "GradAlign", "Box", "Mix", "DList", "MMR",
-           "Sub", "Sample", "BiSample", "input_box", "margin_loss", "margin_spec",
+           "NormalPoint", "PointA", "PointB", "IFGSM", "PGD", "MI_FGSM", "FGSM", "GradAlign",
+           "Box", "Mix", "LinMix", "DList", "DProb", "Coin", "MMR", "Sub", "Sample", "BiSample",
+           "InclusionSample", "InSamp", "NormalAdv", "AdvInclusion", "AdvDom", "BiAdv",
+           "input_box", "margin_loss", "margin_spec",
            "parse_goal", "parse_schedule", "to_mapping",
            "SCHEDULES", "Schedule", "Const", "Lin", "Until", "step_schedule"]

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .goals import Goal, PointGoal, center
+from .core import Goal, PointGoal, center
 from .schedules import Schedule
 
 

@@ -2,17 +2,19 @@
 
 Paper notation (a tokenizer and a recursive-descent parser; nothing is ever ``eval``-ed)::
 
-    expr     := NUMBER | 'inf' | NAME [ '(' [ args ] ')' ] | '(' expr ',' expr ')'
+    expr     := NUMBER | LITERAL | NAME [ '(' [ args ] ')' ] | '(' expr ',' expr ')'
     args     := arg { ',' arg }
     arg      := [ NAME '=' ] expr            (keyword arguments after positional ones)
-    NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor: Point, Normal, Uniform, IFGSM,
-                                              PGD, Box, Mix, DList, MMR, Sub, Sample,
-                                              BiSample, Lin, Until; ``IFGSMk`` / ``PGDk``
-                                              with an integer k is ``IFGSM(k)`` / ``PGD(k)``)
+    LITERAL  := 'inf' | 'True' | 'False' | 'None'
+    NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor of GOALS, FAST_ADVERSARIAL_GOALS
+                                              or SCHEDULES: Point, Box, Mix, IFGSM, ...,
+                                              Lin, Until; ``IFGSMk`` / ``PGDk`` with an
+                                              integer k is ``IFGSM(k)`` / ``PGD(k)``)
     NUMBER   := [+-]? (digits [. digits?] | . digits) [(e|E) [+-]? digits]
 
-A parenthesized pair ``(g, w)`` is an argument of ``DList`` (a goal and its weight); ``inf``
-is the norm argument of ``MMR``.
+A parenthesized pair ``(g, w)`` is an argument of ``DList`` / ``DProb`` (a goal and its
+weight); ``inf`` is the norm argument of ``MMR``; ``True`` / ``False`` are flags such as
+``should_end``, ``None`` an optional argument left unset (``w``).
 
 Whitespace (newlines included) separates tokens. ``Point`` and ``Point()`` are the same.
 
@@ -26,7 +28,8 @@ a list (positional), a mapping (keywords), null (no arguments) or a single scala
 In the mapping form ``DList`` takes a list of two-element lists:
 ``{DList: [[Point, 1], ["MMR(0.2, 0.2, 0.1, 10)", 0.5]]}``.
 
-Parameters (in order; all are also keywords): ``IFGSM(k=5)``, ``PGD(k=40)``,
+Parameters (in order; all are also keywords; DiffAI's goals: see the docstrings of
+:mod:`.adversarial`, :mod:`.sampling`, :mod:`.combinators`): ``IFGSM(k=5, ...)``, ``PGD(k=5, ...)``,
 ``MMR(gamma_b, gamma_d, k_b, k_d, p=inf)``, ``DList(pair, pair, ...)`` (positional only),
 ``Mix(g1, g2, lam)``,
 ``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``,
@@ -50,6 +53,7 @@ from .schedules import COERCE, SCHEDULES, Const, Schedule, Term, as_schedule, de
 
 CONSTRUCTORS: dict[str, type[Term]] = {**GOALS, **FAST_ADVERSARIAL_GOALS, **SCHEDULES}
 _SUFFIXED = re.compile(r"(IFGSM|PGD)(\d+)$")   # the paper's IFGSMk, and PGDk
+LITERALS = {"inf": float("inf"), "True": True, "False": False, "None": None}
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -178,11 +182,14 @@ def construct(cls: type[Term], values: dict, loc: Loc) -> Term:
 
 def build_variadic(cls: type[Term], name: str, positional: list, keywords: dict, loc: Loc) -> Term:
     """A constructor whose one parameter collects every (positional) argument, each checked
-    by ``cls.variadic_item(value, name, index)`` so that a refusal points at it."""
+    by ``cls.variadic_item(value, name, index)`` so that a refusal points at it; without
+    arguments, the parameter's default (DiffAI's ``DList()``, ``DProb()``)."""
     if keywords:
         raise next(iter(keywords.values()))[1].error(f"{name} takes positional arguments only")
     if not positional:
-        raise loc.error(f"{name} needs at least one argument")
+        if fields(cls)[0].default is MISSING:
+            raise loc.error(f"{name} needs at least one argument")
+        return construct(cls, {}, loc)
     items = []
     for i, (value, aloc) in enumerate(positional, 1):
         try:
@@ -233,8 +240,8 @@ class _Parser:
         tok = self.take()
         if tok.kind == "number":
             return float(tok.text) if re.search(r"[.eE]", tok.text) else int(tok.text)
-        if tok.kind == "name" and tok.text == "inf" and self.peek().text != "(":
-            return float("inf")
+        if tok.kind == "name" and tok.text in LITERALS and self.peek().text != "(":
+            return LITERALS[tok.text]
         if tok.kind == "name":
             return self.call(tok)
         if tok.kind == "punct" and tok.text == "(":
@@ -374,8 +381,8 @@ def from_node(node: yaml.Node, source: str | None = None, path: str = ""):
         value = _value(node, loc)
         if isinstance(value, str):
             return _parse_scalar(value, node, source, path)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
+        if value is None or isinstance(value, (int, float)):
+            return value      # booleans and null: arguments such as should_end, w
         raise loc.error(f"expected a goal, a schedule or a number, got {value!r}")
     if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
         got = "a list" if isinstance(node, yaml.SequenceNode) else \
@@ -426,19 +433,27 @@ def to_node(obj) -> yaml.Node:
 
 
 def to_mapping(term: Term):
-    """The nested-mapping form of a goal or schedule: ``{Name: [args...]}``, nullary goals
-    as their name, constants as numbers (inverse of :func:`parse_goal` on mappings)."""
+    """The nested-mapping form of a goal or schedule: ``{Name: [args...]}`` (arguments left
+    at their defaults omitted; ``{Name: {param: value}}`` when one before a given one is
+    omitted), goals without arguments as their name, constants as numbers (inverse of
+    :func:`parse_goal` on mappings)."""
     if isinstance(term, Const):
         v = term.value
         return int(v) if v.is_integer() and abs(v) < 1e15 else v
-    args = term.arguments()
-    if not args:
-        return type(term).__name__
     def convert(a):
         if isinstance(a, tuple):
             return [convert(v) for v in a]
         return to_mapping(a) if isinstance(a, Term) else a
-    return {type(term).__name__: [convert(a) for a in args]}
+    name = type(term).__name__
+    if hasattr(term, "variadic_item"):
+        return {name: [convert(a) for a in term.arguments()]}
+    given = [(f, getattr(term, f.name)) for f in fields(term)
+             if f.default is MISSING or getattr(term, f.name) != f.default]
+    if not given:
+        return name
+    if [f.name for f, _ in given] == [f.name for f in fields(term)[:len(given)]]:
+        return {name: [convert(v) for _, v in given]}
+    return {name: {f.name: convert(v) for f, v in given}}
 
 
 def _parse(source, expect: str, origin: Origin | None):

@@ -2,9 +2,10 @@
 ``t``, the progress bar's fields and the line printed per epoch."""
 from __future__ import annotations
 
-from ..goals import Box, DList, Goal, Mix, Sample, Sub
+from dataclasses import fields
+
+from ..goals import AdvInclusion, Box, Goal, InclusionSample, NormalAdv, Sample, Sub
 from ..goals.config import TrainConfig
-from ..goals.goals import Reboxing
 from ..goals.schedules import Const, Schedule
 
 
@@ -12,27 +13,32 @@ def eps_factor(goal: Goal, t: float) -> float | None:
     """The fraction of eps that the goal's abstract (``Box``) part trains on at ``t``: the
     product of the ``Sub``/``Sample`` deltas on the way to the one ``Box`` (1 for a bare
     ``Box``; inside ``BiSample``, whose box radius depends on the data, an upper bound);
-    None when the goal has no ``Box`` or several."""
+    None when the goal has no ``Box`` or several, or its radius is not a fraction of eps."""
     paths = list(_box_paths(goal, t, 1.0))
     return paths[0] if len(paths) == 1 else None
 
 
-def _box_paths(goal: Goal, t: float, factor: float):
+def _box_paths(goal: Goal, t: float, factor: float | None):
+    """The factor of each Box in ``goal``; None for one whose radius is not a fraction of
+    eps (DiffAI's ``w=`` or ``NormalAdv`` on the way)."""
+    if isinstance(goal, NormalAdv) or any(f.type == "Radius" and getattr(goal, f.name) is not None
+                                          for f in fields(goal)):
+        factor = None
     if isinstance(goal, Box):
         yield factor
-    elif isinstance(goal, Mix):
-        yield from _box_paths(goal.g1, t, factor)
-        yield from _box_paths(goal.g2, t, factor)
+    elif isinstance(goal, (InclusionSample, AdvInclusion)):
+        yield from _box_paths(goal.inner(), t, None if factor is None else factor * goal.sub(t))
+        if isinstance(goal, AdvInclusion):
+            yield from _box_paths(goal.a, t, factor)
     elif isinstance(goal, (Sub, Sample)):
         inner = goal.inner()
-        yield from _box_paths(inner, t, factor * goal.delta(t))
+        yield from _box_paths(inner, t, None if factor is None else factor * goal.delta(t))
         if isinstance(goal, Sample):
             yield from _box_paths(goal.gs, t, factor)
-    elif isinstance(goal, DList):
-        for g, _ in goal.pairs:
-            yield from _box_paths(g, t, factor)
-    elif isinstance(goal, Reboxing):
+    else:                    # any other goal: its goals (DList's and DProb's in pairs)
         for g in goal.arguments():
+            if isinstance(g, tuple):
+                g = g[0]
             if isinstance(g, Goal):
                 yield from _box_paths(g, t, factor)
 
@@ -50,11 +56,10 @@ def schedule_values(goal: Goal, t: float) -> dict[str, float]:
             walk(value, f"{key}.{type(value).__name__}")
 
     def walk(term, path):
-        from dataclasses import fields
         for f in fields(term):
             value = getattr(term, f.name)
             key = f"{path}.{f.name}"
-            if isinstance(term, DList):
+            if hasattr(term, "variadic_item"):         # DList, DProb: (goal, weight) pairs
                 for i, (g, w) in enumerate(value, 1):
                     visit(w, f"{key}[{i}].w")
                     walk(g, f"{key}[{i}].{type(g).__name__}")

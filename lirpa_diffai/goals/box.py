@@ -1,0 +1,38 @@
+"""The abstract goal ``Box`` (paper Table 1): the box as an abstract element, bounded by the
+trainer's bound method, with the worst-case cross-entropy loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..certify import margin_spec
+from .core import Goal, keyword_notation, margin_loss
+
+
+@dataclass(frozen=True)
+class Box(Goal):
+    """The box ``<(l + u) / 2, (u - l) / 2, 0>`` as an abstract element, bounded by
+    ``ctx.bounds`` with the margin spec ``e_y - e_j``; loss: cross-entropy on ``[0, -lb]``,
+    then ``(1 - w) * loss + w * deep_loss`` for each DeepLoss pair in ``ctx.aux_losses()``.
+    DiffAI's ``w`` (a radius, or a schedule of one) replaces the box by ``[c - w, c + w]``
+    around its center c, clipped to the data range."""
+
+    w: Radius = None
+
+    def __str__(self) -> str:
+        return keyword_notation(self)
+
+    def region(self, ctx, box, y, t):
+        return self.resized(ctx, box, self.w, t)
+
+    def loss_on(self, ctx, box, y, t):
+        if ctx.bounds is None:
+            raise ValueError("the Box goal needs ctx.bounds (a bound method)")
+        lo, hi = self.region(ctx, box, y, t)
+        lb, _ = ctx.bounds(lo, hi, margin_spec(y, ctx.num_classes))
+        loss = margin_loss(lb)
+        for weight, deep_loss in ctx.aux_losses():
+            loss = (1 - weight) * loss + weight * deep_loss
+        return loss
+
+
+__all__ = ["Box", "margin_spec"]
