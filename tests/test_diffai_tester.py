@@ -1,6 +1,6 @@
 """``certify``'s figures as DiffAI's tester prints them (width, Pr[proved], Pr[correct and
-proved], Pr[correct | proved]), each compared with an independent count on a network small
-enough to bound by hand."""
+proved], Pr[correct | proved]), each compared with an independent count: DiffAI's Box and
+HBox domains computed by hand on a network with one hidden layer."""
 import pytest
 import torch
 from torch import nn
@@ -26,33 +26,46 @@ def case():
     return net, x, y
 
 
-def interval_count(net, x, y, eps):
-    """Interval arithmetic by hand: the hidden box, then the last layer merged with each
-    margin row ``e_pred - e_j`` (as IBP and a box-input hzono bound it); DiffAI's width is
-    ``sum_k |W2_k| . radius``. Returns (proved, correct, width) per sample."""
+def zonotope_count(net, x, y, eps, correlated: bool):
+    """DiffAI's domains by hand on ``net``: the input box as a box (``correlated=False``:
+    Box, also IBP) or with one error row per input dimension (HBox), DiffAI's boxy ReLU
+    (a neuron whose interval crosses 0 becomes the box [0, u]), the last layer merged with
+    each margin row ``e_pred - e_j``, and DiffAI's width ``sum_k (beta_k + sum_e |E_ek|)``.
+    Returns (proved, correct, width) per sample."""
     (w1, b1), (w2, b2) = ((m.weight.detach(), m.bias.detach()) for m in (net[0], net[2]))
-    center, radius = x @ w1.T + b1, eps * w1.abs().sum(dim=1)
-    lo, hi = (center - radius).clamp(min=0), (center + radius).clamp(min=0)
-    hc, hr = (lo + hi) / 2, (hi - lo) / 2
+    n, d = x.shape
+    head = x @ w1.T + b1
+    if correlated:               # errors (B, rows, hidden): row e is eps * W1[:, e]
+        errors, beta = (eps * w1.T).expand(n, d, -1), torch.zeros_like(head)
+    else:
+        errors, beta = torch.zeros(n, 0, head.shape[1]), eps * w1.abs().sum(dim=1).expand(n, -1)
+    radius = beta + errors.abs().sum(dim=1)
+    lo, hi = head - radius, head + radius
+    crossing, positive = (lo < 0) & (hi > 0), head > 0
+    keep = (~crossing & positive).float()
+    head = torch.where(crossing, hi / 2, head * keep)
+    beta = torch.where(crossing, hi / 2, beta * keep)
+    errors = errors * keep.unsqueeze(1)
     pred = net(x).argmax(1)
-    proved = torch.ones(len(x), dtype=torch.bool)
+    proved = torch.ones(n, dtype=torch.bool)
     for j in range(K):
-        c = w2[pred] - w2[j]                       # (B, 6): the margin row through W2
-        lb = (c * hc).sum(1) + b2[pred] - b2[j] - (c.abs() * hr).sum(1)
+        c = w2[pred] - w2[j]                       # (B, hidden): the margin row through W2
+        lb = ((c * head).sum(1) + b2[pred] - b2[j] - (c.abs() * beta).sum(1)
+              - (errors * c.unsqueeze(1)).sum(2).abs().sum(1))
         proved &= (pred == j) | (lb > 0)
-    width = hr @ w2.abs().sum(dim=0)
+    width = beta @ w2.abs().sum(dim=0) + (errors @ w2.T).abs().sum(dim=(1, 2))
     return proved, pred == y, width
 
 
-@pytest.mark.parametrize("method", ["IBP", "hzono"])
-def test_each_figure_equals_the_independent_count(case, method):
+@pytest.mark.parametrize("method, rows", [("IBP", 0), ("hzono", 0), ("HBox", "all")])
+def test_each_figure_equals_the_independent_count(case, method, rows):
     net, x, y = case
-    proved, correct, width = interval_count(net, x, y, EPS)
+    proved, correct, width = zonotope_count(net, x, y, EPS, correlated=rows == "all")
     # the regime in which every figure means something: some proved, not all, and some
     # proved samples wrongly classified (Pr[correct | proved] < 1)
     assert 0 < proved.sum() < len(x) and (proved & ~correct).any() and (proved & correct).any()
-    report = evaluate_network(net, BoundedModule(net, x[:1]).eval(), x, y, EPS, [method],
-                              batch_size=128, num_classes=K)
+    bm = BoundedModule(net, x[:1], bound_opts={"hzono": {"correlate_input": rows}}).eval()
+    report = evaluate_network(net, bm, x, y, EPS, [method], batch_size=128, num_classes=K)
     row, = report.methods
     n = len(x)
     assert row.proved == pytest.approx(proved.sum().item() / n)
