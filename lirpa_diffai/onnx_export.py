@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .abstract_layers import AbstractLayer
+from .grafting.activation import GraftedReLU
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -43,7 +44,6 @@ def concrete_copy(model: nn.Module) -> nn.Module:
 def refuse_custom_activations(model: nn.Module) -> None:
     """ExportError naming the first grafted ReLU of ``model``: linearity grafting's activation
     traces to the operator ``custom::GraftedRelu``, which no other verifier reads."""
-    from .grafting.activation import GraftedReLU
     for name, module in model.named_modules():
         if isinstance(module, GraftedReLU):
             raise ExportError(f"the network has grafted ReLUs ({name}: {module.extra_repr()}); "

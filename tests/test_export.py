@@ -1,6 +1,8 @@
 """``python -m lirpa_diffai export CHECKPOINT --onnx PATH``: the ONNX graph computes the
 network's logits (normalisation kept, abstract layers left out), read back with onnxruntime
 where it is installed, else with onnx's reference evaluator; refused inputs get one line."""
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,6 @@ def test_export_refuses_bad_input(tmp_path, capsys, monkeypatch):
                                             "dataset": "mnist"}, 0.1, {}), tmp_path / "g.pt")
     err = refused(["export", str(tmp_path / "g.pt"), "--onnx", str(tmp_path / "g.onnx")], capsys)
     assert "grafted ReLUs" in err and site in err and not (tmp_path / "g.onnx").exists()
-    monkeypatch.setitem(__import__("sys").modules, "onnx", None)
+    monkeypatch.setitem(sys.modules, "onnx", None)
     assert "pip install 'lirpa-diffai[onnx]'" in refused(
         ["export", str(tmp_path / "c.pt"), "--onnx", str(tmp_path / "a.onnx")], capsys)
