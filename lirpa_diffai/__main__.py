@@ -11,9 +11,10 @@ import sys
 
 from .cli.common import EXIT_ERROR, CommandError, add_common_options, apply_common_options
 
-COMMANDS = ("train", "certify", "graft", "plot", "install_hook")
+COMMANDS = ("train", "certify", "graft", "plot", "export", "install_hook")
 DESCRIPTION = ("lirpa-diffai: train networks with DiffAI's goals and hybrid zonotopes (hzono) "
-               "on auto_LiRPA, certify them, and plot bounds and training curves.")
+               "on auto_LiRPA, certify them, plot bounds and training curves, and export "
+               "them as ONNX.")
 EPILOG = "Each command's options: python -m lirpa_diffai COMMAND --help"
 
 

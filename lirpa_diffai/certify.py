@@ -79,6 +79,47 @@ def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str
     return (lb.detach() > 0).all(dim=1)
 
 
+def logit_spec(batch: int, num_classes: int, device=None) -> torch.Tensor:
+    """``C`` (B, K, K): the identity per sample, whose bounds are those of the logits."""
+    return torch.eye(num_classes, device=device).repeat(batch, 1, 1)
+
+
+def proof_and_width_spec(pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``C`` (B, 2K-1, K): the K-1 margin rows ``e_pred - e_j`` (:func:`margin_spec`), then
+    the K rows of :func:`logit_spec`."""
+    return torch.cat([margin_spec(pred, num_classes),
+                      logit_spec(len(pred), num_classes, pred.device)], dim=1)
+
+
+def proof_and_width(bm, x: torch.Tensor, pred: torch.Tensor, eps: float, method: str,
+                    data_range=(0.0, 1.0), num_classes: int = 10):
+    """What DiffAI's tester measures on one batch with one test domain: ``(proved, width)``,
+    a bool and a float per sample.
+
+    ``proved``: every lower bound of ``y_pred - y_j`` (j != pred) over the eps box is > 0,
+    ``pred`` being the network's own prediction on ``x`` (DiffAI's ``isSafe(org)``).
+    ``width``: DiffAI's ``diameter()`` of the output element, ``sum_k (u_k - l_k) / 2``
+    over the K logits (for a hybrid zonotope: every logit's beta plus the absolute values
+    of its correlated coefficients, summed over the logits), from the same bound call
+    (:func:`proof_and_width_spec`, both sides).
+
+    A method that optimizes its bounds (:func:`needs_autograd`) bounds the margins only
+    (lower side) and ``width`` is None: its logit bounds would take two more optimizations,
+    and logit rows in the same call would enter the objective its proof optimizes."""
+    box = (input_box(x, eps, data_range),)
+    k = num_classes
+    with bound_grad_mode(method):
+        if needs_autograd(method):
+            margins, _ = bm.compute_bounds(x=box, C=margin_spec(pred, k), method=method,
+                                           bound_upper=False)
+            return (margins.detach() > 0).all(dim=1), None
+        lower, upper = bm.compute_bounds(x=box, C=proof_and_width_spec(pred, k), method=method)
+    lower, upper = lower.detach(), upper.detach()
+    proved = (lower[:, :k - 1] > 0).all(dim=1)
+    width = ((upper[:, k - 1:] - lower[:, k - 1:]) / 2).sum(dim=1)
+    return proved, width
+
+
 @dataclass
 class MethodResult:
     """One row of a comparison: mean width of the margin bounds, fraction of samples whose

@@ -1,9 +1,20 @@
 """Evaluating a trained network (``python -m lirpa_diffai certify``): standard accuracy,
-accuracy under MI-FGSM and certified accuracy per bound method, each timed.
+accuracy under MI-FGSM and, per bound method (DiffAI's "test domain"), what DiffAI's tester
+prints, each timed.
 
-A sample is *certified* by a method when the network classifies it correctly and every lower
-bound of the margins ``y_label - y_j`` over ``[max(x - eps, lo), min(x + eps, hi)]`` is
-positive. Every accuracy is a fraction of all evaluated samples.
+A sample is *proved* by a method when every lower bound of the margins ``y_pred - y_j`` over
+``[max(x - eps, lo), min(x + eps, hi)]`` is positive, ``pred`` being the network's prediction
+on ``x``; it is *certified* when it is proved and ``pred`` is its label. Per method:
+
+- ``proved`` = Pr[proved], ``certified`` = Pr[correct and proved] (fractions of all
+  evaluated samples), ``correct_given_proved`` = Pr[correct | proved] = certified / proved
+  (0 when nothing is proved, as DiffAI prints it);
+- ``mean_width``: the mean over the samples of DiffAI's width ``sum_k (u_k - l_k) / 2`` over
+  the logits (``certify.proof_and_width``);
+- ``seconds``: the method's total time over all samples (DiffAI's ``Time``).
+
+DiffAI's input box is ``x +- eps`` unclipped; this one is clipped to the data range, a subset,
+so its bounds are at least as tight.
 """
 from __future__ import annotations
 
@@ -17,7 +28,7 @@ import torch
 from torch import nn
 
 from .attacks import attack_correct
-from .certify import METHOD_ERRORS, certified_mask, method_error
+from .certify import METHOD_ERRORS, method_error, proof_and_width
 from .training.batches import dataset_of
 from .training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, load_state_checked,
                                   read_weights)
@@ -27,15 +38,33 @@ from .training.step import build_network
 
 @dataclass
 class MethodRow:
-    """Certified accuracy of one bound method and its wall-clock seconds, or the ``error`` of
-    a method that failed (then no figures). ``complete``: for the complete verifier
-    ``BaB``, its ``verify.campaign.CompleteSummary`` as a dict (counts, each sample's status)."""
+    """One bound method's figures (see the module docstring) and its wall-clock seconds, or
+    the ``error`` of a method that failed (then no figures). ``complete``: for the complete
+    verifier ``BaB``, its ``verify.campaign.CompleteSummary`` as a dict (counts, each
+    sample's status); BaB verifies only correctly classified samples and has no output
+    element, so its ``proved``, ``correct_given_proved`` and ``mean_width`` are None, as is
+    the ``mean_width`` of a method that optimizes its bounds (``certify.proof_and_width``)."""
 
     method: str
     certified: Optional[float] = None
     seconds: Optional[float] = None
     error: Optional[str] = None
     complete: Optional[dict] = None
+    proved: Optional[float] = None
+    correct_given_proved: Optional[float] = None
+    mean_width: Optional[float] = None
+
+
+def method_row(method: str, proved: torch.Tensor, correct: torch.Tensor,
+               width: Optional[torch.Tensor], seconds: float) -> MethodRow:
+    """DiffAI's figures from the per-sample ``proved`` and ``correct`` masks and widths:
+    Pr[proved], Pr[correct and proved], Pr[correct | proved] (0 if nothing is proved) and
+    the mean width (None without widths: an optimizing method)."""
+    pr_proved = proved.float().mean().item()
+    pr_certified = (proved & correct).float().mean().item()
+    return MethodRow(method, pr_certified, seconds, proved=pr_proved,
+                     correct_given_proved=pr_certified / pr_proved if pr_proved > 0 else 0.0,
+                     mean_width=None if width is None else width.double().mean().item())
 
 
 @dataclass
@@ -84,7 +113,8 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     say = progress or (lambda _msg: None)
     parts = batches(len(x), batch_size)
     with torch.no_grad():
-        correct = torch.cat([model(x[s]).argmax(1) == y[s] for s in parts])
+        pred = torch.cat([model(x[s]).argmax(1) for s in parts])
+    correct = pred == y
     say("MI-FGSM")
     start = time.perf_counter()
     robust = torch.cat([attack_correct(model, x[s], y[s], eps, data_range) for s in parts])
@@ -95,15 +125,16 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
         say(method)
         start = time.perf_counter()
         try:
-            proved = torch.cat([certified_mask(bm, x[s], y[s], eps, method, data_range,
-                                               num_classes) for s in parts])
+            batches_out = [proof_and_width(bm, x[s], pred[s], eps, method, data_range,
+                                           num_classes) for s in parts]
         except METHOD_ERRORS as err:
             report.methods.append(MethodRow(method, error=method_error(err)))
             continue
         seconds = time.perf_counter() - start
+        proved = torch.cat([p for p, _ in batches_out])
+        width = None if batches_out[0][1] is None else torch.cat([w for _, w in batches_out])
         proved_by[method] = proved & correct
-        report.methods.append(MethodRow(method, (proved & correct).float().mean().item(),
-                                        seconds))
+        report.methods.append(method_row(method, proved, correct, width, seconds))
     if "BaB" in methods:
         from .verify.campaign import certify_complete
         say(f"BaB (timeout {timeout:g} s per sample)")
@@ -125,7 +156,22 @@ def format_report(r: Report) -> str:
               else f"| certified, {m.method} | {m.certified:.1%} | {m.seconds:.1f} |"
               for m in r.methods]
     lines += [complete_line(m.complete) for m in r.methods if m.complete]
-    return head + "\n".join(lines)
+    return (head + "\n".join(lines) + "\n\nAs DiffAI's tester prints it, per method:\n\n"
+            + format_diffai_table(r.methods))
+
+
+def format_diffai_table(rows: list[MethodRow]) -> str:
+    """DiffAI's tester line per method as a markdown table (a figure a method does not
+    have: "-"; a failed method: its error)."""
+    def cell(value, spec):
+        return "-" if value is None else format(value, spec)
+    lines = ["| method | width | Pr[proved] | Pr[correct and proved] | Pr[correct \\| proved] "
+             "| seconds |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {m.method} | failed: {m.error.replace('|', '/')} | | | | |" if m.error else
+              f"| {m.method} | {cell(m.mean_width, '.6g')} | {cell(m.proved, '.3f')} | "
+              f"{cell(m.certified, '.3f')} | {cell(m.correct_given_proved, '.3f')} | "
+              f"{cell(m.seconds, '.2f')} |" for m in rows]
+    return "\n".join(lines)
 
 
 def complete_line(complete: dict) -> str:

@@ -77,20 +77,21 @@ def test_certify_runs_the_optimizing_methods(run_dir, tmp_path):
 @needs_mnist
 def test_certify_keeps_every_row_when_a_method_fails(run_dir, tmp_path, capsys, monkeypatch):
     import lirpa_diffai.evaluation as evaluation
-    real = evaluation.certified_mask
+    real = evaluation.proof_and_width
 
-    def failing_for_crown(bm, x, y, eps, method, *args):
+    def failing_for_crown(bm, x, pred, eps, method, *args):
         if method == "CROWN":
             raise RuntimeError("no bounds for this one\nsecond line")
-        return real(bm, x, y, eps, method, *args)
-    monkeypatch.setattr(evaluation, "certified_mask", failing_for_crown)
+        return real(bm, x, pred, eps, method, *args)
+    monkeypatch.setattr(evaluation, "proof_and_width", failing_for_crown)
     out_json = tmp_path / "partial.json"
     err = refused(["certify", str(run_dir), "--methods", "IBP,CROWN,hzono", "--limit", "8",
                    "--json", str(out_json)], capsys)
     assert "CROWN failed" in err and str(out_json) in err
     rows = json.loads(out_json.read_text())["methods"]
     assert [m["method"] for m in rows] == ["IBP", "CROWN", "hzono"]
-    assert rows[1] == {"method": "CROWN", "certified": None, "seconds": None,
+    assert rows[1] == {"method": "CROWN", "certified": None, "seconds": None, "proved": None,
+                       "correct_given_proved": None, "mean_width": None,
                        "error": "RuntimeError: no bounds for this one"}
     assert all(0 <= rows[i]["certified"] <= 1 and "error" not in rows[i] for i in (0, 2))
 

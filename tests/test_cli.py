@@ -28,14 +28,14 @@ def test_top_level_help_is_plain_text(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "``" not in text and "COMMAND --help" in text
-    for command in ("train", "certify", "graft", "plot", "install-hook"):
+    for command in ("train", "certify", "graft", "plot", "export", "install-hook"):
         assert command in text
 
 
 def test_every_command_takes_the_common_options():
     leaves = leaf_commands()
     assert set(leaves) == {"train", "certify", "graft", "plot layers", "plot training",
-                           "install-hook"}
+                           "export", "install-hook"}
     for words, parser in leaves.items():
         options = {o for a in parser._actions for o in a.option_strings}
         assert "--threads" in options, words

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lirpa_diffai import models, training
+from lirpa_diffai import data, models, training
 from lirpa_diffai.goals import parse_goal
 from lirpa_diffai.goals.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
@@ -19,10 +19,13 @@ from conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "goals"
-# the Table-2 schemes (mnist_small, the MMR examples and the grafting fine-tunes, which have no
-# Box, are tested elsewhere)
+# the Table-2 schemes (mnist_small, the MMR examples, the grafting fine-tunes, which have no
+# Box, and the MNIST networks of diffai_mnist_*, are tested elsewhere)
 TABLE2 = sorted(p for p in EXAMPLES.glob("*.yaml")
-                if p.name != "mnist_small.yaml" and not p.name.startswith(("mmr_", "graft_")))
+                if p.name != "mnist_small.yaml"
+                and not p.name.startswith(("mmr_", "graft_", "diffai_mnist_")))
+# DiffAI's goal for its MNIST networks (the paper's Tables 9 and 10), each on its own network
+DIFFAI_MNIST = sorted(EXAMPLES.glob("diffai_mnist_*.yaml"))
 HAVE_MNIST = (SHARED / "datasets" / "mnist.npz").is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="needs ../shared/datasets/mnist.npz")
 
@@ -196,11 +199,11 @@ SLOW_NETWORKS = {"resnet_large_largecombo"}
 
 def one_step(cfg, network: str):
     """One hzono training step at t = 100 (every schedule's abstract part active) on a
-    CIFAR-shaped batch of 2; returns (loss, gradient norm, bm)."""
+    batch of 2 shaped as the configuration's dataset; returns (loss, gradient norm, bm)."""
     cfg = dataclasses.replace(cfg, network=network, method="hzono")
     torch.manual_seed(0)
     model = training.build_network(cfg)
-    x, y = torch.rand(2, 3, 32, 32), torch.tensor([3, 7])
+    x, y = torch.rand(2, *data.input_shape(cfg.dataset)), torch.tensor([3, 7])
     bm = training.bounded_module(model, cfg, x)
     model.train()
     bm.train()
@@ -220,6 +223,9 @@ def _table2_params():
         if network != "resnet_tiny":
             marks = (pytest.mark.slow,) if network in SLOW_NETWORKS else ()
             out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}", marks=marks))
+    for path in DIFFAI_MNIST:
+        network = load_config(path).network
+        out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}"))
     return out
 
 
