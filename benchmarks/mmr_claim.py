@@ -56,7 +56,9 @@ def write_config(path: Path, goal: str, args) -> Path:
     path.write_text(
         f"network: conv_small\ndataset: mnist\neps: {EPS}\ngoal: \"{goal}\"\nmethod: hzono\n"
         f"epochs: {args.epochs}\nbatch_size: {args.batch_size}\n"
-        f"optimizer: {{name: adam, lr: 0.001}}\ntrain_subset: {args.train_subset}\n"
+        f"optimizer: {{name: adam, lr: 0.001}}\n"
+        f"lr_schedule: {{milestones: [{0.9 * args.epochs:g}], gamma: 0.1}}\n"
+        f"train_subset: {args.train_subset}\n"
         f"test_subset: 100\ntest_every: 0\nseed: {args.seed}\n")
     return path
 
@@ -70,6 +72,7 @@ def train_and_evaluate(name: str, goal: str, args) -> dict:
                    progress=False, log=lambda *_: None)
     train_seconds = time.perf_counter() - start
     model, cfg = load_trained(run_dir)
+    start = time.perf_counter()
     x, y = data.load_dataset("mnist", "test").tensors
     x, y = x[:args.limit], y[:args.limit]
     bm = BoundedModule(model, x[:1]).eval()
@@ -79,6 +82,7 @@ def train_and_evaluate(name: str, goal: str, args) -> dict:
     lines = (run_dir / METRICS).read_text().splitlines() if (run_dir / METRICS).exists() else []
     epoch_seconds = sum(json.loads(line).get("seconds", 0.0) for line in lines if line.strip())
     return {"goal": goal, "train_seconds": epoch_seconds or train_seconds,
+            "eval_seconds": time.perf_counter() - start,
             "report": report.as_dict(), "regions": stats.as_dict()}
 
 
@@ -100,9 +104,9 @@ def format_table(results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/mmr_claim")
-    parser.add_argument("--train-subset", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--train-subset", type=int, default=4000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=1000, help="test images evaluated")
     parser.add_argument("--region-limit", type=int, default=None,
                         help="region statistics on the first N of them (default: all)")
