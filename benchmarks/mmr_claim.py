@@ -104,8 +104,8 @@ def format_table(results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/mmr_claim")
-    parser.add_argument("--train-subset", type=int, default=4000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-subset", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=1000, help="test images evaluated")
     parser.add_argument("--region-limit", type=int, default=None,
