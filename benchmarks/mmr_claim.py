@@ -87,17 +87,29 @@ def train_and_evaluate(name: str, goal: str, args) -> dict:
 
 
 def format_table(results: dict) -> str:
-    head = ("| training | clean | MI-FGSM | unstable ReLUs (IBP / CROWN) | median min d_B | "
-            "median min d_D | " + " | ".join(f"certified {m}" for m in METHODS) + " |")
-    lines = [head, "|---" * (6 + len(METHODS)) + "|"]
+    """The README's table: one row per goal, then the unstable fractions per layer."""
+    head = ("| training | train s | clean | MI-FGSM | unstable ReLUs " + " / ".join(METHODS)
+            + " | " + " | ".join(f"certified {m}" for m in METHODS)
+            + " | median min d_B | median min d_D |")
+    lines = [head, "|---" * (7 + len(METHODS)) + "|"]
     for name, r in results.items():
         rep, reg = r["report"], r["regions"]
-        certified = {m["method"]: m["certified"] for m in rep["methods"]}
+        certified = {m["method"]: m.get("certified") for m in rep["methods"]}
+        unstable = " / ".join(f"{reg['unstable'][m]['total']:.1%}" for m in METHODS)
         lines.append(
-            f"| {name} | {rep['clean']:.1%} | {rep['attack']:.1%} | "
-            f"{reg['unstable']['IBP']['total']:.1%} / {reg['unstable']['CROWN']['total']:.1%} | "
-            f"{reg['median_min_d_b']:.3g} | {reg['median_min_d_d']:.3g} | "
-            + " | ".join(f"{certified[m]:.1%}" for m in METHODS) + " |")
+            f"| {name} | {r['train_seconds']:.0f} | {rep['clean']:.1%} | {rep['attack']:.1%} | "
+            f"{unstable} | "
+            + " | ".join("error" if certified[m] is None else f"{certified[m]:.1%}"
+                         for m in METHODS)
+            + f" | {reg['median_min_d_b']:.3g} | {reg['median_min_d_d']:.3g} |")
+    lines.append("")
+    for name, r in results.items():
+        unstable = r["regions"]["unstable"]
+        per_layer = "; ".join(
+            f"{m} " + " / ".join(f"{v:.1%}" for k, v in unstable[m].items() if k != "total")
+            for m in METHODS)
+        layers = " / ".join(k for k in unstable[METHODS[0]] if k != "total")
+        lines.append(f"unstable per layer ({layers}), {name}: {per_layer}")
     return "\n".join(lines)
 
 
