@@ -9,7 +9,7 @@ decision distances.
     for g in plain at mmr+at; do
         nohup python benchmarks/mmr_claim.py --out runs/mmr_claim --only $g > $g.log 2>&1 &
     done
-    python benchmarks/mmr_claim.py --out runs/mmr_claim       # afterwards: the table again
+    python benchmarks/mmr_claim.py --out runs/mmr_claim --table    # afterwards: the table
     python benchmarks/mmr_claim.py --train-subset 200 --epochs 1 --limit 100   # a smoke run
 
 ``--only mmr+at`` (etc.) runs one goal; three such processes started at once share the
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -130,9 +131,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, help="comma-separated subset of plain,at,mmr+at")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="store_true",
+                        help="only print the table of the results in --out/claim.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    wanted = args.only.split(",") if args.only else list(goals(args.epochs))
+    wanted = [] if args.table else args.only.split(",") if args.only else list(goals(args.epochs))
     results_path = Path(args.out) / "claim.json"
     for name, goal in goals(args.epochs).items():
         if name in wanted:
@@ -140,7 +143,9 @@ def main(argv=None) -> int:
             # read again: runs of other goals (--only) may have written their results meanwhile
             results = json.loads(results_path.read_text()) if results_path.exists() else {}
             results[name] = result
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
+            partial = results_path.with_suffix(f".tmp{os.getpid()}")
+            partial.write_text(json.dumps(results, indent=2) + "\n")
+            os.replace(partial, results_path)
             print(f"{name}: trained in {result['train_seconds']:.0f} s", flush=True)
     results = json.loads(results_path.read_text())
     results = {name: results[name] for name in goals(args.epochs) if name in results}
