@@ -135,10 +135,11 @@ def test_mmr_loss_equals_the_formula(kind, p, q):
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", list(NETWORKS))
 @pytest.mark.parametrize("p", ["inf", 2])
-def test_mmr_gradient_matches_finite_differences(p):
-    net, x, y = make("residual")
-    kwargs = dict(gamma_b=1.0, gamma_d=3.0, k_b=20, k_d=4, p=p)
+def test_mmr_gradient_matches_finite_differences(kind, p):
+    net, x, y = make(kind)
+    kwargs = dict(gamma_b=1.0, gamma_d=3.0, k_b=0.5, k_d=4, p=p)
     loss = mmr_loss(net, x, y, **kwargs)
     params = [w for w in net.parameters() if w.requires_grad]
     grads = torch.autograd.grad(loss, params)

@@ -69,6 +69,21 @@ def test_bad_arguments_are_refused_at_their_position(text, message, column):
     assert (err.value.line, err.value.column) == (1, column)
 
 
+@pytest.mark.parametrize("mmr,message,column", [
+    ("MMR(0, 0.2, 0.1, 10)", "argument 'gamma_b' must be > 0", 14),
+    ("MMR(0.2, 0.2, 2.5, 10)", "argument 'k_b' must be a fraction", 24),
+    ("MMR(0.2, 0.2, 0.1, 10, 1)", "argument 'p' must be inf or 2", 33),
+])
+def test_bad_arguments_in_a_config_file_name_the_file_line_and_column(tmp_path, mmr, message,
+                                                                      column):
+    path = tmp_path / "mmr.yaml"
+    path.write_text("network: conv_small\ndataset: mnist\neps: 0.1\n"
+                    f"goal: |\n  DList((Point, 1),\n        ({mmr}, 0.5))\n")
+    with pytest.raises(GoalSyntaxError, match=message) as err:
+        load_config(path)
+    assert (err.value.source, err.value.line, err.value.column) == (str(path), 6, column)
+
+
 def tiny_net():
     return nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(27, 10),
                          nn.ReLU(), nn.Linear(10, 4))
