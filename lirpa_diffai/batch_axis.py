@@ -13,7 +13,8 @@ naming the node.
 The test runs once per input shapes and final node. Each perturbed node is evaluated on the
 inputs being bounded (BatchNorm with fixed statistics, Dropout as the identity, as the bounds
 take them): its first axis must be the batch, of the inputs' size ``B``, and its Jacobian in
-each perturbed operand must be block-diagonal over the batch. With random output weights
+each perturbed operand must be block-diagonal over the batch (an operator without a derivative,
+such as Heaviside, is elementwise and checked by its shape only). With random output weights
 ``w`` and per-sample scales ``s``, a block-diagonal ``J`` gives ``(s w)^T J = s (w^T J)``
 exactly; a ``J`` with a block off the diagonal breaks it (almost surely).
 """
@@ -42,13 +43,22 @@ def per_sample_forward(node, args):
     return node.forward(*args)
 
 
+def is_float(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
 def mixes_samples(out, leaves, generator) -> bool:
     """Whether ``d out / d leaf`` has a block off the batch diagonal for one of ``leaves``
     (each with the batch first): ``(s w)^T J != s (w^T J)`` for random ``w`` and scales ``s``."""
     w = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
     s = torch.rand(out.shape[0], generator=generator, dtype=out.dtype).to(out.device) + 1
-    plain = torch.autograd.grad(out, leaves, w, retain_graph=True, allow_unused=True)
-    scaled = torch.autograd.grad(out, leaves, w * s.view(-1, *[1] * (out.ndim - 1)), allow_unused=True)
+    try:
+        plain = torch.autograd.grad(out, leaves, w, retain_graph=True, allow_unused=True)
+        scaled = torch.autograd.grad(out, leaves, w * s.view(-1, *[1] * (out.ndim - 1)), allow_unused=True)
+    except RuntimeError as error:  # no derivative (heaviside, elementwise): its shape is checked
+        if "not implemented" in str(error):
+            return False
+        raise
     for leaf, g, gs in zip(leaves, plain, scaled):
         if g is None or gs is None:
             continue
@@ -77,29 +87,37 @@ def check_batch_axis(order, input_values: dict, method: str) -> None:
     batch = batch.pop()
     generator = torch.Generator().manual_seed(PROBE_SEED)
     values, carried = dict(input_values), set(input_values)
-    for node in order:
-        if node.name in values:
-            continue
-        if not node.inputs:
-            values[node.name] = node.forward()
-            continue
-        args = [values[i.name] for i in node.inputs]
-        if not any(i.name in carried for i in node.inputs):
-            values[node.name] = per_sample_forward(node, args)
-            continue
-        leaves = [a.detach().requires_grad_() if i.name in carried else a for i, a in zip(node.inputs, args)]
-        with torch.enable_grad():
-            out = per_sample_forward(node, leaves)
-        if isinstance(out, (torch.Size, tuple)):
-            out = torch.tensor(out)
-        values[node.name] = out.detach() if isinstance(out, torch.Tensor) else out
-        if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
-            continue  # shapes and masks: not bounded
-        carried.add(node.name)
-        if out.ndim == 0 or out.shape[0] != batch:
-            raise refusal(node, method, f"has shape {tuple(out.shape)}, whose first axis is not the "
-                                        f"batch of {batch} sample(s): it moves or reduces the batch axis")
-        grad_leaves = [leaf for i, leaf in zip(node.inputs, leaves) if i.name in carried and leaf.requires_grad]
-        if batch > 1 and out.requires_grad and grad_leaves and mixes_samples(out, grad_leaves, generator):
-            raise refusal(node, method, "reads across the batch axis: its value at one sample depends "
-                                        "on the inputs of another")
+    with torch.no_grad():  # only each perturbed node's own step records a graph
+        for node in order:
+            check_node(node, values, carried, batch, generator, method)
+
+
+def check_node(node, values: dict, carried: set, batch: int, generator, method: str) -> None:
+    """Evaluate ``node`` into ``values``; refuse it if it depends on a perturbed input (its
+    name then joins ``carried``) and moves values across the batch axis."""
+    if node.name in values:
+        return
+    if not node.inputs:
+        values[node.name] = node.forward()
+        return
+    args = [values[i.name] for i in node.inputs]
+    if not any(i.name in carried for i in node.inputs):
+        values[node.name] = per_sample_forward(node, args)
+        return
+    perturbed = [a.detach().requires_grad_() if i.name in carried and is_float(a) else None
+                 for i, a in zip(node.inputs, args)]
+    with torch.enable_grad():
+        out = per_sample_forward(node, [a if leaf is None else leaf for a, leaf in zip(args, perturbed)])
+    if isinstance(out, (torch.Size, tuple)):
+        out = torch.tensor(out)
+    values[node.name] = out.detach() if isinstance(out, torch.Tensor) else out
+    if not is_float(out):
+        return  # shapes and masks: not bounded
+    carried.add(node.name)
+    if out.ndim == 0 or out.shape[0] != batch:
+        raise refusal(node, method, f"has shape {tuple(out.shape)}, whose first axis is not the "
+                                    f"batch of {batch} sample(s): it moves or reduces the batch axis")
+    perturbed = [leaf for leaf in perturbed if leaf is not None]
+    if batch > 1 and out.requires_grad and perturbed and mixes_samples(out, perturbed, generator):
+        raise refusal(node, method, "reads across the batch axis: its value at one sample depends "
+                                    "on the inputs of another")
