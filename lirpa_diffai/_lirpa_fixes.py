@@ -241,7 +241,28 @@ def unsound_relaxations_refused() -> bool:
     return True
 
 
-NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward")
+def full_alpha_of_any_rank() -> bool:
+    """auto_LiRPA 0.3's alpha-CROWN stores the slopes of a ReLU's unstable neurons only
+    ("sparse features") after a linear or convolutional layer (an input of 2 or 4 axes), and
+    fails with a bare ``ValueError`` for any other rank ((B, C, L) from a reshape). Give those
+    ReLUs a slope for every neuron (what it does when most neurons are unstable)."""
+    from auto_LiRPA.operators import BoundRelu
+    init = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        lower = getattr(self.inputs[0], "lower", None)
+        if lower is None or lower.ndim in (2, 4) or not self.use_sparse_features_alpha:
+            return init(self, start_nodes)
+        self.use_sparse_features_alpha = False
+        try:
+            return init(self, start_nodes)
+        finally:
+            self.use_sparse_features_alpha = True
+    BoundRelu.init_opt_parameters = init_opt_parameters
+    return True
+
+
+NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward", "init_opt_parameters")
 
 
 def name_node_in(error: Exception, node, method: str) -> None:
@@ -283,5 +304,5 @@ def failing_nodes_named() -> bool:
 
 
 PATCHES = (leaky_relu_bounds, division_interval, sqrt_upper_tangent, nested_load_state_dict,
-           start_coefficients_without_patches, alpha_crown_output_shape,
+           start_coefficients_without_patches, alpha_crown_output_shape, full_alpha_of_any_rank,
            unsound_relaxations_refused, failing_nodes_named)  # last: it wraps the methods the others replaced

@@ -484,3 +484,13 @@ def test_per_sample_graphs_pass_the_batch_axis_check():
     bm(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)))  # draws the dropout mask
     lb, ub = bm.compute_bounds(method="CROWN")  # not refused in training mode either
     assert bool((lb <= ub).all())
+
+
+@TRAINING
+@pytest.mark.parametrize("method", ["alpha-CROWN", "alpha-CROWN-hzono"])
+def test_alpha_crown_optimizes_a_relu_of_three_axes(method, training):
+    """auto_LiRPA 0.3's sparse slopes handle a ReLU after a linear or convolutional layer only
+    (2 or 4 axes) and failed with a bare ValueError on (B, C, L): full slopes there."""
+    net = nn.Sequential(nn.Linear(6, 6), Lambda(lambda v: v.reshape(v.shape[0], 2, 3)), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(6, 2))
+    assert_sound(net, torch.randn(2, 6), 0.5, (method,), training)
