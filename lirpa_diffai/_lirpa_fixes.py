@@ -228,8 +228,10 @@ def unsound_relaxations_refused() -> bool:
     """auto_LiRPA 0.3's linear relaxations of Heaviside (its lower line lies above its upper one)
     and of sin / cos (NaN coefficients on an interval of zero width, e.g. at eps = 0) give
     bounds the function escapes: CROWN, alpha-CROWN and the CROWN-hzono methods refuse these
-    nodes (IBP's interval bounds of them are sound and stay)."""
-    from auto_LiRPA.operators import BoundATenHeaviside, BoundSin
+    nodes (IBP's interval bounds of them are sound and stay). alpha-CROWN's optimized
+    relaxation of tan (atan's, inverted) misses tan(x) at eps = 0: alpha-CROWN refuses it
+    (CROWN's fixed relaxation of tan is sound and stays)."""
+    from auto_LiRPA.operators import BoundATenHeaviside, BoundSin, BoundTan
 
     def refuse(why):
         def bound_backward(self, *args, **kwargs):
@@ -238,6 +240,15 @@ def unsound_relaxations_refused() -> bool:
         return bound_backward
     BoundATenHeaviside.bound_backward = refuse("its lower line lies above its upper line")
     BoundSin.bound_backward = refuse("NaN coefficients on an interval of zero width")
+    relax = BoundTan.bound_relax
+
+    def bound_relax(self, x):
+        if self.opt_stage in ("opt", "reuse"):
+            raise NotImplementedError("auto_LiRPA 0.3's alpha-CROWN relaxation of tan (atan's optimized "
+                                      "tangent lines, inverted) misses tan(x), even at eps = 0; bound it "
+                                      "with CROWN or IBP")
+        return relax(self, x)
+    BoundTan.bound_relax = bound_relax
     return True
 
 
