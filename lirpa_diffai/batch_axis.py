@@ -40,7 +40,10 @@ def per_sample_forward(node, args):
         return F.batch_norm(x, mean.detach(), var.detach(), weight, bias, False, 0.0, node.eps)
     if isinstance(node, BoundDropout):
         return args[0]
-    return node.forward(*args)
+    value = node.forward(*args)
+    if isinstance(value, (torch.Size, tuple)):  # Shape nodes, as auto_LiRPA's forward pass
+        value = torch.tensor(value, device=getattr(node, "device", None))
+    return value
 
 
 def is_float(value) -> bool:
@@ -108,8 +111,6 @@ def check_node(node, values: dict, carried: set, batch: int, generator, method: 
                  for i, a in zip(node.inputs, args)]
     with torch.enable_grad():
         out = per_sample_forward(node, [a if leaf is None else leaf for a, leaf in zip(args, perturbed)])
-    if isinstance(out, (torch.Size, tuple)):
-        out = torch.tensor(out)
     values[node.name] = out.detach() if isinstance(out, torch.Tensor) else out
     if not is_float(out):
         return  # shapes and masks: not bounded
