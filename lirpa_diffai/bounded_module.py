@@ -213,16 +213,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     def _check_batch_axis(self, x, final_node_name, method):
         """Refuse, by node, a graph whose perturbed nodes move values across the batch axis
         (``batch_axis``): once per input shapes and final node."""
-        if x is not None:
-            self._set_input(*x)
         final = self.final_node() if final_node_name is None else self[final_node_name]
-        inputs = {name: self[name] for name in self.input_name}
-        key = (final.name,) + tuple((name, tuple(getattr(node.value, "shape", ())), node.perturbation is not None)
-                                    for name, node in inputs.items())
+        inputs = x if x is not None else [self[name].value for name in self.input_name]
+        key = (final.name,) + tuple((tuple(getattr(t, "shape", ())), getattr(t, "ptb", None) is not None)
+                                    for t in inputs)
         if key in self._batch_axis_checked:
             return
-        perturbed = {name: graph_check.plain(node.value) for name, node in inputs.items()
-                     if node.perturbation is not None and torch.is_tensor(node.value)}
+        if x is not None:
+            self._set_input(*x)
+        perturbed = {name: graph_check.plain(self[name].value) for name in self.input_name
+                     if self[name].perturbation is not None and torch.is_tensor(self[name].value)}
         batch_axis.check_batch_axis(self._topological_order(final), perturbed, method)
         self._batch_axis_checked.add(key)
 
