@@ -106,9 +106,11 @@ def markdown(records) -> str:
     findings = {}
     for known in KNOWN:
         findings.setdefault(finding_id(known), []).append(known.finding.split(": ", 1)[1])
-    lines.append("")
-    lines.append("Findings: " + "; ".join(f"{f} {' / '.join(texts)}" for f, texts in
-                                       sorted(findings.items(), key=lambda kv: int(kv[0][1:])) if f in used) + ".")
+    described = [f"{f} {' / '.join(texts)}" for f, texts in sorted(findings.items(), key=lambda kv: int(kv[0][1:]))
+                 if f in used]
+    if described:
+        lines.append("")
+        lines.append("Findings: " + "; ".join(described) + ".")
     lines.append("")
     lines.append("Refused because: " + "; ".join(f"({letter}) {text}" for text, letter in legend.items()) + ".")
     lines.append("")

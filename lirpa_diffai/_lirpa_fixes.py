@@ -228,8 +228,10 @@ def unsound_relaxations_refused() -> bool:
     """auto_LiRPA 0.3's linear relaxations of Heaviside (its lower line lies above its upper one)
     and of sin / cos (NaN coefficients on an interval of zero width, e.g. at eps = 0) give
     bounds the function escapes: CROWN, alpha-CROWN and the CROWN-hzono methods refuse these
-    nodes (IBP's interval bounds of them are sound and stay)."""
-    from auto_LiRPA.operators import BoundATenHeaviside, BoundSin
+    nodes (IBP's interval bounds of them are sound and stay). alpha-CROWN's optimized
+    relaxation of tan (atan's, inverted) misses tan(x) at eps = 0: alpha-CROWN refuses it
+    (CROWN's fixed relaxation of tan is sound and stays)."""
+    from auto_LiRPA.operators import BoundATenHeaviside, BoundSin, BoundTan
 
     def refuse(why):
         def bound_backward(self, *args, **kwargs):
@@ -238,10 +240,40 @@ def unsound_relaxations_refused() -> bool:
         return bound_backward
     BoundATenHeaviside.bound_backward = refuse("its lower line lies above its upper line")
     BoundSin.bound_backward = refuse("NaN coefficients on an interval of zero width")
+    relax = BoundTan.bound_relax
+
+    def bound_relax(self, x):
+        if self.opt_stage in ("opt", "reuse"):
+            raise NotImplementedError("auto_LiRPA 0.3's alpha-CROWN relaxation of tan (atan's optimized "
+                                      "tangent lines, inverted) misses tan(x), even at eps = 0; bound it "
+                                      "with CROWN or IBP")
+        return relax(self, x)
+    BoundTan.bound_relax = bound_relax
     return True
 
 
-NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward")
+def full_alpha_of_any_rank() -> bool:
+    """auto_LiRPA 0.3's alpha-CROWN stores the slopes of a ReLU's unstable neurons only
+    ("sparse features") after a linear or convolutional layer (an input of 2 or 4 axes), and
+    fails with a bare ``ValueError`` for any other rank ((B, C, L) from a reshape). Give those
+    ReLUs a slope for every neuron (what it does when most neurons are unstable)."""
+    from auto_LiRPA.operators import BoundRelu
+    init = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        lower = getattr(self.inputs[0], "lower", None)
+        if lower is None or lower.ndim in (2, 4) or not self.use_sparse_features_alpha:
+            return init(self, start_nodes)
+        self.use_sparse_features_alpha = False
+        try:
+            return init(self, start_nodes)
+        finally:
+            self.use_sparse_features_alpha = True
+    BoundRelu.init_opt_parameters = init_opt_parameters
+    return True
+
+
+NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward", "init_opt_parameters")
 
 
 def name_node_in(error: Exception, node, method: str) -> None:
@@ -283,5 +315,5 @@ def failing_nodes_named() -> bool:
 
 
 PATCHES = (leaky_relu_bounds, division_interval, sqrt_upper_tangent, nested_load_state_dict,
-           start_coefficients_without_patches, alpha_crown_output_shape,
+           start_coefficients_without_patches, alpha_crown_output_shape, full_alpha_of_any_rank,
            unsound_relaxations_refused, failing_nodes_named)  # last: it wraps the methods the others replaced

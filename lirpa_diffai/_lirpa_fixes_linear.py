@@ -237,27 +237,56 @@ def gather_elements_repeated_indices() -> bool:
     return True
 
 
-def batched_constant_contribution() -> bool:
-    """auto_LiRPA 0.3 bug: CROWN adds a constant node's contribution ``A c`` as if ``c`` had no
-    batch axis, so a constant with one row per sample (``torch.cat([f(x), c], 1)``, ``c`` of
-    shape (B, k)) is summed over all samples' rows. Use the batched product when ``c``'s shape
-    is the batch followed by the coefficients' per-sample shape."""
+def one_row_per_sample(A, value) -> bool:
+    """``value`` (a constant) has one row per sample of the coefficients ``A`` (spec, B, ...):
+    its shape is the batch followed by ``A``'s per-sample shape (and not that shape alone)."""
     import torch
+    return (isinstance(A, torch.Tensor) and isinstance(value, torch.Tensor)
+            and tuple(value.shape) == tuple(A.shape[1:]) and tuple(value.shape) != tuple(A.shape[2:]))
+
+
+def constant_product(A, value):
+    """``A c`` for a constant ``c`` where auto_LiRPA 0.3's own product is wrong, in the layout of
+    CROWN's biases (spec, B, ...); None elsewhere (auto_LiRPA's product is right there).
+    ``c`` with one row per sample: ``sum_j A[s, b, j] c[b, j]``. Patches coefficients of an Add /
+    Sub output (``broadcast_to``, set by ``constant_operand_coefficients``) and a ``c`` that is
+    not a scalar: ``c`` broadcast to that output's shape, then the patches' product, as for an
+    input (auto_LiRPA multiplied the patches' sums by ``c``, or broadcast ``c`` to the
+    network's input shape)."""
+    import torch
+    from auto_LiRPA.patches import Patches
+    if one_row_per_sample(A, value):
+        return torch.einsum("sb...,b...->sb", A, value)
+    if (isinstance(A, Patches) and getattr(A, "broadcast_to", None) is not None
+            and isinstance(value, torch.Tensor) and value.numel() > 1):
+        return A.matmul(value.expand(A.broadcast_to)).transpose(0, 1)
+    return None
+
+
+def in_layout_of(new, bias):
+    """``new`` (spec, B, ...) added to CROWN's running ``bias``: 0 for None; reshaped where
+    ``bias`` has other axes, e.g. patches' (spec, B, h, w) as (spec * h * w, B)."""
+    if new is None:
+        return 0
+    if bias.ndim == 0 or bias.ndim == new.ndim:
+        return new
+    return new.movedim(1, -1).reshape(bias.shape) if bias.ndim == 2 else new.reshape(bias.shape)
+
+
+def batched_constant_contribution() -> bool:
+    """auto_LiRPA 0.3 bugs: CROWN adds a constant node's contribution ``A c`` as if ``c`` had no
+    batch axis, so a constant with one row per sample (``torch.cat([f(x), c], 1)``, ``c`` of
+    shape (B, k)) is summed over all samples' rows; with patches coefficients (a constant
+    added to a convolution's output) it multiplies the patches' sums by ``c``, which fails or
+    mixes the axes unless ``c`` is a scalar. Use :func:`constant_product` there."""
     import auto_LiRPA.backward_bound as backward_bound
     original = backward_bound.add_constant_node
 
-    def batched(A, value):
-        return (isinstance(A, torch.Tensor) and isinstance(value, torch.Tensor)
-                and tuple(value.shape) == tuple(A.shape[1:]) and tuple(value.shape) != tuple(A.shape[2:]))
-
     def add_constant_node(lb, ub, node):
-        value = node.forward_value
-        if not (batched(node.lA, value) or batched(node.uA, value)):
+        new = [constant_product(A, node.forward_value) for A in (node.lA, node.uA)]
+        if new[0] is None and new[1] is None:
             return original(lb, ub, node)
-        new = [torch.einsum("sb...,b...->sb", A, value) if A is not None else 0 for A in (node.lA, node.uA)]
-        new = [n.reshape(b.shape) if isinstance(b, torch.Tensor) and b.ndim > 0 and isinstance(n, torch.Tensor)
-               and b.ndim != n.ndim else n for n, b in zip(new, (lb, ub))]
-        return lb + new[0], ub + new[1]
+        return lb + in_layout_of(new[0], lb), ub + in_layout_of(new[1], ub)
     backward_bound.add_constant_node = add_constant_node
     return True
 
@@ -267,14 +296,20 @@ def constant_operand_coefficients() -> bool:
     ``c`` has the output's rank, batch axis included (``c`` of shape (1, D) or (B, D)): its
     ``broadcast_backward`` prepends a batch axis ``c`` already has. The coefficients of such a
     ``c`` are the output's, summed over the axes where ``c`` is broadcast (its batch axis stays:
-    ``batched_constant_contribution`` multiplies them per sample, or sums them for ``c``'s
-    single row)."""
+    :func:`constant_product` multiplies them per sample, or sums them for ``c``'s single row).
+    Patches coefficients are passed on unchanged, as before, with the output's shape
+    (``broadcast_to``) that ``c`` is broadcast to."""
     import torch
     from auto_LiRPA.operators import Bound
+    from auto_LiRPA.patches import Patches
     original = Bound.broadcast_backward
 
     def broadcast_backward(self, A, x):
         shape = x.output_shape
+        if isinstance(A, Patches) and x.batch_dim == -1:
+            A = A.create_similar()
+            A.broadcast_to = tuple(self.output_shape)
+            return A
         if not (isinstance(A, torch.Tensor) and x.batch_dim == -1 and len(shape) == A.ndim - 1
                 and shape[0] in (1, A.shape[1])):
             return original(self, A, x)
@@ -284,6 +319,53 @@ def constant_operand_coefficients() -> bool:
     return True
 
 
+def buffers_without_batch_axis() -> bool:
+    """auto_LiRPA 0.3 bug: ``BoundBuffers`` (a registered buffer) inherits ``from_input = True``
+    from ``BoundInput``, so CROWN took a buffer's first axis for the batch axis: a buffer of
+    shape (D,) added to a (B, D) value had its coefficients summed over the samples (a crash,
+    or the bounds of another function). A buffer is a constant, as ``BoundParams`` says of a
+    parameter."""
+    from auto_LiRPA.operators import BoundBuffers
+    init = BoundBuffers.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.from_input = False
+    BoundBuffers.__init__ = __init__
+    return True
+
+
+def constant_root_contribution() -> bool:
+    """auto_LiRPA 0.3 bug: CROWN's final step (``concretize``) adds an unperturbed buffer's or
+    parameter's contribution ``A c`` as if ``c`` had no batch axis, so ``x + buf`` with
+    ``buf`` of shape (B, 1, 1, 1) failed there, and with patches coefficients it broadcast
+    ``c`` to the network's input shape instead of the Add's output shape. Take such roots out
+    of ``concretize`` and add :func:`constant_product` instead."""
+    import auto_LiRPA.backward_bound as backward_bound
+    from auto_LiRPA.operators import BoundInput
+    original = backward_bound.concretize
+
+    def concretize(lb, ub, node, root, *args, **kwargs):
+        taken = [(r, [constant_product(A, r.forward_value) for A in (r.lA, r.uA)]) for r in root
+                 if type(r) is not BoundInput and getattr(r, "perturbation", None) is None]
+        taken = [(r, new) for r, new in taken if new != [None, None]]
+        if not taken:
+            return original(lb, ub, node, root, *args, **kwargs)
+        extra = [sum(new[k].transpose(0, 1) for _, new in taken if new[k] is not None) for k in (0, 1)]
+        saved = [(r, r.lA, r.uA) for r, _ in taken]
+        for r, _ in taken:
+            r.lA = r.uA = None
+        try:
+            lb, ub = original(lb, ub, node, root, *args, **kwargs)
+        finally:
+            for r, lA, uA in saved:
+                r.lA, r.uA = lA, uA
+        return tuple(None if b is None else b + (e.reshape(b.shape) if b.ndim and getattr(e, "ndim", 0) else e)
+                     for b, e in zip((lb, ub), extra))
+    backward_bound.concretize = concretize
+    return True
+
+
 PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, patches_to_matrix_rectangular,
            concat_backward_any_axis, gather_elements_repeated_indices, batched_constant_contribution,
-           constant_operand_coefficients)
+           constant_operand_coefficients, buffers_without_batch_axis, constant_root_contribution)

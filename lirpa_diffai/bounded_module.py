@@ -11,7 +11,7 @@ import auto_LiRPA
 import torch
 from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout, BoundLinear
 
-from . import graph_check
+from . import batch_axis, graph_check
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
@@ -178,6 +178,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         self.hzono_node_bounds: dict = {}
         self._topological_orders: dict = {}
         self._last_readers_of: dict = {}
+        self._batch_axis_checked: set = set()
 
     def train(self, mode: bool = True) -> "BoundedModule":
         """As ``nn.Module.train``: returns ``self`` (auto_LiRPA 0.3's returns ``None``)."""
@@ -197,6 +198,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         check_inputs(x)
         C = self._checked_spec(x, C, kwargs.get("final_node_name"))
         with keep_requires_grad(self._shared_parameters), default_dtype_of(x):
+            if key not in HZONO_METHODS and key != "ibp":
+                self._check_batch_axis(x, kwargs.get("final_node_name"), method)
             if key in HZONO_METHODS:
                 return self.compute_hzono_bounds(x, C=C, relu=HZONO_METHODS[key], **kwargs)
             if key in CROWN_HZONO_METHODS:
@@ -206,6 +209,22 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             if self.training:
                 self._use_batch_statistics(x, kwargs.get("final_node_name"))
             return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def _check_batch_axis(self, x, final_node_name, method):
+        """Refuse, by node, a graph whose perturbed nodes move values across the batch axis
+        (``batch_axis``): once per input shapes and final node."""
+        final = self.final_node() if final_node_name is None else self[final_node_name]
+        inputs = x if x is not None else [self[name].value for name in self.input_name]
+        key = (final.name,) + tuple((tuple(getattr(t, "shape", ())), getattr(t, "ptb", None) is not None)
+                                    for t in inputs)
+        if key in self._batch_axis_checked:
+            return
+        if x is not None:
+            self._set_input(*x)
+        perturbed = {name: graph_check.plain(self[name].value) for name in self.input_name
+                     if self[name].perturbation is not None and torch.is_tensor(self[name].value)}
+        batch_axis.check_batch_axis(self._topological_order(final), perturbed, method)
+        self._batch_axis_checked.add(key)
 
     def _use_batch_statistics(self, x, final_node_name=None):
         """auto_LiRPA 0.3's IBP / CROWN bound training-mode BatchNorm with the statistics of

@@ -393,3 +393,114 @@ def test_unsound_relaxations_are_refused_by_node(name, fn, method):
     bm = BoundedModule(Net(), x)
     with pytest.raises(NotImplementedError, match=rf"graph node '/\d+' \(operator {name}, .*unsound"):
         bounds(bm, x, 0.0, method)
+
+
+class AddConstant(nn.Module):
+    """``body(x) + c``, then a ReLU network: ``c`` a registered buffer or a plain tensor (a graph
+    constant) whose shape broadcasts against ``body``'s output."""
+
+    def __init__(self, body, shape, buffer):
+        super().__init__()
+        self.body = body
+        c = torch.randn(*shape)
+        if buffer:
+            self.register_buffer("c", c)
+        else:
+            self.c = c
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.c)
+
+
+CONSTANTS = {  # F12 (findings-10.md): (body, input shape, constant shape, buffer)
+    "buffer_per_sample": (nn.Identity(), (2, 1, 3, 3), (2, 1, 1, 1), True),
+    "buffer_vector": (nn.Linear(3, 3), (2, 3), (3,), True),
+    "buffer_per_channel_after_conv": (nn.Conv2d(2, 3, 3, padding=1), (2, 2, 4, 4), (3, 1, 1), True),
+    "buffer_image_per_sample_after_conv": (nn.Conv2d(2, 3, 3, padding=1), (2, 2, 4, 4), (2, 3, 4, 4), True),
+    "constant_per_channel_after_conv": (nn.Conv2d(2, 3, 3, padding=1), (2, 2, 4, 4), (1, 3, 1, 1), False),
+    "constant_image_per_sample_after_conv": (nn.Conv2d(2, 3, 3, padding=1), (2, 2, 4, 4), (2, 3, 4, 4), False),
+}
+
+
+@TRAINING
+@pytest.mark.parametrize("name", sorted(CONSTANTS))
+def test_buffers_and_constants_of_a_broadcast_shape_in_crown(name, training):
+    """auto_LiRPA 0.3 took a buffer's first axis for the batch (``x + buf`` failed, or summed
+    ``buf``'s coefficients over the samples), and with patches coefficients multiplied a
+    constant added to a convolution's output by the patches' sums (a failure, or the axes
+    mixed). Sound now, the convolutions' coefficients as patches and as matrices."""
+    body, shape, c_shape, buffer = CONSTANTS[name]
+    net = nn.Sequential(AddConstant(body, c_shape, buffer), nn.Flatten(), nn.LazyLinear(2))
+    x = torch.randn(*shape)
+    net(x)
+    for conv_mode in ("patches", "matrix") if "conv" in name else ("patches",):
+        assert_sound(net, x, 0.2, BACKWARD + ("CROWN-hzono",), training, conv_mode)
+
+
+def per_sample_head(body, d=3):
+    return nn.Sequential(nn.Linear(d, d), body, nn.ReLU(), nn.Linear(d, 2))
+
+
+ACROSS_THE_BATCH = {  # F16 (findings-10.md): (body, input shape, operator of the refused node)
+    "transpose_of_the_batch_axis": (Lambda(lambda v: v.transpose(0, 1)), (3, 3), "Transpose"),  # unsound before
+    "centre_on_the_batch_mean": (Lambda(lambda v: v - v.mean(0, keepdim=True)), (3, 3), "ReduceMean"),
+    "difference_of_samples": (Lambda(lambda v: v - v[1:2]), (3, 3), "Slice"),
+    "cumulative_sum_over_the_batch": (Lambda(lambda v: torch.cumsum(v, 0)), (3, 3), "CumSum"),
+}
+CROWN_FAMILY = ("CROWN", "CROWN-IBP", "alpha-CROWN", "CROWN-hzono", "alpha-CROWN-hzono", "forward")
+
+
+@TRAINING
+@pytest.mark.parametrize("name", sorted(ACROSS_THE_BATCH))
+def test_crown_family_refuses_nodes_that_read_across_the_batch_axis(name, training):
+    """auto_LiRPA 0.3's linear relaxations keep one block of coefficients per sample: CROWN
+    bounded ``x.transpose(0, 1)`` of a square batch as if each sample were on its own
+    (unsound), and failed on the others. Refused now, naming the node and its operator."""
+    body, shape, operator = ACROSS_THE_BATCH[name]
+    x = torch.randn(*shape)
+    bm = BoundedModule(per_sample_head(body).train(training), x).train(training)
+    for method in CROWN_FAMILY:
+        with pytest.raises(UnsupportedOperatorError,
+                           match=rf"{method}: graph node '/[\w.]+' \(operator {operator}, Bound{operator}\).*batch axis"):
+            bounds(bm, x, 0.1, method)
+
+
+@TRAINING
+@pytest.mark.parametrize("name", sorted(set(ACROSS_THE_BATCH) - {"cumulative_sum_over_the_batch"}))
+def test_ibp_and_hzono_bound_operations_across_the_batch_axis(name, training):
+    """IBP (elementwise intervals) and hzono (per-sample noise symbols) are sound there."""
+    body, shape, _ = ACROSS_THE_BATCH[name]
+    assert_sound(per_sample_head(body), torch.randn(*shape), 0.3, ("IBP", "hzono"), training)
+
+
+def test_per_sample_graphs_pass_the_batch_axis_check():
+    """Transposes, reshapes and reductions of other axes, BatchNorm in training mode (fixed
+    statistics) and Dropout keep samples apart: CROWN bounds them."""
+    body = nn.Sequential(nn.BatchNorm2d(2), nn.Dropout(0.2), Lambda(lambda v: v.transpose(2, 3).reshape(3, 2, 4, 4)),
+                         Lambda(lambda v: v - v.mean(1, keepdim=True)), nn.Flatten(), nn.Linear(32, 2))
+    assert_sound(body.eval(), torch.randn(3, 2, 4, 4), 0.1, BACKWARD + ("CROWN-hzono",), training=False)
+    x = torch.randn(3, 2, 4, 4)
+    bm = BoundedModule(body.train(), x).train()
+    bm(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)))  # draws the dropout mask
+    lb, ub = bm.compute_bounds(method="CROWN")  # not refused in training mode either
+    assert bool((lb <= ub).all())
+
+
+@TRAINING
+@pytest.mark.parametrize("method", ["alpha-CROWN", "alpha-CROWN-hzono"])
+def test_alpha_crown_optimizes_a_relu_of_three_axes(method, training):
+    """auto_LiRPA 0.3's sparse slopes handle a ReLU after a linear or convolutional layer only
+    (2 or 4 axes) and failed with a bare ValueError on (B, C, L): full slopes there."""
+    net = nn.Sequential(nn.Linear(6, 6), Lambda(lambda v: v.reshape(v.shape[0], 2, 3)), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(6, 2))
+    assert_sound(net, torch.randn(2, 6), 0.5, (method,), training)
+
+
+def test_alpha_crown_refuses_tan_and_crown_bounds_it():
+    """auto_LiRPA 0.3's alpha-CROWN bounds of tan missed tan(x) by 0.06 at eps = 0 (random graph
+    seed 22 of the fuzzer): refused by node; CROWN's fixed relaxation stays, sound."""
+    net = nn.Sequential(nn.Linear(3, 3), Lambda(lambda v: torch.tan(torch.tanh(v))), nn.Linear(3, 2))
+    x = torch.randn(2, 3)
+    with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Tan, BoundTan\)"):
+        bounds(BoundedModule(net, x), x, 0.0, "alpha-CROWN")
+    assert_sound(net, x, 0.3, ("CROWN",))

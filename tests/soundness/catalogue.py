@@ -349,8 +349,9 @@ def make_identity(rng, xs, ys):
 
 
 def make_buffer_add(rng, xs, ys):
-    step = Step("x + buffer", lambda self, x: x + self.buf)
-    step.register_buffer("buf", constant_like(rng, xs))
+    c = constant_like(rng, xs)
+    step = Step(f"x + buffer{tuple(c.shape)}", lambda self, x: x + self.buf, batch=c.shape[0] > xs[0])
+    step.register_buffer("buf", c)
     return step
 
 

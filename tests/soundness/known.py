@@ -5,7 +5,9 @@ precisely by the method, the mode, a pattern of the graph's code and the outcome
 a known finding, written by ``benchmarks/soundness_table.py --write-expected``: the operator
 tests xfail exactly those, strictly (a listed case that passes fails, so a fix shows up as a
 line to delete). A random graph whose failure a finding here explains is counted as known
-instead of failing. Remove an entry when its finding is fixed.
+instead of failing. Remove an entry when its finding is fixed: every finding of issue 10
+(F1-F21) is fixed or refused by node now, so the list is empty; a new finding gets an entry
+(its method labels as ``tests/soundness/methods.py`` spells them) until it is fixed.
 """
 from __future__ import annotations
 
@@ -16,21 +18,7 @@ from typing import Optional
 
 EXPECTED_FILE = Path(__file__).with_name("expected_failures.txt")
 
-HZONO = frozenset({"hzono[boxy,rows=0]", "hzono[boxy,rows=2]", "hzono[boxy,rows=all]",
-                   "hzono[deepz,rows=0]", "hzono[deepz,rows=2]", "hzono[deepz,rows=all]",
-                   "hzono[switch,rows=0]", "hzono[switch,rows=2]", "hzono[switch,rows=all]",
-                   "hzono[smooth,rows=0]", "hzono[smooth,rows=2]", "hzono[smooth,rows=all]",
-                   "HBox", "HNIPS", "HSwitch", "HSmooth", "zono-input:hzono[deepz,rows=all]"})
-HZONO_ROWS = frozenset(m for m in HZONO if "rows=0" not in m and not m.startswith("H"))
-BACKWARD = frozenset({"CROWN", "alpha-CROWN", "zono-input:CROWN"})
-CROWN_HZONO = frozenset({"CROWN-hzono", "alpha-CROWN-hzono", "zono-input:CROWN-hzono"})
-ALPHA = frozenset({"alpha-CROWN", "alpha-CROWN-hzono"})
-IBP = frozenset({"IBP", "zono-input:IBP"})
-CROWN_IBP = frozenset({"CROWN-IBP"})
-ALL = HZONO | BACKWARD | CROWN_HZONO | IBP | CROWN_IBP
-CROWN_FAMILY = BACKWARD | CROWN_HZONO | CROWN_IBP
 BOTH = (False, True)
-NO_PARAMETERS = r"^(?![\s\S]*(nn\.Linear|nn\.Conv|@ W|BatchNorm|nn\.RNN|buffer))"
 
 
 @dataclass(frozen=True)
@@ -52,44 +40,7 @@ class Known:
         return outcome.kind in self.kinds and re.search(self.detail, outcome.detail) is not None
 
 
-KNOWN: list[Known] = [
-    Known("F10: CROWN crashes in get_sparse_C on a graph without parameters", CROWN_FAMILY,
-          NO_PARAMETERS, ("crash",), r"IndexError: (list|tuple) index out of range"),
-    Known("F11: alpha-CROWN crashes without an optimizable activation", ALPHA, r"",
-          ("crash",), r"does not require grad|index \d+ is out of bounds for dimension 0"),
-    Known("F12: CROWN crashes on Linear/MatMul of a rank > 2 input", CROWN_FAMILY,
-          r"nn\.Linear|@ W", ("crash",), r"NoneType' object is not subscriptable|must match the size"),
-    Known("F12: CROWN crashes on a broadcast buffer", CROWN_FAMILY, r"\+ buffer", ("crash",),
-          r"Expected size for first two dimensions|is invalid for input of size"),
-    Known("F12: CROWN crashes on a broadcast constant", CROWN_FAMILY, r"const\(", ("crash",),
-          r"tuple index out of range"),
-    Known("F12: MaxPool2d(padding != 0) refused without naming the node", CROWN_FAMILY,
-          r"MaxPool2d\([^)]*padding=1", ("crash",), r"padding"),
-    Known("F12: ReduceMax refused without naming the node", CROWN_FAMILY, r"\.amax\(", ("crash",),
-          r"ReduceMax"),
-    Known("F12: Pow refused without naming the node", CROWN_FAMILY, r"\*\* 3", ("crash",), r"Exponent"),
-    Known("F12: CROWN crashes on Where / Pow / Not (a constant input without bounds)", CROWN_FAMILY,
-          r"torch\.where|\*\* \d", ("crash",), r"has no attribute 'lower'"),
-    Known("F12: IBP crashes on CumSum", IBP | CROWN_IBP, r"torch\.cumsum", ("crash",),
-          r"default_interval_propagate"),
-    Known("F12: IBP and CROWN crash on Heaviside", IBP | CROWN_FAMILY, r"torch\.heaviside", ("crash",),
-          r"index out of range"),
-    Known("F13: one-sided clamp crashes every method", ALL, r"clamp\(\w+, (min|max)=", ("crash",),
-          r"must match the size"),
-    Known("F14: a slice with a step crashes every method", ALL, r"::[2-9]\]", ("crash",),
-          r"AssertionError"),
-    Known("F15: nn.RNN crashes at construction", ALL, r"nn\.RNN", ("crash",), r"BoundRNNImpl"),
-    Known("F17: a PerturbationHybridZonotope input with CROWN in patches mode (known crash)",
-          frozenset({"zono-input:CROWN", "zono-input:CROWN-hzono"}), r"pretrained:|nn\.Conv2d",
-          ("crash",), r"must match the size|shape"),
-    Known("F16: the CROWN family crashes or is unsound on operations along the batch axis",
-          CROWN_FAMILY, r"# batch axis", ("crash", "unsound")),
-    Known("F18: CROWN crashes on Gather / Split of a convolution's or pooling's output (patches)",
-          CROWN_FAMILY, r"(Conv2d|AvgPool2d|MaxPool2d)[\s\S]*(\.select\(|torch\.split\()", ("crash",),
-          r"Expected size for first two dimensions|einsum\(\)|TorchScript|is invalid for input of size"),
-    Known("F19: CROWN crashes on a constant with a batch-sized first axis", CROWN_FAMILY,
-          r"const\(", ("crash",), r"AssertionError|tuple index out of range|Expected size for first two dimensions|einsum\(\)"),
-]
+KNOWN: list[Known] = []  # every finding of issue 10 is fixed or refused by node now
 
 
 def expected_failure(code: str, method: str, training: bool, outcome=None) -> Optional[Known]:
