@@ -138,9 +138,9 @@ def solve(program: Program, cost: dict, offset: float = 0.0, time_limit: float =
     info = h.getInfo()
     has_solution = text == "optimal" or getattr(info, "primal_solution_status", 0) == 2
     v = np.asarray(h.getSolution().col_value) if has_solution else None
-    value = float(info.objective_function_value) + (0.0 if cutoff is None else offset) \
-        if has_solution else -INF
+    outside = 0.0 if cutoff is None else offset   # the offset HiGHS did not see
+    value = float(info.objective_function_value) + outside if has_solution else -INF
     if text not in ("optimal", "solution limit") and any(program.integral):
         # a MIP stopped early: its dual bound is what is proved
-        value = float(getattr(info, "mip_dual_bound", -INF))
+        value = float(getattr(info, "mip_dual_bound", -INF)) + outside
     return Solution(text, value, v)
