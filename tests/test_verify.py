@@ -93,6 +93,29 @@ def test_mip_with_float32_bounds_of_a_fixed_input_is_the_forward_pass():
     assert np.allclose(oracle.value, margins.numpy(), atol=1e-4)
 
 
+def test_bounds_crossing_by_a_rounding_error_are_no_empty_subdomain():
+    """A point box with each pre-activation's lower bound a float32 rounding above its upper
+    one (what CROWN's and hzono's bounds of a pixel-patch box did): the subdomain holds the
+    point, so its bound is at most the forward pass's margin, never the +inf of an empty
+    subdomain."""
+    net = mlp(3)
+    x = torch.rand(1, 1, 4, 4)
+    y = net(x).argmin(1)
+    spec = robustness_spec(y, 4)
+    bm = BoundedModule(net, x)
+    lower, upper, h = [], [], x.flatten(1)
+    for layer in (net[1], net[3]):
+        z = layer(h).detach()
+        rounding = 2e-6 * (1 + z.abs())
+        lower.append(z + rounding)
+        upper.append(z - rounding)
+        h = torch.relu(z)
+    splits = [torch.zeros(1, t[0].numel(), dtype=torch.int8) for t in lower]
+    lb, _ = bound_domains(bm, x, x, spec.C, spec.threshold, lower, upper, splits, iterations=2)
+    margins = (spec.C[0] @ net(x)[0]).detach()
+    assert (lb[0] <= margins + 1e-3).all(), (lb, margins)
+
+
 def test_verified_samples_survive_strong_pgd_and_counterexamples_are_real():
     net = mlp(2)
     torch.manual_seed(1)
