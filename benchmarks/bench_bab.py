@@ -5,6 +5,11 @@ verified / falsified / timeout with ``--timeout`` seconds per image, total secon
 MI-FGSM upper bound, and the verified accuracy of BaB as a function of the time allowed per
 image (from each image's decision time).
 
+Every finished step (a network's setup, an incomplete method's row, a BaB image) is appended
+to ``--state`` (default: the ``--json`` path with ``.state.jsonl``); the same command again
+skips what is recorded there, so a crashed or stopped run loses at most one image. A state
+of another ``--n``, eps or timeout is refused.
+
     python benchmarks/bench_bab.py --n 100 --timeout 10 --json benchmarks/results/bab.json \\
         --plot docs/bab_time_curve.png
     python benchmarks/bench_bab.py --checkpoint runs/mnist_small --eps 0.1 --n 1000 \\
@@ -39,9 +44,42 @@ NETWORKS = {"mnist_conv_small_nat": 0.08, "cifar_conv_small_pgd": 2 / 255,
 INCOMPLETE = "CROWN,alpha-CROWN,CROWN-hzono"
 
 
-def incomplete_rows(model, bm, x, y, eps, methods, correct, batch, alpha_iterations):
+class State:
+    """The steps already done, read from and appended to a JSON-lines file (or nothing)."""
+
+    def __init__(self, path):
+        self.path = Path(path) if path else None
+        self.records = []
+        if self.path and self.path.exists():
+            self.records = [json.loads(line) for line in self.path.read_text().splitlines()
+                            if line.strip()]
+
+    def find(self, **key):
+        for r in self.records:
+            if all(r.get(k) == v for k, v in key.items()):
+                return r
+        return None
+
+    def add(self, record: dict) -> dict:
+        self.records.append(record)
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        return record
+
+
+def incomplete_rows(model, bm, x, y, eps, methods, correct, batch, alpha_iterations,
+                    state, name):
     rows, proved_any = [], torch.zeros(len(x), dtype=torch.bool)
     for method in methods:
+        done = state.find(kind="method", network=name, method=method)
+        if done:
+            rows.append({k: done[k] for k in ("method", "verified", "seconds")})
+            proved_any[done["proved"]] = True
+            print(f"  {method}: {done['verified']} verified (resumed)", flush=True)
+            continue
         start = time.perf_counter()
         masks = []
         for s in range(0, len(x), batch):
@@ -59,41 +97,67 @@ def incomplete_rows(model, bm, x, y, eps, methods, correct, batch, alpha_iterati
         proved_any |= proved
         rows.append({"method": method, "verified": int(proved.sum()),
                      "seconds": time.perf_counter() - start})
+        state.add({"kind": "method", "network": name, **rows[-1],
+                   "proved": proved.nonzero().flatten().tolist()})
         print(f"  {method}: {int(proved.sum())} verified, {rows[-1]['seconds']:.1f} s",
               flush=True)
     return rows, proved_any
 
 
-def bab_row(model, bm, x, y, eps, todo, timeout, already):
-    start = time.perf_counter()
-    samples = []
+def bab_row(model, bm, x, y, eps, todo, timeout, already, state, name):
+    samples, seconds = [], 0.0
     for k, i in enumerate(todo):
-        [r] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
-                     options=BaBOptions(), bounded=bm)
-        samples.append({"index": i, **r.as_dict()})
-        print(f"  BaB {k + 1}/{len(todo)} image {i}: {r.status.value} by {r.method} in "
-              f"{r.seconds:.1f} s ({r.subdomains} subdomains)", flush=True)
+        done = state.find(kind="bab", network=name, index=i)
+        if done is None:
+            start = time.perf_counter()
+            [r] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
+                         options=BaBOptions(), bounded=bm)
+            done = state.add({"kind": "bab", "network": name, "index": i, **r.as_dict(),
+                              "wall": time.perf_counter() - start})
+        samples.append({k2: v for k2, v in done.items() if k2 not in ("kind", "network")})
+        seconds += done["wall"]
+        print(f"  BaB {k + 1}/{len(todo)} image {i}: {done['status']} by {done['method']} in "
+              f"{done['seconds']:.1f} s ({done['subdomains']} subdomains)", flush=True)
     count = {s.value: sum(d["status"] == s.value for d in samples) for s in Status}
     return {"method": "BaB", "verified": already + count["verified"],
             "falsified": count["falsified"], "timeout": count["timeout"],
-            "bab_images": len(todo), "seconds": time.perf_counter() - start,
-            "samples": samples}
+            "bab_images": len(todo), "seconds": seconds, "samples": samples}
 
 
-def run_network(name, model, x, y, eps, args):
-    model.eval()
+def network_setup(state, name, model, x, y, eps, timeout):
+    """Clean and MI-FGSM counts of a network (recorded once); refuses a state of another
+    run."""
+    key = {"n": len(x), "eps": eps, "timeout": timeout}
+    done = state.find(kind="setup", network=name)
+    if done is not None:
+        if any(done[k] != v for k, v in key.items()):
+            raise SystemExit(f"{state.path}: {name} was run with "
+                             f"{ {k: done[k] for k in key} }, not {key}; remove it or pass "
+                             f"another --state")
+        return done
     with torch.no_grad():
         correct = model(x).argmax(1) == y
     pgd = attack_correct(model, x, y, eps)
+    return state.add({"kind": "setup", "network": name, **key,
+                      "correct": correct.nonzero().flatten().tolist(),
+                      "clean": int(correct.sum()), "mifgsm": int(pgd.sum())})
+
+
+def run_network(name, model, x, y, eps, args, state):
+    model.eval()
+    setup = network_setup(state, name, model, x, y, eps, args.timeout)
+    correct = torch.zeros(len(x), dtype=torch.bool)
+    correct[setup["correct"]] = True
     bm = BoundedModule(model, x[:1]).eval()
-    print(f"{name}: {len(x)} images, eps {eps:.4g}, clean {int(correct.sum())}, "
-          f"MI-FGSM {int(pgd.sum())}", flush=True)
+    print(f"{name}: {len(x)} images, eps {eps:.4g}, clean {setup['clean']}, "
+          f"MI-FGSM {setup['mifgsm']}", flush=True)
     rows, proved_any = incomplete_rows(model, bm, x, y, eps, args.methods.split(","),
-                                       correct, args.batch, args.alpha_iterations)
+                                       correct, args.batch, args.alpha_iterations, state, name)
     todo = (correct & ~proved_any).nonzero().flatten().tolist()
-    rows.append(bab_row(model, bm, x, y, eps, todo, args.timeout, int(proved_any.sum())))
-    return {"network": name, "n": len(x), "eps": eps, "clean": int(correct.sum()),
-            "mifgsm": int(pgd.sum()), "timeout": args.timeout, "rows": rows}
+    rows.append(bab_row(model, bm, x, y, eps, todo, args.timeout, int(proved_any.sum()),
+                        state, name))
+    return {"network": name, "n": len(x), "eps": eps, "clean": setup["clean"],
+            "mifgsm": setup["mifgsm"], "timeout": args.timeout, "rows": rows}
 
 
 def curve(result, points):
@@ -151,21 +215,25 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
     p.add_argument("--plot", default=None)
+    p.add_argument("--state", default=None,
+                   help="JSON-lines file of the steps done (default: --json's .state.jsonl)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    state = State(args.state or (Path(args.json).with_suffix(".state.jsonl") if args.json
+                                 else None))
     results = []
     if args.checkpoint:
         from lirpa_diffai.evaluation import load_trained
         model, cfg = load_trained(args.checkpoint)
         x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
         results.append(run_network(f"{cfg.network} ({args.checkpoint})", model, x[:args.n],
-                                   y[:args.n], args.eps or cfg.eps, args))
+                                   y[:args.n], args.eps or cfg.eps, args, state))
     else:
         for name in args.networks.split(","):
             model = models.load_pretrained(name)
             x, y = data.load_dataset(models.PRETRAINED[name].dataset, "test").tensors
             results.append(run_network(name, model, x[:args.n], y[:args.n],
-                                       args.eps or NETWORKS[name], args))
+                                       args.eps or NETWORKS[name], args, state))
     table = markdown(results)
     print(table)
     if args.json:

@@ -11,7 +11,14 @@ its seed's initial weights) and its first ``--batch`` test images:
 - ``CROWN-hzono, 16 rows``: the same margins with CROWN on hzono's intermediate boxes;
 - ``training step``: one step of the configuration's goal at ``--t`` (epoch time; 2.5 is in the
   middle of its eps ramp, so the Box term and the Point term both act): the loss and the
-  gradient of every parameter.
+  gradient of every parameter;
+- ``BaB bounds``: complete verification's bounds at eps 0.005 with the network's own
+  predictions as labels: alpha-CROWN's root bounds of the batch and beta-CROWN's bounds of
+  the four subdomains of the first image that split its two widest unstable first-layer
+  ReLUs (``verify.bounding``);
+- ``verify``: ``lirpa_diffai.verify.verify`` on the first 6 images at that eps (PGD,
+  CROWN-hzono, alpha-CROWN, then branch and bound for ``--verify-timeout`` seconds): each
+  image's status, or 3 where branch and bound ran (its answer depends on the device's speed).
 
 Each is computed on the CPU (the reference) and on ``--device`` from the same weights and
 images; the device's results must lie within ``atol + rtol * max|reference|`` of the CPU's
@@ -115,17 +122,82 @@ def training_step(net, x, y, cfg, t: float) -> Callable[[], dict]:
     return run
 
 
+VERIFY_EPS = 0.005   # at the demo's initial weights, some images need branch and bound here
+VERIFY_TIMEOUT = 5.0
+STATUS_CODES = {"verified": 0, "falsified": 1, "timeout": 2}
+
+
+def verify_spec(net, x, cfg):
+    """The margins of the network's own predictions and the eps box of ``x``."""
+    from lirpa_diffai.verify import robustness_spec
+    with torch.no_grad():
+        labels = net(x).argmax(1)
+    return labels, robustness_spec(labels, cfg.num_classes), \
+        (x - VERIFY_EPS).clamp(0, 1), (x + VERIFY_EPS).clamp(0, 1)
+
+
+def bab_bounds(net, x, y, cfg, t) -> Callable[[], dict]:
+    """A function computing alpha-CROWN's root bounds and beta-CROWN's bounds of four split
+    subdomains of the first image on the device of ``x``."""
+    from lirpa_diffai.verify.api import bounded_module
+    from lirpa_diffai.verify.bounding import bound_domains, root_bounds
+    _, spec, x_L, x_U = verify_spec(net, x, cfg)
+    bm = bounded_module(net, x)
+
+    def run():
+        lb, lower, upper = root_bounds(bm, x_L, x_U, spec.C, spec.threshold, iterations=5)
+        first = torch.minimum(-lower[0][0], upper[0][0]).flatten().topk(2).indices
+        splits = [torch.zeros(4, lo[0].numel(), dtype=torch.int8, device=x.device)
+                  for lo in lower]
+        splits[0][:, first[0]] = torch.tensor([1, 1, -1, -1], dtype=torch.int8)
+        splits[0][:, first[1]] = torch.tensor([1, -1, 1, -1], dtype=torch.int8)
+        four = lambda ts: [torch.cat([b[:1]] * 4) for b in ts]  # noqa: E731
+        sub, _ = bound_domains(bm, x_L[:1], x_U[:1], spec.C[:1], spec.threshold[:1],
+                               four(lower), four(upper), splits, iterations=5)
+        return {"root lower bounds": lb, "subdomain lower bounds": sub}
+    return run
+
+
+def complete_verification(net, x, y, cfg, t, timeout: float = VERIFY_TIMEOUT
+                          ) -> Callable[[], dict]:
+    """A function running ``verify`` on the first 6 images on the device of ``x``: per image
+    its status code, or 3 where branch and bound ran."""
+    from lirpa_diffai.verify import verify
+    from lirpa_diffai.verify.api import bounded_module
+    x = x[:6]
+    labels, _, _, _ = verify_spec(net, x, cfg)
+    bm = bounded_module(net, x)
+
+    def run():
+        results = verify(net, x, labels, VERIFY_EPS, timeout=timeout, bounded=bm)
+        return {"status": torch.tensor([3 if "BaB" in r.method else STATUS_CODES[r.status.value]
+                                        for r in results])}
+    return run
+
+
 CHECKS = {
     "hzono, 0 rows": lambda net, x, y, cfg, t: margin_bounds(net, x, y, cfg, "hzono", 0),
     "hzono, 16 rows": lambda net, x, y, cfg, t: margin_bounds(net, x, y, cfg, "hzono", 16),
     "CROWN-hzono, 16 rows": lambda net, x, y, cfg, t: margin_bounds(net, x, y, cfg, "CROWN-hzono", 16),
     "training step": training_step,
+    "BaB bounds": bab_bounds,
+    "verify": complete_verification,
 }
 
 
+def with_verify_timeout(checks: dict, timeout: float) -> dict:
+    """``checks`` with its ``verify`` check (if any) given ``timeout`` seconds per image."""
+    if "verify" not in checks:
+        return checks
+    return {**checks, "verify": lambda net, x, y, cfg, t: complete_verification(
+        net, x, y, cfg, t, timeout)}
+
+
 def run_checks(device: torch.device, batch: int, t: float, repeats: int, rtol: float,
-               atol: float, config: Path = DEMO_CONFIG) -> list[Check]:
-    """Every check of ``CHECKS`` on the CPU and on ``device``, compared."""
+               atol: float, config: Path = DEMO_CONFIG, checks: dict | None = None
+               ) -> list[Check]:
+    """Every check of ``checks`` (default ``CHECKS``) on the CPU and on ``device``,
+    compared."""
     from lirpa_diffai import data
     from lirpa_diffai.goals.config import parse_config
     from lirpa_diffai.training import build_network, seed_everything
@@ -137,7 +209,7 @@ def run_checks(device: torch.device, batch: int, t: float, repeats: int, rtol: f
     def on(where: torch.device, make) -> tuple[dict, float]:
         net = copy.deepcopy(initial).to(where)
         return timed(make(net, x.to(where), y.to(where), cfg, t), where, repeats)
-    for name, make in CHECKS.items():
+    for name, make in (CHECKS if checks is None else checks).items():
         reference, cpu_seconds = on(torch.device("cpu"), make)
         other, device_seconds = on(device, make)
         diff, scale = max_difference(reference, other)
@@ -174,6 +246,9 @@ def main(argv=None) -> int:
     parser.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance")
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls and convolutions on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT,
+                        help=f"seconds of branch and bound per image in the verify check "
+                             f"(default {VERIFY_TIMEOUT:g})")
     args = parser.parse_args(argv)
     try:
         device = torch.device(args.device)
@@ -186,7 +261,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
-    checks = run_checks(device, args.batch, args.t, args.repeats, args.rtol, args.atol)
+    checks = run_checks(device, args.batch, args.t, args.repeats, args.rtol, args.atol,
+                        checks=with_verify_timeout(CHECKS, args.verify_timeout))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU (dry run)"
     print(f"{name} against the CPU, torch {torch.__version__}, {args.batch} images, "
           f"{torch.get_num_threads()} CPU threads")

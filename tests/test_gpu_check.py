@@ -13,9 +13,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_dry_run_compares_every_check_cpu_against_cpu(capsys):
-    assert gpu_check.main(["--device", "cpu", "--batch", "4", "--repeats", "1"]) == 0
+    assert gpu_check.main(["--device", "cpu", "--batch", "4", "--repeats", "1",
+                           "--verify-timeout", "0.5"]) == 0
     out = capsys.readouterr().out
-    for name in ("hzono, 0 rows", "hzono, 16 rows", "CROWN-hzono, 16 rows", "training step"):
+    for name in ("hzono, 0 rows", "hzono, 16 rows", "CROWN-hzono, 16 rows", "training step",
+                 "BaB bounds", "verify"):
         row = next(line for line in out.splitlines() if line.startswith(f"| {name} |"))
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert cells[1] == "0" and float(cells[2]) > 0 and cells[-1] == "yes", row  # deterministic

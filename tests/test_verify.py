@@ -72,6 +72,50 @@ def test_random_networks_agree_with_mip_without_attack():
     assert sum(r.lp_calls for r in results) >= 1
 
 
+def test_mip_with_float32_bounds_of_a_fixed_input_is_the_forward_pass():
+    """A point box (x_L = x_U) whose given pre-activation bounds are off by a float32
+    rounding of a long sum (2e-6 relative, inward: what CROWN's bounds of a nearly fixed
+    neuron did on cifar_conv_small_pgd): the MIP's minimum is the forward pass's margin, not
+    "infeasible" (which proved every row of a box PGD falsifies)."""
+    net = mlp(3)
+    x = torch.rand(1, 1, 4, 4)
+    y = net(x).argmin(1)          # the smallest logit: every margin is negative
+    spec = robustness_spec(y, 4)
+    pre, h = [], x.flatten(1)
+    for layer in (net[1], net[3]):
+        z = layer(h).detach()[0]
+        rounding = 2e-6 * (1 + z.abs())
+        pre.append((z + rounding, z - rounding))
+        h = torch.relu(z[None])
+    oracle = mip_minimum(net, x, x, spec, pre_bounds=pre, time_limit=30)
+    margins = spec.C[0].double() @ net(x)[0].detach().double()
+    assert oracle.optimal.all() and oracle.falsified
+    assert np.allclose(oracle.value, margins.numpy(), atol=1e-4)
+
+
+def test_bounds_crossing_by_a_rounding_error_are_no_empty_subdomain():
+    """A point box with each pre-activation's lower bound a float32 rounding above its upper
+    one (what CROWN's and hzono's bounds of a pixel-patch box did): the subdomain holds the
+    point, so its bound is at most the forward pass's margin, never the +inf of an empty
+    subdomain."""
+    net = mlp(3)
+    x = torch.rand(1, 1, 4, 4)
+    y = net(x).argmin(1)
+    spec = robustness_spec(y, 4)
+    bm = BoundedModule(net, x)
+    lower, upper, h = [], [], x.flatten(1)
+    for layer in (net[1], net[3]):
+        z = layer(h).detach()
+        rounding = 2e-6 * (1 + z.abs())
+        lower.append(z + rounding)
+        upper.append(z - rounding)
+        h = torch.relu(z)
+    splits = [torch.zeros(1, t[0].numel(), dtype=torch.int8) for t in lower]
+    lb, _ = bound_domains(bm, x, x, spec.C, spec.threshold, lower, upper, splits, iterations=2)
+    margins = (spec.C[0] @ net(x)[0]).detach()
+    assert (lb[0] <= margins + 1e-3).all(), (lb, margins)
+
+
 def test_verified_samples_survive_strong_pgd_and_counterexamples_are_real():
     net = mlp(2)
     torch.manual_seed(1)

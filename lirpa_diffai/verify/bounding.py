@@ -67,6 +67,17 @@ def tightened(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor):
             torch.where(s < 0, upper.clamp(max=0), upper))
 
 
+EMPTY_SLACK = 1e-4   # relative float32 rounding allowance of crossing bounds
+
+
+def crossed(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """Where ``l > u`` by more than rounding, ``EMPTY_SLACK * (1 + |l| + |u|)``: the subdomain
+    is empty. Two sound float32 bounds of a (nearly) fixed neuron, e.g. CROWN's and hzono's
+    of a pixel-patch box, can cross by a rounding error; such a domain is not empty (calling
+    it so "proved" a box that PGD falsifies)."""
+    return lower > upper + EMPTY_SLACK * (1 + lower.abs() + upper.abs())
+
+
 def split_relus(bm) -> list:
     """The ReLU nodes of the graph that branch and bound splits, in graph order."""
     return [n for n in bm.relus if type(n) is BoundRelu]
@@ -130,13 +141,13 @@ def bound_domains(bm, x_L: torch.Tensor, x_U: torch.Tensor, spec_C: torch.Tensor
     """``(lb (N, S), coefficients)``: lower bounds of ``C f - t`` over each of N subdomains
     of the box ``[x_L, x_U]`` (batch 1 or N) by alpha/beta-CROWN on the split-tightened
     intermediate bounds, and the ReLU output coefficients recorded for branching.
-    ``lb`` is ``+inf`` on a subdomain whose split bounds are empty (``l > u``)."""
+    ``lb`` is ``+inf`` on a subdomain whose split bounds are empty (:func:`crossed`)."""
     relus = split_relus(bm)
     n = splits[0].shape[0] if splits else 1
     pairs = [tightened(lo, up, s) for lo, up, s in zip(domains_lower, domains_upper, splits)]
     empty = torch.zeros(n, dtype=torch.bool, device=spec_C.device)
     for lo, up in pairs:
-        empty |= (lo > up).flatten(1).any(1)
+        empty |= crossed(lo, up).flatten(1).any(1)
     interm = {node.inputs[0].name: (lo, torch.maximum(up, lo)) for node, (lo, up)
               in zip(relus, pairs)}
     x_L, x_U = x_L.expand(n, *x_L.shape[1:]), x_U.expand(n, *x_U.shape[1:])

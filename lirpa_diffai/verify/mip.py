@@ -23,6 +23,8 @@ from torch import nn
 from . import highs
 from .spec import Spec, VerificationError
 
+PRE_BOUND_SLACK = 1e-4   # relative float32 rounding allowance on the given pre-activation bounds
+
 
 def leaf_modules(model: nn.Module) -> list:
     """The modules of a (nested) nn.Sequential in order."""
@@ -71,6 +73,18 @@ def interval_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray
     return centre - spread, centre + spread
 
 
+def intersect_with_slack(lo: np.ndarray, hi: np.ndarray, pre_lo: torch.Tensor,
+                         pre_hi: torch.Tensor) -> tuple:
+    """``[lo, hi]`` (exact, float64) intersected with float32 bounds widened by
+    ``PRE_BOUND_SLACK * (1 + |bound|)``: a float32 bound of a neuron whose value is (nearly)
+    fixed can round to just inside its float64 value, which would make the program
+    infeasible (a row "proved" on an empty set)."""
+    pre_lo = pre_lo.double().flatten().cpu().numpy()
+    pre_hi = pre_hi.double().flatten().cpu().numpy()
+    return (np.maximum(lo, pre_lo - PRE_BOUND_SLACK * (1 + np.abs(pre_lo))),
+            np.minimum(hi, pre_hi + PRE_BOUND_SLACK * (1 + np.abs(pre_hi))))
+
+
 @dataclass
 class MIPResult:
     """Per spec row the exact minimum of ``C f - t`` over the box (``value``; for a row
@@ -110,8 +124,7 @@ def mip_minimum(model: nn.Module, x_L: torch.Tensor, x_U: torch.Tensor, spec: Sp
         W, b, shape = dense_affine(stretch, shape)
         lo, hi = interval_bounds(W, b, lo, hi)
         if pre_bounds is not None:
-            lo = np.maximum(lo, pre_bounds[i][0].double().flatten().cpu().numpy())
-            hi = np.minimum(hi, pre_bounds[i][1].double().flatten().cpu().numpy())
+            lo, hi = intersect_with_slack(lo, hi, *pre_bounds[i])
         post = program.add_vars(np.maximum(lo, 0), np.maximum(hi, 0))
         unstable = (lo < 0) & (hi > 0)
         binaries = program.add_vars(np.zeros(unstable.sum()), np.ones(unstable.sum()), integral=True)
