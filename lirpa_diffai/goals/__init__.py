@@ -1,5 +1,6 @@
 """DiffAI's training-goal DSL (paper section 4): schedules, goal constructors and their
 losses, the paper-notation / YAML parser, and the training-configuration schema."""
+from .domains import DOMAIN_GOALS
 from .errors import ConfigError, GoalSyntaxError, Origin, SourceError
 from .fast_adversarial import FAST_ADVERSARIAL_GOALS, FGSM, GradAlign
 from .goals import (GOALS, BiSample, Box, DList, Goal, GoalContext, IFGSM, MMR, Mix, Normal, PGD,
@@ -8,7 +9,7 @@ from .parser import parse_goal, parse_schedule, to_mapping
 from .schedules import SCHEDULES, Const, Lin, Schedule, Until, step_schedule
 
 __all__ = ["ConfigError", "GoalSyntaxError", "Origin", "SourceError",
-           "GOALS", "FAST_ADVERSARIAL_GOALS", "Goal", "GoalContext", "Point", "Normal", "Uniform",
+           "GOALS", "FAST_ADVERSARIAL_GOALS", "DOMAIN_GOALS", "Goal", "GoalContext", "Point", "Normal", "Uniform",
            "IFGSM", "PGD", "FGSM", "GradAlign", "Box", "Mix", "DList", "MMR",
            "Sub", "Sample", "BiSample", "input_box", "margin_loss", "margin_spec",
            "parse_goal", "parse_schedule", "to_mapping",

@@ -43,7 +43,7 @@ from ..certify import margin_spec
 from .schedules import COERCE, Const, Schedule, Term, as_schedule, describe
 
 Interval = tuple[Tensor, Tensor]
-BoundsFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+BoundsFn = Callable[..., tuple[Tensor, Tensor]]
 
 
 def _no_aux_losses() -> Sequence[tuple[float, Tensor]]:
@@ -55,8 +55,10 @@ class GoalContext:
     """What a goal needs from the trainer.
 
     ``model``: the concrete network (logits), used by Point/Normal/Uniform/IFGSM.
-    ``bounds(x_L, x_U, C) -> (lb, ub)``: bounds of ``C @ model(x)`` over the box
-    ``[x_L, x_U]`` with the goal's bound method (hzono, IBP, CROWN-IBP, CROWN), used by Box.
+    ``bounds(x_L, x_U, C, method=None, hzono=None) -> (lb, ub)``: bounds of ``C @ model(x)``
+    over the box ``[x_L, x_U]`` with the configured bound method (hzono, IBP, CROWN-IBP,
+    CROWN), or ``method`` with the hzono options ``hzono`` over the configured ones, used by
+    Box and DiffAI's named domains.
     ``eps``: the L-inf radius, a float or a schedule of ``t``.
     ``data_range``: ``(lo, hi)`` of the inputs (floats or broadcastable tensors).
     ``num_classes``: the number of logits.
@@ -256,11 +258,16 @@ class Box(Goal):
     def loss_on(self, ctx, box, y, t):
         if ctx.bounds is None:
             raise ValueError("the Box goal needs ctx.bounds (a bound method)")
-        lb, _ = ctx.bounds(box[0], box[1], margin_spec(y, ctx.num_classes))
+        lb, _ = ctx.bounds(box[0], box[1], margin_spec(y, ctx.num_classes), **self.bound_method())
         loss = margin_loss(lb)
         for weight, deep_loss in ctx.aux_losses():
             loss = (1 - weight) * loss + weight * deep_loss
         return loss
+
+    def bound_method(self) -> dict:
+        """Keywords for ``ctx.bounds``: none, the configured method (a named domain of
+        ``lirpa_diffai.goals.domains`` gives its own)."""
+        return {}
 
 
 @dataclass(frozen=True)

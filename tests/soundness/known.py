@@ -20,7 +20,8 @@ HZONO = frozenset({"hzono[boxy,rows=0]", "hzono[boxy,rows=2]", "hzono[boxy,rows=
                    "hzono[deepz,rows=0]", "hzono[deepz,rows=2]", "hzono[deepz,rows=all]",
                    "hzono[switch,rows=0]", "hzono[switch,rows=2]", "hzono[switch,rows=all]",
                    "hzono[smooth,rows=0]", "hzono[smooth,rows=2]", "hzono[smooth,rows=all]",
-                   "HBox", "HNIPS", "HSwitch", "HSmooth", "zono-input:hzono[deepz,rows=all]"})
+                   "Box", "HBox", "HNIPS", "HSwitch", "HSmooth", "ZBox", "ZNIPS", "ZSwitch", "ZSmooth",
+                   "HRand", "zono-input:hzono[deepz,rows=all]"})
 HZONO_ROWS = frozenset(m for m in HZONO if "rows=0" not in m and not m.startswith("H"))
 BACKWARD = frozenset({"CROWN", "alpha-CROWN", "zono-input:CROWN"})
 CROWN_HZONO = frozenset({"CROWN-hzono", "alpha-CROWN-hzono", "zono-input:CROWN-hzono"})
