@@ -46,14 +46,16 @@ from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
 # label -> method passed to compute_bounds
 METHODS = {
     "IBP": "IBP",
-    "hzono-boxy": "HBox",
-    "hzono-deepz": "HNIPS",
+    "hzono-boxy": "hzono",
+    "hzono-deepz": "hzono",
     "CROWN-IBP": "CROWN-IBP",
     "CROWN-hzono": "CROWN-hzono",
     "CROWN": "CROWN",
     "alpha-CROWN": "alpha-CROWN",
     "alpha-CROWN-hzono": "alpha-CROWN-hzono",
 }
+# hzono's ReLU per label (the input rows are the network's ``correlate``)
+HZONO_RELU = {"hzono-boxy": "boxy", "hzono-deepz": "deepz"}
 DEFAULT_METHODS = ("IBP", "hzono-boxy", "hzono-deepz", "CROWN-IBP", "CROWN-hzono", "CROWN", "alpha-CROWN")
 PAPER_EPS = {"mnist": 0.1, "cifar10": 2 / 255}  # the paper's smaller eps per dataset
 
@@ -179,8 +181,13 @@ def run_method(bm, box, C, label: str, timeout: float) -> Row:
     method = METHODS[label]
 
     def call():
-        with certify.bound_grad_mode(method):
-            lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
+        options = bm.bound_opts["hzono"]
+        bm.bound_opts["hzono"] = {**options, "relu": HZONO_RELU.get(label, options["relu"])}
+        try:
+            with certify.bound_grad_mode(method):
+                lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
+        finally:
+            bm.bound_opts["hzono"] = options
         return lower.detach(), upper.detach()
     try:
         (lower, upper), seconds, peak = timed(lambda: run_with_timeout(call, timeout))

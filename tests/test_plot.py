@@ -303,7 +303,8 @@ def test_method_labels_name_the_hzono_options():
     options = {"relu": "boxy", "correlate_input": 0}
     assert plot.method_label("CROWN", options) == "CROWN"
     assert plot.method_label("hzono", options) == "hzono (boxy, box input)"
-    assert plot.method_label("HNIPS", options) == "HNIPS (deepz, box input)"
+    assert plot.method_label("HNIPS", options) == "HNIPS (deepz, input rows: all)"   # DiffAI's HNIPS
+    assert plot.method_label("Box", {"correlate_input": "all"}) == "Box (boxy, box input)"
     assert plot.method_label("CROWN-hzono", {"correlate_input": 16}) == "CROWN-hzono (boxy, input rows: 16)"
 
 
