@@ -245,7 +245,7 @@ def test_layers_json_only_runs_without_matplotlib(tmp_path, monkeypatch, capsys)
     (["--methods", " , "], "no bound method given"),
     (["--methods", "IBP,ibp"], "names a method twice"),
     (["--methods", "IBP,CROWN_IBP,crwn"], "unknown bound method 'crwn'; did you mean 'CROWN'"),
-    (["--correlate-input", "some"], "--correlate-input must be 'all' or a non-negative integer"),
+    (["--correlate-input", "some"], "--correlate-input must be 'all', 'random:k' or a non-negative integer"),
     (["--network", "conv_small"], "not a pretrained network"),
     (["--network", "conv_small", "--checkpoint", "/nonexistent.pt"], "checkpoint /nonexistent.pt not found"),
 ])
