@@ -56,5 +56,5 @@ def all_methods() -> list[Method]:
 METHODS = {m.label: m for m in all_methods()}
 
 # the quick subset: one method per family
-QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "HSwitch", "ZNIPS", "CROWN-hzono", "IBP", "CROWN",
+QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZSwitch", "CROWN-hzono", "IBP", "CROWN",
          "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN"]
