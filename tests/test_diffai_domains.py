@@ -329,3 +329,32 @@ def test_new_abstract_layers_refuse_bad_arguments():
         lirpa_diffai.CorrRand(0)
     with pytest.raises(ValueError, match="k must be an int >= 0"):
         lirpa_diffai.DecorrRand(-1)
+
+
+def test_zoo_network_with_tozono_inserted_equals_zbox():
+    """HBox on the zoo's ConvSmall with ToZono after its first ReLU is ZBox on the plain
+    network (ZBox turns that ReLU's box part into rows too, and every later one's)."""
+    from lirpa_diffai import models
+    torch.manual_seed(0)
+    plain = models.get("conv_small", "mnist").eval()
+    inserted = models.get("conv_small", "mnist", insert={"after:conv1_relu": lirpa_diffai.ToZono()}).eval()
+    inserted.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 1, 28, 28)
+    with torch.no_grad():
+        zbox = BoundedModule(plain, x).compute_bounds(x=(ball(x, 0.01),), method="ZBox")
+        got = BoundedModule(inserted, x).compute_bounds(x=(ball(x, 0.01),), method="HBox")
+        hbox = BoundedModule(plain, x).compute_bounds(x=(ball(x, 0.01),), method="HBox")
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(got, zbox))
+    assert not all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(got, hbox))
+
+
+def test_decorrelate_min_caps_the_rows_of_the_pure_zonotope():
+    """In training mode DecorrelateMin k leaves k rows, and the next ReLU adds at most one row
+    per neuron: the output has at most k + 12 rows instead of 6 + 12 + 12 + 12."""
+    x = torch.rand(8, 6, dtype=torch.float64)
+    net = network_with(nn.Linear(12, 12).double(), nn.ReLU(), lirpa_diffai.DecorrelateMin(2))
+    out, (lb, ub) = hzono_rows(net, x, "ZNIPS")
+    assert out.num_errors <= 2 + 12
+    full, (lb_full, ub_full) = hzono_rows(net, x, "ZNIPS", training=False)
+    assert full.num_errors > 2 + 12
+    assert (ub_full - lb_full).mean() < (ub - lb).mean()   # the rows it dropped could cancel
