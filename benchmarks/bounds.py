@@ -24,6 +24,7 @@ hzono is exactly IBP. CROWN-hzono uses the boxy ReLU with the same rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import signal
@@ -176,18 +177,27 @@ def margin_figures(lower: torch.Tensor, upper: torch.Tensor) -> dict:
             "verified": (lower > 0).all(dim=1).float().mean().item()}
 
 
+@contextlib.contextmanager
+def hzono_relu(bm, relu: Optional[str]):
+    """``bm.bound_opts["hzono"]["relu"] = relu`` inside the block (``None``: unchanged)."""
+    if relu is None:
+        yield
+        return
+    options = bm.bound_opts["hzono"]
+    bm.bound_opts["hzono"] = {**options, "relu": relu}
+    try:
+        yield
+    finally:
+        bm.bound_opts["hzono"] = options
+
+
 def run_method(bm, box, C, label: str, timeout: float) -> Row:
     """One call of ``label``'s method, measured; failures become the row's error text."""
     method = METHODS[label]
 
     def call():
-        options = bm.bound_opts["hzono"]
-        bm.bound_opts["hzono"] = {**options, "relu": HZONO_RELU.get(label, options["relu"])}
-        try:
-            with certify.bound_grad_mode(method):
-                lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
-        finally:
-            bm.bound_opts["hzono"] = options
+        with hzono_relu(bm, HZONO_RELU.get(label)), certify.bound_grad_mode(method):
+            lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
         return lower.detach(), upper.detach()
     try:
         (lower, upper), seconds, peak = timed(lambda: run_with_timeout(call, timeout))

@@ -7,7 +7,9 @@ Paper notation (a tokenizer and a recursive-descent parser; nothing is ever ``ev
     arg      := [ NAME '=' ] expr            (keyword arguments after positional ones)
     NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor: Point, Normal, Uniform, IFGSM,
                                               PGD, Box, Mix, DList, MMR, Sub, Sample,
-                                              BiSample, Lin, Until; ``IFGSMk`` / ``PGDk``
+                                              BiSample, Lin, Until; DiffAI's domains HBox,
+                                              HSwitch, HSmooth, HNIPS, ZBox, ZSwitch, ZSmooth,
+                                              ZNIPS, HRand; ``IFGSMk`` / ``PGDk``
                                               with an integer k is ``IFGSM(k)`` / ``PGD(k)``)
     NUMBER   := [+-]? (digits [. digits?] | . digits) [(e|E) [+-]? digits]
 
@@ -29,7 +31,7 @@ In the mapping form ``DList`` takes a list of two-element lists:
 Parameters (in order; all are also keywords): ``IFGSM(k=5)``, ``PGD(k=40)``,
 ``MMR(gamma_b, gamma_d, k_b, k_d, p=inf)``, ``DList(pair, pair, ...)`` (positional only),
 ``Mix(g1, g2, lam)``,
-``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``,
+``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``, ``HRand(k, a=HSwitch)``,
 ``Lin(start, end, steps, warmup=0)``, ``Until(m, s1, s2)``.
 Refused inputs raise :class:`GoalSyntaxError` with the line and column (inside the YAML file
 when the text came from one) and what was expected.
