@@ -16,10 +16,10 @@ from . import graph_check
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
+from .bound_ops.linear import linear_with_spec
 from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.zono import zono_transformer_for
 from .domains import DIFFAI_NAMES, DOMAINS, random_count, valid_rows
-from .bound_ops.linear import linear_with_spec
 from .hybrid_zono import HybridZonotope
 from .input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .perturbation import input_zonotope
