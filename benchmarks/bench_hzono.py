@@ -13,6 +13,13 @@ forward pass, IBP, hzono with 0 and with 16 correlated input rows, and CROWN-IBP
 (for networks in eval mode; with ``name:train`` the abstract layers act and add rows of their
 own, so the ratios are printed without a target).
 
+The pure zonotope (``--zono-networks``, default ConvSmall and ConvMed): ZNIPS against HNIPS
+(the same input element, one row per input dim, and ReLU; ZNIPS adds a fresh row per
+unstable neuron after each ReLU) and against hzono with a box input, with the rows each has
+at the output and the mean width of the margin bounds:
+
+    python benchmarks/bench_hzono.py --networks '' --zono-networks conv_small,conv_med --batch 4
+
 Peak memory is read from /proc/self/status (VmHWM after resetting it through
 /proc/self/clear_refs), so it counts every allocation of the process, not just torch's. glibc is
 set up as the command-line tools set it (``lirpa_diffai.runtime.keep_freed_memory``).
@@ -118,6 +125,42 @@ def bench_network(name: str, batch: int, eps: float, repeats: int, train: bool =
     return result
 
 
+def bench_pure_zonotope(name: str, batch: int, eps: float, repeats: int) -> dict:
+    """Seconds, output rows and mean margin width of hzono (box input), HNIPS and ZNIPS."""
+    net = models.get(name, "cifar10").eval()
+    test = data.load_dataset("cifar10", "test").tensors
+    x, y = test[0][:batch], test[1][:batch]
+    C = certify.margin_spec(y, 10)
+    box = certify.input_box(x, eps)
+    bm = lirpa_diffai.BoundedModule(net, x)
+    result = {"network": name, "batch": batch, "methods": {}}
+    with torch.no_grad():
+        for method in ("hzono", "HNIPS", "ZNIPS"):
+            def run():
+                return bm.compute_bounds(x=(box,), C=C, method=method)
+            seconds, peak = measure(run, repeats)
+            lb, ub = run()
+            result["methods"][method] = {"seconds": seconds, "peak_mib": peak,
+                                         "output_rows": bm.hzono_output.num_errors,
+                                         "mean_width": float((ub - lb).mean())}
+    m = result["methods"]
+    result["ratios"] = {"ZNIPS_over_HNIPS": m["ZNIPS"]["seconds"] / m["HNIPS"]["seconds"],
+                        "ZNIPS_over_hzono": m["ZNIPS"]["seconds"] / m["hzono"]["seconds"]}
+    return result
+
+
+def report_pure_zonotope(results: list[dict]) -> str:
+    lines = ["| network | method | seconds | peak MiB | rows at the output | mean margin width |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        for method, m in r["methods"].items():
+            lines.append(f"| {r['network']} | {method} | {m['seconds']:.3f} | {m['peak_mib']:.0f} | "
+                         f"{m['output_rows']} | {m['mean_width']:.4g} |")
+    lines.append("")
+    lines += [f"{r['network']}: {key} = {value:.2f}" for r in results for key, value in r["ratios"].items()]
+    return "\n".join(lines)
+
+
 def report(results: list[dict]) -> str:
     lines = ["| network | method | seconds | peak MiB |", "|---|---|---:|---:|"]
     for r in results:
@@ -139,6 +182,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", default="resnet34,densenet100,resnet_tiny_fewcombo:train",
                         help="zoo names; ':train' measures in training mode (abstract layers act)")
+    parser.add_argument("--zono-networks", default="conv_small,conv_med",
+                        help="zoo names for the pure zonotope (ZNIPS) against HNIPS and hzono")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--eps", type=float, default=2 / 255)
     parser.add_argument("--threads", type=int, default=2)
@@ -149,11 +194,15 @@ def main(argv=None) -> int:
     keep_freed_memory()  # as the command-line tools do, for every method alike
     torch.manual_seed(0)
     results = [bench_network(n.split(":")[0], args.batch, args.eps, args.repeats, train=n.endswith(":train"))
-               for n in args.networks.split(",")]
+               for n in args.networks.split(",") if n]
+    zono = [bench_pure_zonotope(n, args.batch, args.eps, args.repeats) for n in args.zono_networks.split(",") if n]
     print(f"batch {args.batch}, {args.threads} threads, eps {args.eps:.4g}, torch {torch.__version__}")
-    print(report(results))
+    if results:
+        print(report(results))
+    if zono:
+        print(report_pure_zonotope(zono))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"hzono": results, "pure_zonotope": zono}, indent=2))
     return 0
 
 

@@ -24,6 +24,7 @@ hzono is exactly IBP. CROWN-hzono uses the boxy ReLU with the same rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import signal
@@ -46,14 +47,16 @@ from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
 # label -> method passed to compute_bounds
 METHODS = {
     "IBP": "IBP",
-    "hzono-boxy": "HBox",
-    "hzono-deepz": "HNIPS",
+    "hzono-boxy": "hzono",
+    "hzono-deepz": "hzono",
     "CROWN-IBP": "CROWN-IBP",
     "CROWN-hzono": "CROWN-hzono",
     "CROWN": "CROWN",
     "alpha-CROWN": "alpha-CROWN",
     "alpha-CROWN-hzono": "alpha-CROWN-hzono",
 }
+# hzono's ReLU per label (the input rows are the network's ``correlate``)
+HZONO_RELU = {"hzono-boxy": "boxy", "hzono-deepz": "deepz"}
 DEFAULT_METHODS = ("IBP", "hzono-boxy", "hzono-deepz", "CROWN-IBP", "CROWN-hzono", "CROWN", "alpha-CROWN")
 PAPER_EPS = {"mnist": 0.1, "cifar10": 2 / 255}  # the paper's smaller eps per dataset
 
@@ -174,12 +177,26 @@ def margin_figures(lower: torch.Tensor, upper: torch.Tensor) -> dict:
             "verified": (lower > 0).all(dim=1).float().mean().item()}
 
 
+@contextlib.contextmanager
+def hzono_relu(bm, relu: Optional[str]):
+    """``bm.bound_opts["hzono"]["relu"] = relu`` inside the block (``None``: unchanged)."""
+    if relu is None:
+        yield
+        return
+    options = bm.bound_opts["hzono"]
+    bm.bound_opts["hzono"] = {**options, "relu": relu}
+    try:
+        yield
+    finally:
+        bm.bound_opts["hzono"] = options
+
+
 def run_method(bm, box, C, label: str, timeout: float) -> Row:
     """One call of ``label``'s method, measured; failures become the row's error text."""
     method = METHODS[label]
 
     def call():
-        with certify.bound_grad_mode(method):
+        with hzono_relu(bm, HZONO_RELU.get(label)), certify.bound_grad_mode(method):
             lower, upper = bm.compute_bounds(x=(box,), C=C, method=method)
         return lower.detach(), upper.detach()
     try:

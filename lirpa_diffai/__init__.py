@@ -12,10 +12,12 @@ from .perturbation import PerturbationHybridZonotope  # noqa: E402
 from .bound_ops import UnsupportedOperatorError  # noqa: E402
 from .bounded_module import BoundedModule, HZONO_METHODS  # noqa: E402
 from .abstract_layers import (Concretize, CorrelateAll, CorrelateFixed, CorrelateMaxK,  # noqa: E402
-                              CorrelateMaxPool, DecorrelateAll, DecorrelateMin, DeepLoss, set_epoch)
+                              CorrelateMaxPool, CorrRand, DecorrelateAll, DecorrelateMin,
+                              DecorrRand, DeepLoss, ToHZono, ToZono, set_epoch)
 
 __all__ = ["BoundedModule", "HybridZonotope", "PerturbationHybridZonotope",
            "UnsupportedOperatorError", "HZONO_METHODS"]
 __all__ += ["Concretize", "CorrelateAll", "CorrelateFixed", "CorrelateMaxK", "CorrelateMaxPool",
-            "DecorrelateAll", "DecorrelateMin", "DeepLoss", "set_epoch"]
+            "DecorrelateAll", "DecorrelateMin", "CorrRand", "DecorrRand", "ToZono", "ToHZono",
+            "DeepLoss", "set_epoch"]
 __version__ = "0.1.0"

@@ -159,6 +159,54 @@ class DecorrelateMin(AbstractLayer):
         self.k = _int_at_least(k, 0, "k")
 
 
+class CorrRand(AbstractLayer):
+    """DiffAI's CorrRand k: the correlation layer with ``P`` = k dims drawn uniformly at random
+    without replacement, per sample and per pass (``min(k, p)``)."""
+
+    op_name = "CorrRand"
+    fields = ("k",)
+
+    def __init__(self, k: int, only_train: bool = True):
+        super().__init__(only_train)
+        self.k = _int_at_least(k, 1, "k")
+
+
+class DecorrRand(AbstractLayer):
+    """DiffAI's DecorrRand k: k of the m rows, drawn uniformly at random per sample and per
+    pass, move into the box part, ``h'_{B,i} = h_{B,i} + sum_{j in P} |h_{E,i,j}|``; the m - k
+    others stay (``k >= m``: DecorrelateAll). Note the count: k rows *leave*, where
+    DecorrelateMin k *keeps* k."""
+
+    op_name = "DecorrRand"
+    fields = ("k",)
+
+    def __init__(self, k: int, only_train: bool = True):
+        super().__init__(only_train)
+        self.k = _int_at_least(k, 0, "k")
+
+
+class ToZono(AbstractLayer):
+    """DiffAI's ToZono: from here on the value is a pure zonotope (``lirpa_diffai.zonotope``):
+    its box part becomes fresh rows now, ``(c, beta, E) -> (c, 0, [E; diag(beta)])``, and after
+    every later non-linearity. The ReLU variant stays the pass's. Acts in every mode by
+    default, as in DiffAI."""
+
+    op_name = "ToZono"
+
+    def __init__(self, only_train: bool = False):
+        super().__init__(only_train)
+
+
+class ToHZono(AbstractLayer):
+    """DiffAI's ToHZono: from here on the value is a hybrid zonotope again (non-linearities
+    keep their box part); the value itself is unchanged."""
+
+    op_name = "ToHZono"
+
+    def __init__(self, only_train: bool = False):
+        super().__init__(only_train)
+
+
 class DeepLoss(AbstractLayer):
     """DeepLoss (section 3.3): during an hzono pass records
     ``L_deep(c) = 1/(2n) sum_i (L_lb,i(c) + L_ub,i(c))`` of the interval concretization ``c``
@@ -205,4 +253,5 @@ def set_epoch(model: nn.Module, epoch: float) -> None:
 
 
 __all__ = ["AbstractLayer", "CorrelateAll", "CorrelateFixed", "CorrelateMaxK", "CorrelateMaxPool",
-           "DecorrelateAll", "DecorrelateMin", "Concretize", "DeepLoss", "set_epoch"]
+           "DecorrelateAll", "DecorrelateMin", "Concretize", "CorrRand", "DecorrRand", "ToZono",
+           "ToHZono", "DeepLoss", "set_epoch"]

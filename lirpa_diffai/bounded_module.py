@@ -1,5 +1,6 @@
-"""``lirpa_diffai.BoundedModule``: auto_LiRPA's BoundedModule with ``method="hzono"`` and the
-combined methods ``"CROWN-hzono"`` / ``"alpha-CROWN-hzono"``."""
+"""``lirpa_diffai.BoundedModule``: auto_LiRPA's BoundedModule with ``method="hzono"``, DiffAI's
+domain names (``lirpa_diffai.domains``) and the combined methods ``"CROWN-hzono"`` /
+``"alpha-CROWN-hzono"``."""
 from __future__ import annotations
 
 import contextlib
@@ -15,24 +16,26 @@ from . import batch_axis, graph_check
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
-from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.linear import linear_with_spec
+from .bound_ops.registry import is_perturbed, joined
+from .bound_ops.zono import zono_transformer_for
+from .domains import DIFFAI_NAMES, DOMAINS, random_count, valid_rows
 from .hybrid_zono import HybridZonotope
 from .input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .perturbation import input_zonotope
 
-# method name -> ReLU variant (None: the one in bound_opts["hzono"]["relu"])
-HZONO_METHODS = {"hzono": None, "hbox": "boxy", "hnips": "deepz", "hswitch": "switch", "hsmooth": "smooth"}
+# method name (lower case) -> its Domain: ReLU, input element, hybrid or pure zonotope
+HZONO_METHODS = DOMAINS
 
 # combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
 CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
 
 # this package's method names as the documentation spells them (any case is accepted)
-OWN_METHOD_NAMES = ("hzono", "HBox", "HNIPS", "HSwitch", "HSmooth", "CROWN-hzono", "alpha-CROWN-hzono")
+OWN_METHOD_NAMES = ("hzono", *DIFFAI_NAMES, "CROWN-hzono", "alpha-CROWN-hzono")
 
 HZONO_OPTIONS = {
     "relu": "boxy",           # ReLU transformer: boxy | deepz | switch | smooth
-    "correlate_input": 0,     # input rows: 0 (a box), k > 0 (CorrelateMax k), or "all"
+    "correlate_input": 0,     # input rows: 0 (a box), k > 0 (CorrelateMax k), "all", "random:k"
 }
 
 
@@ -50,25 +53,29 @@ def hzono_options(user: Optional[dict]) -> dict:
         raise ValueError(f"bound_opts['hzono']['relu'] = {opts['relu']!r}; choose one of "
                          f"{', '.join(hz.RELU_VARIANTS)}")
     rows = opts["correlate_input"]
-    if not (rows == "all" or (isinstance(rows, int) and rows >= 0)):
+    if not valid_rows(rows):
         raise ValueError(f"bound_opts['hzono']['correlate_input'] = {rows!r}; "
-                         "expected a non-negative int or 'all'")
+                         "expected a non-negative int, 'all' or 'random:k'")
     return opts
 
 
 def parse_correlate_input(text: str, option: str = "correlate_input"):
-    """``bound_opts["hzono"]["correlate_input"]`` from command-line text: ``"all"`` or a
-    non-negative int; ``ValueError`` naming ``option`` otherwise."""
-    if text == "all":
-        return "all"
+    """``bound_opts["hzono"]["correlate_input"]`` from command-line text: ``"all"``,
+    ``"random:k"`` or a non-negative int; ``ValueError`` naming ``option`` otherwise."""
+    if text == "all" or random_count(text) is not None:
+        return text
     if text.isdigit():
         return int(text)
-    raise ValueError(f"{option} must be 'all' or a non-negative integer, not {text!r}")
+    raise ValueError(f"{option} must be 'all', 'random:k' or a non-negative integer, not {text!r}")
 
 
 def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
+    """The input element's rows: ``"all"`` (DiffAI's ``HBox.box``, ``errors = e_i * radius``),
+    ``"random:k"`` (HRand), k > 0 (CorrelateMax k) or none."""
     if rows == "all":
         return hz.correlate_all(z)
+    if random_count(rows) is not None:
+        return hz.correlate_random(z, random_count(rows))
     return hz.correlate_max_k(z, rows) if rows else z
 
 
@@ -137,7 +144,10 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     ``bound_opts["hzono"]``: ``relu`` (``"boxy"``, DiffAI's default; ``"deepz"``,
     ``"switch"``, ``"smooth"``) and ``correlate_input`` (0: the input box has no correlated
     rows, as DiffAI's ``Box``; k: CorrelateMax k on the input; ``"all"``: one row per input
-    dim). The methods ``"HBox"``, ``"HNIPS"``, ``"HSwitch"``, ``"HSmooth"`` select the ReLU.
+    dim; ``"random:k"``: k random dims). DiffAI's domain names (``"Box"``, ``"HBox"``,
+    ``"HSwitch"``, ``"HSmooth"``, ``"HNIPS"``, ``"ZBox"``, ``"ZSwitch"``, ``"ZSmooth"``,
+    ``"ZNIPS"``, ``"HRand"``; see ``lirpa_diffai.domains``) fix the ReLU, the input rows and
+    whether the value is a pure zonotope, whatever the options say.
     After an hzono pass, ``hzono_output`` is the output zonotope (after ``C``) and
     ``hzono_aux_losses`` the ``(weight, loss)`` pairs recorded by DeepLoss layers.
 
@@ -201,7 +211,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             if key not in HZONO_METHODS and key != "ibp":
                 self._check_batch_axis(x, kwargs.get("final_node_name"), method)
             if key in HZONO_METHODS:
-                return self.compute_hzono_bounds(x, C=C, relu=HZONO_METHODS[key], **kwargs)
+                return self.compute_hzono_bounds(x, C=C, domain=key, **kwargs)
             if key in CROWN_HZONO_METHODS:
                 if args:
                     raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
@@ -300,18 +310,19 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             raise ValueError("x=None but no earlier call set the inputs; pass x=(BoundedTensor, ...)")
         return tuple(value for _, value in sorted(pairs, key=lambda p: p[0]))
 
-    def compute_hzono_bounds(self, x=None, C=None, relu=None, final_node_name=None,
+    def compute_hzono_bounds(self, x=None, C=None, domain="hzono", final_node_name=None,
                              bound_lower=True, bound_upper=True, store_bounds=False):
-        """One forward pass of hybrid zonotopes over the graph in topological order.
+        """One forward pass of hybrid (or pure) zonotopes over the graph in topological order,
+        in the named ``domain`` (a key of ``HZONO_METHODS``).
 
         ``C`` (B, S, n_out) is applied to the output zonotope before concretization.
         ``store_bounds`` also concretizes every perturbed node into ``node.lower/upper``
         (intermediate bounds for CROWN) and into ``hzono_node_bounds`` by node name."""
-        opts = self.bound_opts["hzono"]
+        relu, rows, pure = HZONO_METHODS[domain].resolve(self.bound_opts["hzono"])
         if x is not None:
             self._set_input(*x)
         final = self.final_node() if final_node_name is None else self[final_node_name]
-        ctx = HzonoContext(relu=relu or opts["relu"], training=self.training)
+        ctx = HzonoContext(relu=relu, training=self.training, input_rows=rows, pure_input=pure)
         if self.training:
             self._refresh_batch_statistics(final)
         merge_spec = C is not None and isinstance(final, BoundLinear) and final.inputs[0].perturbed
@@ -321,7 +332,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             if node is final and merge_spec:
                 out = linear_with_spec(node, *(joined(values[i.name]) for i in node.inputs), C)
                 break
-            values[node.name] = value = self._hzono_node(ctx, node, values, opts)
+            values[node.name] = value = self._hzono_node(ctx, node, values)
             if store_bounds and is_perturbed(value):
                 node.lower, node.upper = value.concretize()
                 node.interval = stored[node.name] = (node.lower, node.upper)
@@ -338,16 +349,22 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         lower, upper = out.concretize()
         return (lower if bound_lower else None), (upper if bound_upper else None)
 
-    def _hzono_node(self, ctx, node, values, opts):
+    def _hzono_node(self, ctx, node, values):
+        """The node's value: its input element, its transformer's image of its inputs (in the
+        domain of its first perturbed input, see ``HzonoContext.pure``), or its forward pass."""
         if not node.inputs:
             value = node.forward()
             if getattr(node, "perturbation", None) is not None:
+                ctx.pure[node.name] = ctx.pure_input
                 return correlate_input(input_zonotope(node.perturbation, value),
-                                       opts["correlate_input"]).channels_last()
+                                       ctx.input_rows).channels_last()
             return value
         args = [values[i.name] for i in node.inputs]
-        if any(map(is_perturbed, args)):
-            transformer = transformer_for(node)
+        perturbed = [i.name for i, a in zip(node.inputs, args) if is_perturbed(a)]
+        if perturbed:
+            pure = ctx.pure[perturbed[0]]
+            transformer = zono_transformer_for(node) if pure else transformer_for(node)
+            ctx.pure[node.name] = node.pure_after(pure) if hasattr(node, "pure_after") else pure
             if not transformer.reads_parts:
                 args = [joined(a) for a in args]
             value = transformer(ctx, node, *args)

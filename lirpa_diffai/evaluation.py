@@ -29,6 +29,7 @@ from torch import nn
 
 from .attacks import attack_correct
 from .certify import METHOD_ERRORS, method_error, proof_and_width
+from .domains import DOMAINS
 from .training.batches import dataset_of
 from .training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, load_state_checked,
                                   read_weights)
@@ -196,7 +197,7 @@ def known_methods() -> dict[str, str]:
 
 
 # how the tables print the hzono variants (compute_bounds takes any case)
-SPELLING = {"hbox": "HBox", "hnips": "HNIPS", "hswitch": "HSwitch", "hsmooth": "HSmooth",
+SPELLING = {**{key: domain.name for key, domain in DOMAINS.items()},
             "crown-hzono": "CROWN-hzono", "alpha-crown-hzono": "alpha-CROWN-hzono"}
 
 

@@ -322,15 +322,20 @@ def relu_switch(z: HybridZonotope) -> HybridZonotope:
     return HybridZonotope(head, beta, errors, z.ids)
 
 
+SMOOTH_GUARD = 1e-4  # DiffAI's creluSmooth keeps t finite where u = l
+
+
 def relu_smooth(z: HybridZonotope) -> HybridZonotope:
-    """DiffAI's smooth variant: a differentiable blend of the switch's two relaxations of a
-    crossing neuron, ``t * (x - l/2 +- (-l/2)) + (1 - t) * (u/2 +- u/2)`` with
-    ``t = u / (u - l)``; a convex combination of sound enclosures is sound."""
+    """DiffAI's smooth variant (``creluSmooth``): a differentiable blend of the switch's two
+    relaxations of a crossing neuron, ``(1 - t) * (x - l/2 +- (-l/2)) + t * (u/2 +- u/2)`` with
+    ``t = -l / (u - l + 1e-4)`` (DiffAI's guard against ``u = l``); a convex combination of
+    sound enclosures is sound."""
     lower, upper, active, crossing = _split_relu(z)
-    t = torch.where(crossing, upper / (upper - lower).clamp_min(1e-30), active.to(z.head.dtype))
-    box_part = torch.where(crossing, (1 - t) * upper / 2, torch.zeros_like(upper))
-    line_part = torch.where(crossing, -t * lower / 2, torch.zeros_like(lower))
-    return _slope_relaxation(z, t, box_part + line_part, box_part + line_part)
+    t = torch.where(crossing, -lower / (upper - lower + SMOOTH_GUARD), torch.zeros_like(lower))
+    slope = torch.where(crossing, 1 - t, active.to(z.head.dtype))
+    box_part = torch.where(crossing, t * upper / 2, torch.zeros_like(upper))
+    line_part = torch.where(crossing, -slope * lower / 2, torch.zeros_like(lower))
+    return _slope_relaxation(z, slope, box_part + line_part, box_part + line_part)
 
 
 _RELUS = {"boxy": relu_boxy, "deepz": relu_deepz, "switch": relu_switch, "smooth": relu_smooth}
@@ -419,20 +424,48 @@ def correlate_where(z: HybridZonotope, mask: Tensor) -> HybridZonotope:
     return HybridZonotope(z.head, selected.beta + z.beta * ~mask, selected.errors, selected.ids)
 
 
+def correlate_random(z: HybridZonotope, k: int, generator: Optional[torch.Generator] = None) -> HybridZonotope:
+    """DiffAI's stochastic correlation (``CorrRand k``, ``HRand k``): ``P`` = k dims drawn
+    uniformly without replacement, per sample (``min(k, p)``)."""
+    batch, p = z.shape[0], z.beta[0].numel()
+    k = min(k, p)
+    if k == 0:
+        return z
+    scores = torch.rand((batch, p), generator=generator, device=z.head.device)
+    return correlate(z, scores.topk(k, dim=1).indices)
+
+
+def keep_rows(z: HybridZonotope, kept: Tensor) -> HybridZonotope:
+    """DiffAI's decorrelation: the rows ``kept`` (k, B) of each sample stay, in that order,
+    and every other row goes into the box part, ``h'_B = h_B + sum_{j not kept} |h_E,j|``.
+    The kept rows get fresh ids: which symbol a kept row stands for differs between samples."""
+    magnitude = z.errors.abs()
+    expand = (1,) * (z.errors.dim() - 2)
+    dropped = torch.ones(magnitude.shape[:2], dtype=z.head.dtype, device=z.head.device).scatter(0, kept, 0.0)
+    beta = z.beta + sum_rows(magnitude * dropped.view(*dropped.shape, *expand))
+    rows = z.errors.gather(0, kept.view(*kept.shape, *expand).expand(kept.shape[0], *z.shape))
+    return HybridZonotope(z.head, beta, rows, fresh_ids(kept.shape[0]))
+
+
 def decorrelate_min_k(z: HybridZonotope, k: int) -> HybridZonotope:
     """DecorrelateMin k (section 3.2): ``P`` = the m - k rows with the smallest
     ``sum_i |h_{E,i,j}|`` (per sample); ``h'_{B,i} = h_{B,i} + sum_{j in P} |h_{E,i,j}|`` and the
-    k other rows stay, in their order. ``k >= m`` keeps every row. The kept rows get fresh ids:
-    which symbol a kept row stands for differs between samples."""
+    k other rows stay, in their order. ``k >= m`` keeps every row."""
     if z.errors is None or k >= z.num_errors:
         return z
     if k <= 0:
         return z.decorrelate_all()
-    magnitude = z.errors.abs()
-    mass = magnitude.flatten(2).sum(2)                            # (m, B)
-    kept = mass.topk(k, dim=0).indices.sort(dim=0).values        # (k, B), in row order
-    dropped = torch.ones_like(mass).scatter(0, kept, 0.0)
-    expand = (1,) * (z.errors.dim() - 2)
-    beta = z.beta + sum_rows(magnitude * dropped.view(*mass.shape, *expand))
-    rows = z.errors.gather(0, kept.view(*kept.shape, *expand).expand(k, *z.shape))
-    return HybridZonotope(z.head, beta, rows, fresh_ids(k))
+    mass = z.errors.abs().flatten(2).sum(2)                       # (m, B)
+    return keep_rows(z, mass.topk(k, dim=0).indices.sort(dim=0).values)
+
+
+def decorrelate_random(z: HybridZonotope, k: int, generator: Optional[torch.Generator] = None) -> HybridZonotope:
+    """DiffAI's stochastic decorrelation (``DecorrRand k``): k rows drawn uniformly without
+    replacement per sample go into the box part, the m - k others stay; ``k >= m`` moves
+    every row, ``k = 0`` none."""
+    if z.errors is None or k <= 0:
+        return z
+    if k >= z.num_errors:
+        return z.decorrelate_all()
+    scores = torch.rand(z.errors.shape[:2], generator=generator, device=z.head.device)   # (m, B)
+    return keep_rows(z, scores.topk(z.num_errors - k, dim=0).indices.sort(dim=0).values)

@@ -102,7 +102,7 @@ def test_parse_network_defaults_overrides_and_errors():
 def test_bad_rows_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         bounds.main(["--rows", "some"])
-    assert "--rows must be 'all' or a non-negative integer, not 'some'" in capsys.readouterr().err
+    assert "--rows must be 'all', 'random:k' or a non-negative integer, not 'some'" in capsys.readouterr().err
 
 
 def test_unknown_method_is_a_usage_error(capsys):

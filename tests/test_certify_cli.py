@@ -102,12 +102,12 @@ def test_certify_hzono_rows_tighten_hzono_but_never_below_ibp(run_dir, tmp_path,
     certified = {}
     for rows in ("0", "all"):
         out_json = tmp_path / f"{rows}.json"
-        assert main(["certify", str(run_dir), "--methods", "IBP,HBox,CROWN-hzono", "--limit", "24",
+        assert main(["certify", str(run_dir), "--methods", "IBP,hzono,CROWN-hzono", "--limit", "24",
                      "--eps", "0.02", "--hzono-rows", rows, "--json", str(out_json)]) == 0
         methods = json.loads(out_json.read_text())["methods"]
         certified[rows] = {m["method"]: m["certified"] for m in methods}
-    assert certified["0"]["HBox"] == certified["0"]["IBP"]       # no rows: IBP's box
-    assert certified["all"]["HBox"] >= certified["all"]["IBP"]
+    assert certified["0"]["hzono"] == certified["0"]["IBP"]      # no rows: IBP's box
+    assert certified["all"]["hzono"] >= certified["all"]["IBP"]
     assert certified["all"]["CROWN-hzono"] >= certified["0"]["CROWN-hzono"] - 1 / 24
     assert "correlate_input" in refused(["certify", str(run_dir), "--hzono-rows", "many"], capsys)
 

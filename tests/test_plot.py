@@ -245,7 +245,7 @@ def test_layers_json_only_runs_without_matplotlib(tmp_path, monkeypatch, capsys)
     (["--methods", " , "], "no bound method given"),
     (["--methods", "IBP,ibp"], "names a method twice"),
     (["--methods", "IBP,CROWN_IBP,crwn"], "unknown bound method 'crwn'; did you mean 'CROWN'"),
-    (["--correlate-input", "some"], "--correlate-input must be 'all' or a non-negative integer"),
+    (["--correlate-input", "some"], "--correlate-input must be 'all', 'random:k' or a non-negative integer"),
     (["--network", "conv_small"], "not a pretrained network"),
     (["--network", "conv_small", "--checkpoint", "/nonexistent.pt"], "checkpoint /nonexistent.pt not found"),
 ])
@@ -303,7 +303,8 @@ def test_method_labels_name_the_hzono_options():
     options = {"relu": "boxy", "correlate_input": 0}
     assert plot.method_label("CROWN", options) == "CROWN"
     assert plot.method_label("hzono", options) == "hzono (boxy, box input)"
-    assert plot.method_label("HNIPS", options) == "HNIPS (deepz, box input)"
+    assert plot.method_label("HNIPS", options) == "HNIPS (deepz, input rows: all)"   # DiffAI's HNIPS
+    assert plot.method_label("Box", {"correlate_input": "all"}) == "Box (boxy, box input)"
     assert plot.method_label("CROWN-hzono", {"correlate_input": 16}) == "CROWN-hzono (boxy, input rows: 16)"
 
 

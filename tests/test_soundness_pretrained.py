@@ -43,12 +43,13 @@ def check(name: str, eps: float, method: str, training: bool) -> None:
 
 
 # one method per family, without the two that take seconds per CIFAR network: alpha-CROWN's
-# optimisation (8-40 s) and input rows "all" (one noise symbol per input pixel, 4-5 s)
-FAMILIES = [m for m in QUICK if m not in ("alpha-CROWN", "hzono[deepz,rows=all]")]
+# optimisation (8-40 s) and input rows "all" (one noise symbol per input pixel, 4-5 s; ZSwitch has them too)
+FAMILIES = [m for m in QUICK if m not in ("alpha-CROWN", "hzono[deepz,rows=all]", "ZSwitch")]
 # a wider set for the slow test: more ReLU variants and input rows, the combined methods
-WIDE = FAMILIES + ["hzono[deepz,rows=2]", "HBox", "HSmooth", "alpha-CROWN-hzono", "zono-input:IBP"]
+WIDE = FAMILIES + ["hzono[deepz,rows=2]", "Box", "hzono[smooth,rows=0]", "alpha-CROWN-hzono", "zono-input:IBP"]
 # the expensive ones: on the two ConvSmalls at 2/255 only
-HEAVY = ["hzono[deepz,rows=all]", "hzono[boxy,rows=all]", "zono-input:hzono[deepz,rows=all]", "alpha-CROWN"]
+HEAVY = ["hzono[deepz,rows=all]", "hzono[boxy,rows=all]", "zono-input:hzono[deepz,rows=all]", "ZNIPS",
+         "alpha-CROWN"]
 
 
 @pytest.mark.parametrize("method", FAMILIES + ["hzono[deepz,rows=all]"])

@@ -7,8 +7,9 @@ from .clip import BoundClip
 from . import activation, arithmetic, linear, pooling, shape  # noqa: F401  (fill the registry)
 from . import abstract  # noqa: F401  (abstract layers: registers their custom ops)
 from . import grafted  # noqa: F401  (linearity grafting's activation: registers its custom op)
+from .zono import ZONO_TRANSFORMERS, zono_transformer_for
 
 register_custom_op("onnx::Clip", BoundClip)
 
-__all__ = ["HZONO_TRANSFORMERS", "HzonoContext", "UnsupportedOperatorError", "register",
+__all__ = ["HZONO_TRANSFORMERS", "ZONO_TRANSFORMERS", "zono_transformer_for", "HzonoContext", "UnsupportedOperatorError", "register",
            "transformer_for", "BoundClip"]

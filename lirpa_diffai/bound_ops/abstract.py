@@ -14,6 +14,7 @@ from auto_LiRPA import register_custom_op
 from auto_LiRPA.operators import Bound, BoundInput
 
 from .. import hybrid_zono as hz
+from .. import zonotope
 from ..abstract_layers import TRACED_DEEP_LOSSES
 from ..hybrid_zono import HybridZonotope
 from .registry import register
@@ -45,6 +46,11 @@ class BoundAbstractLayer(Bound):
 
     def hzono(self, ctx, z: HybridZonotope) -> HybridZonotope:
         raise NotImplementedError
+
+    def pure_after(self, pure: bool) -> bool:
+        """Whether the value after this layer is a pure zonotope (``pure``: whether its input
+        is); only ToZono / ToHZono change it."""
+        return pure
 
 
 def abstract_layer(ctx, node, z):
@@ -93,6 +99,40 @@ class BoundDecorrelateMin(BoundAbstractLayer):
 
     def hzono(self, ctx, z):
         return hz.decorrelate_min_k(z, self.attr["k"])
+
+
+class BoundCorrRand(BoundAbstractLayer):
+    """``P`` = k dims drawn at random, per sample."""
+
+    def hzono(self, ctx, z):
+        return hz.correlate_random(z, self.attr["k"])
+
+
+class BoundDecorrRand(BoundAbstractLayer):
+    """k rows drawn at random per sample go into ``h_B``."""
+
+    def hzono(self, ctx, z):
+        return hz.decorrelate_random(z, self.attr["k"])
+
+
+class BoundToZono(BoundAbstractLayer):
+    """``h_B`` into fresh rows; the value is a pure zonotope from here on."""
+
+    def hzono(self, ctx, z):
+        return zonotope.box_to_rows(z)
+
+    def pure_after(self, pure):
+        return True if self.acts() else pure
+
+
+class BoundToHZono(BoundAbstractLayer):
+    """The value is a hybrid zonotope from here on."""
+
+    def hzono(self, ctx, z):
+        return z
+
+    def pure_after(self, pure):
+        return False if self.acts() else pure
 
 
 class BoundDeepLoss(BoundAbstractLayer):
@@ -152,6 +192,10 @@ ABSTRACT_OPS = {
     "custom::DecorrelateAll": BoundDecorrelateAll,
     "custom::Concretize": BoundDecorrelateAll,
     "custom::DecorrelateMin": BoundDecorrelateMin,
+    "custom::CorrRand": BoundCorrRand,
+    "custom::DecorrRand": BoundDecorrRand,
+    "custom::ToZono": BoundToZono,
+    "custom::ToHZono": BoundToHZono,
     "custom::DeepLoss": BoundDeepLoss,
 }
 

@@ -130,6 +130,12 @@ class HzonoContext:
 
     relu: str = "boxy"
     training: bool = False
+    input_rows: object = 0        # correlate_input of the input elements
+    pure_input: bool = False      # whether the input elements are pure zonotopes
+    # node name -> whether its value is a pure zonotope (DiffAI's Zonotope class): a node
+    # takes the domain of its first perturbed input, as DiffAI's operators take their left
+    # operand's class; ToZono / ToHZono switch it
+    pure: dict = field(default_factory=dict)
     aux_losses: list = field(default_factory=list)  # (weight, loss) recorded by DeepLoss
     # elementwise transformer key -> (part -> result), while the part lives
     part_results: dict = field(default_factory=dict)

@@ -144,8 +144,9 @@ def method_label(method: str, options: dict) -> str:
     key = method.lower()
     if key not in HZONO_METHODS and "hzono" not in key:
         return method
-    relu = HZONO_METHODS.get(key) or options.get("relu", "boxy")
-    rows = options.get("correlate_input", 0)
+    domain = HZONO_METHODS.get(key, HZONO_METHODS["hzono"])
+    relu = domain.relu or options.get("relu", "boxy")
+    rows = options.get("correlate_input", 0) if domain.input_rows is None else domain.input_rows
     rows = "box input" if rows == 0 else f"input rows: {rows}"
     return f"{method} ({relu}, {rows})"
 

@@ -1,5 +1,6 @@
 """DiffAI's training-goal DSL (paper section 4): schedules, goal constructors and their
 losses, the paper-notation / YAML parser, and the training-configuration schema."""
+from .domains import DOMAIN_GOALS
 from .errors import ConfigError, GoalSyntaxError, Origin, SourceError
 from .fast_adversarial import FAST_ADVERSARIAL_GOALS, FGSM, GradAlign
 from .goals import (GOALS, AdvDom, AdvInclusion, BiAdv, BiSample, Box, Coin, DList, DProb, Goal,
@@ -12,10 +13,10 @@ from .schedules import SCHEDULES, Const, Lin, Schedule, Until, step_schedule
 InSamp = InclusionSample
 
 __all__ = ["ConfigError", "GoalSyntaxError", "Origin", "SourceError",
-           "GOALS", "FAST_ADVERSARIAL_GOALS", "Goal", "GoalContext", "Point", "Normal", "Uniform",
-           "NormalPoint", "PointA", "PointB", "IFGSM", "PGD", "MI_FGSM", "FGSM", "GradAlign",
-           "Box", "Mix", "LinMix", "DList", "DProb", "Coin", "MMR", "Sub", "Sample", "BiSample",
-           "InclusionSample", "InSamp", "NormalAdv", "AdvInclusion", "AdvDom", "BiAdv",
-           "input_box", "margin_loss", "margin_spec",
+           "GOALS", "FAST_ADVERSARIAL_GOALS", "DOMAIN_GOALS", "Goal", "GoalContext", "Point",
+           "Normal", "Uniform", "NormalPoint", "PointA", "PointB", "IFGSM", "PGD", "MI_FGSM",
+           "FGSM", "GradAlign", "Box", "Mix", "LinMix", "DList", "DProb", "Coin", "MMR", "Sub",
+           "Sample", "BiSample", "InclusionSample", "InSamp", "NormalAdv", "AdvInclusion",
+           "AdvDom", "BiAdv", "input_box", "margin_loss", "margin_spec",
            "parse_goal", "parse_schedule", "to_mapping",
            "SCHEDULES", "Schedule", "Const", "Lin", "Until", "step_schedule"]

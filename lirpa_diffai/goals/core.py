@@ -24,7 +24,7 @@ from torch import Tensor
 from .schedules import COERCE, Const, Schedule, Term, as_int, as_schedule, describe, format_number
 
 Interval = tuple[Tensor, Tensor]
-BoundsFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+BoundsFn = Callable[..., tuple[Tensor, Tensor]]
 
 
 def _no_aux_losses() -> Sequence[tuple[float, Tensor]]:
@@ -36,8 +36,10 @@ class GoalContext:
     """What a goal needs from the trainer.
 
     ``model``: the concrete network (logits), used by the point goals and the attacks.
-    ``bounds(x_L, x_U, C) -> (lb, ub)``: bounds of ``C @ model(x)`` over the box
-    ``[x_L, x_U]`` with the goal's bound method (hzono, IBP, CROWN-IBP, CROWN), used by Box.
+    ``bounds(x_L, x_U, C, method=None, hzono=None) -> (lb, ub)``: bounds of ``C @ model(x)``
+    over the box ``[x_L, x_U]`` with the configured bound method (hzono, IBP, CROWN-IBP,
+    CROWN), or ``method`` with the hzono options ``hzono`` over the configured ones, used by
+    Box and DiffAI's named domains.
     ``eps``: the L-inf radius, a float or a schedule of ``t``.
     ``data_range``: ``(lo, hi)`` of the inputs (floats or broadcastable tensors).
     ``num_classes``: the number of logits.

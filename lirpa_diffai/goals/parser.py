@@ -6,9 +6,11 @@ Paper notation (a tokenizer and a recursive-descent parser; nothing is ever ``ev
     args     := arg { ',' arg }
     arg      := [ NAME '=' ] expr            (keyword arguments after positional ones)
     LITERAL  := 'inf' | 'True' | 'False' | 'None'
-    NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor of GOALS, FAST_ADVERSARIAL_GOALS
-                                              or SCHEDULES: Point, Box, Mix, IFGSM, ...,
-                                              Lin, Until; ``IFGSMk`` / ``PGDk`` with an
+    NAME     := [A-Za-z_][A-Za-z0-9_]*       (a constructor of GOALS, FAST_ADVERSARIAL_GOALS,
+                                              DOMAIN_GOALS or SCHEDULES: Point, Box, Mix,
+                                              IFGSM, ..., DiffAI's domains HBox, HSwitch,
+                                              HSmooth, HNIPS, ZBox, ZSwitch, ZSmooth, ZNIPS,
+                                              HRand, Lin, Until; ``IFGSMk`` / ``PGDk`` with an
                                               integer k is ``IFGSM(k)`` / ``PGD(k)``)
     NUMBER   := [+-]? (digits [. digits?] | . digits) [(e|E) [+-]? digits]
 
@@ -32,7 +34,7 @@ Parameters (in order; all are also keywords; DiffAI's goals: see the docstrings 
 :mod:`.adversarial`, :mod:`.sampling`, :mod:`.combinators`): ``IFGSM(k=5, ...)``, ``PGD(k=5, ...)``,
 ``MMR(gamma_b, gamma_d, k_b, k_d, p=inf)``, ``DList(pair, pair, ...)`` (positional only),
 ``Mix(g1, g2, lam)``,
-``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``,
+``Sub(delta, g)``, ``Sample(delta, r, gs, gt)``, ``BiSample(g1, g2)``, ``HRand(k, a=HSwitch)``,
 ``Lin(start, end, steps, warmup=0)``, ``Until(m, s1, s2)``.
 Refused inputs raise :class:`GoalSyntaxError` with the line and column (inside the YAML file
 when the text came from one) and what was expected.
@@ -46,12 +48,13 @@ from typing import NamedTuple
 
 import yaml
 
+from .domains import DOMAIN_GOALS
 from .errors import GoalSyntaxError, Origin, caret_snippet
 from .fast_adversarial import FAST_ADVERSARIAL_GOALS
 from .goals import GOALS, Goal
 from .schedules import COERCE, SCHEDULES, Const, Schedule, Term, as_schedule, describe
 
-CONSTRUCTORS: dict[str, type[Term]] = {**GOALS, **FAST_ADVERSARIAL_GOALS, **SCHEDULES}
+CONSTRUCTORS: dict[str, type[Term]] = {**GOALS, **FAST_ADVERSARIAL_GOALS, **DOMAIN_GOALS, **SCHEDULES}
 _SUFFIXED = re.compile(r"(IFGSM|PGD)(\d+)$")   # the paper's IFGSMk, and PGDk
 LITERALS = {"inf": float("inf"), "True": True, "False": False, "None": None}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ..goals import AdvInclusion, Box, Goal, InclusionSample, NormalAdv, Sample, Sub
+from ..goals import AdvInclusion, Goal, InclusionSample, NormalAdv, Sample, Sub
+from ..goals.box import BoxGoal
 from ..goals.config import TrainConfig
 from ..goals.schedules import Const, Schedule
 
@@ -24,7 +25,7 @@ def _box_paths(goal: Goal, t: float, factor: float | None):
     if isinstance(goal, NormalAdv) or any(f.type == "Radius" and getattr(goal, f.name) is not None
                                           for f in fields(goal)):
         factor = None
-    if isinstance(goal, Box):
+    if isinstance(goal, BoxGoal):
         yield factor
     elif isinstance(goal, (InclusionSample, AdvInclusion)):
         yield from _box_paths(goal.inner(), t, None if factor is None else factor * goal.sub(t))

@@ -40,12 +40,20 @@ def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
 
 
 def box_bounds(bm, method: str):
-    """The trainer's bounds function ``(x_L, x_U, C) -> (lb, ub)`` for the goals."""
+    """The trainer's bounds function ``(x_L, x_U, C, method=None, hzono=None) -> (lb, ub)``
+    for the goals: the configured ``method``, or a goal's own method with the hzono options
+    ``hzono`` over the configured ones (DiffAI's named domains, ``HRand``)."""
     from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
-    def bounds(x_L, x_U, C):
+    def bounds(x_L, x_U, C, method=method, hzono=None):
         ptb = PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U)
-        return bm.compute_bounds(x=(BoundedTensor((x_L + x_U) / 2, ptb),), C=C, method=method)
+        configured = bm.bound_opts["hzono"]
+        if hzono:
+            bm.bound_opts["hzono"] = {**configured, **hzono}
+        try:
+            return bm.compute_bounds(x=(BoundedTensor((x_L + x_U) / 2, ptb),), C=C, method=method)
+        finally:
+            bm.bound_opts["hzono"] = configured
     return bounds
 
 

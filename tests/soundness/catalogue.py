@@ -424,6 +424,10 @@ SNIPPETS: dict[str, Callable] = {
     "BoundCorrelateMaxPool": make_abstract("CorrelateMaxPool", lambda: lirpa_diffai.CorrelateMaxPool(2, only_train=False), rank=4),
     "BoundDecorrelateAll": make_abstract("DecorrelateAll", lambda: lirpa_diffai.DecorrelateAll(only_train=False)),
     "BoundDecorrelateMin": make_abstract("DecorrelateMin", lambda: lirpa_diffai.DecorrelateMin(2, only_train=False)),
+    "BoundCorrRand": make_abstract("CorrRand", lambda: lirpa_diffai.CorrRand(2, only_train=False)),
+    "BoundDecorrRand": make_abstract("DecorrRand", lambda: lirpa_diffai.DecorrRand(1, only_train=False)),
+    "BoundToZono": make_abstract("ToZono", lambda: lirpa_diffai.ToZono()),
+    "BoundToHZono": make_abstract("ToHZono", lambda: lirpa_diffai.ToHZono()),
     "BoundGraftedRelu": make_grafted_relu,
     "BoundDeepLoss": make_abstract("DeepLoss", lambda: lirpa_diffai.DeepLoss(1.0, only_train=False)),
 }

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lirpa_diffai.bounded_module import HZONO_METHODS
+from lirpa_diffai.domains import DIFFAI_NAMES
+from lirpa_diffai.hybrid_zono import RELU_VARIANTS
 
 # few alpha-CROWN iterations: the fuzzer checks soundness, not tightness
 OPTIMIZE = {"iteration": 3}
+
+# the options a named domain needs (HRand: how many random input rows)
+NAMED_OPTIONS = {"HRand": {"hzono": {"correlate_input": "random:2"}}}
 
 
 @dataclass(frozen=True)
@@ -21,14 +25,12 @@ class Method:
 
 
 def hzono_variants() -> list[Method]:
-    """``method="hzono"`` with each ReLU variant and input rows 0, k = 2 and ``"all"``, and the
-    named ReLU variants ``HBox`` / ``HNIPS`` / ``HSwitch`` / ``HSmooth``."""
-    relus = [relu for relu in HZONO_METHODS.values() if relu is not None]
+    """``method="hzono"`` with each ReLU variant and input rows 0, k = 2 and ``"all"``, and
+    every DiffAI domain name (``Box``, ``HBox`` ... ``ZNIPS``, ``HRand``): the hybrid and the
+    pure zonotope domains."""
     out = [Method(f"hzono[{relu},rows={rows}]", "hzono", {"hzono": {"relu": relu, "correlate_input": rows}})
-           for relu in relus for rows in (0, 2, "all")]
-    names = {"boxy": "HBox", "deepz": "HNIPS", "switch": "HSwitch", "smooth": "HSmooth"}
-    assert set(names) == set(relus), "a new hzono ReLU variant needs its named method here"
-    out += [Method(names[relu], names[relu]) for relu in relus]
+           for relu in RELU_VARIANTS for rows in (0, 2, "all")]
+    out += [Method(name, name, NAMED_OPTIONS.get(name, {})) for name in DIFFAI_NAMES]
     return out
 
 
@@ -54,5 +56,5 @@ def all_methods() -> list[Method]:
 METHODS = {m.label: m for m in all_methods()}
 
 # the quick subset: one method per family
-QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "HSwitch", "CROWN-hzono", "IBP", "CROWN",
+QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZSwitch", "CROWN-hzono", "IBP", "CROWN",
          "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN"]
