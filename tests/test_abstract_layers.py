@@ -19,7 +19,7 @@ from lirpa_diffai.bound_ops.abstract import deep_loss, window_maxima
 from lirpa_diffai.goals.schedules import Lin, Until
 from lirpa_diffai.models.common import ParSum, stack
 
-from conftest import assert_inside, attack_points, box_samples, reference_relu
+from conftest import assert_inside, attack_points, box_samples, forward_each, reference_relu
 
 
 def box(lower, upper):
@@ -329,11 +329,11 @@ def check_sound(net, x, lower, upper, method="hzono", steps=5):
     bm.train()
     lb, ub = bm.compute_bounds(x=(box(lower, upper),), method=method)
     with torch.no_grad():
-        outputs = torch.stack([net(p) for p in box_samples(lower, upper, 64)])
+        outputs = forward_each(net, box_samples(lower, upper, 64))
     assert_inside(outputs, lb, ub)
     points = attack_points(net, lower, upper, steps=steps)
     with torch.no_grad():
-        attacked = torch.stack([net(p) for p in points])
+        attacked = forward_each(net, points)
     assert_inside(attacked, lb, ub)
     return bm, lb, ub
 

@@ -65,7 +65,7 @@ def test_snippet_traces_into_its_bound_class(operator):
     """The operator's graph holds its Bound class, or its construction is refused by name."""
     case = cached_operator_case(operator, 0)
     try:
-        traced = traced_classes(case.model, case.x)
+        traced = traced_classes(case)
     except Exception as error:  # noqa: BLE001
         outcome = classify_error(error, None)
         if outcome.kind == "refused":

@@ -22,12 +22,19 @@ IMAGES = 2
 
 
 @lru_cache(maxsize=None)
-def network_case(name: str, eps: float) -> Case:
+def network(name: str) -> tuple:
+    """The network, its first test images, and the traces its cases at every eps share."""
     if not (SHARED_MODELS / models.PRETRAINED[name].file).is_file():
         pytest.skip(f"{name} not in {SHARED_MODELS}")
     net = models.load_pretrained(name).eval()
     images = data.load_dataset(models.PRETRAINED[name].dataset, "test").tensors[0][:IMAGES]
-    return Case(net, images, eps, seed=0)
+    return net, images, {}
+
+
+@lru_cache(maxsize=None)
+def network_case(name: str, eps: float) -> Case:
+    net, images, traced = network(name)
+    return Case(net, images, eps, seed=0, traced=traced)
 
 
 def check(name: str, eps: float, method: str, training: bool) -> None:

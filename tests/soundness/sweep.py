@@ -8,7 +8,7 @@ from typing import Optional
 from lirpa_diffai.bound_ops import HZONO_TRANSFORMERS
 
 from .catalogue import SNIPPETS
-from .check import Case, Outcome, build, run_case
+from .check import Case, Outcome, run_case
 from .graphs import Graph, build_graph
 from .known import Known, expected_failure
 from .methods import METHODS
@@ -28,17 +28,16 @@ def operator_case(operator: str, seed: int, tries: int = 10) -> Case:
         graph, x = build_graph(seed * 1000 + k, [operator], OPERATOR_STEPS, forced=operator)
         cases.append(Case(graph, x, EPS, seed))
         try:
-            if operator in traced_classes(graph, x):
+            if operator in traced_classes(cases[-1]):
                 return cases[-1]
         except Exception:  # noqa: BLE001  (a construction crash is the case's finding)
             return cases[-1]
     return cases[0]
 
 
-def traced_classes(model, x) -> set:
-    """The Bound class names of ``model``'s graph."""
-    bounded = build(model, x, METHODS["IBP"], training=False)
-    return {type(node).__name__ for node in bounded._modules.values()}
+def traced_classes(case: Case) -> set:
+    """The Bound class names of the case's graph."""
+    return {type(node).__name__ for node in case.trace(METHODS["IBP"])._modules.values()}
 
 
 def hzono_operators() -> list[str]:

@@ -80,52 +80,82 @@ class Witness:
 
 def observe(f: Callable, input_set: InputSet, generator: torch.Generator, samples: int = 200,
             pgd_steps: int = 15, pgd_targets: int = 16) -> Witness:
-    """Range of ``f`` over samples, corners and PGD points of ``input_set``."""
+    """Range of ``f`` over samples, corners and PGD points of ``input_set``. Each group of
+    points is evaluated as one :func:`torch.func.vmap` call (every point still sees its own
+    batch, so operations across the batch axis are unaffected), point by point where the
+    graph cannot be vmapped; the coefficients are drawn in the same order either way."""
     x_shape, v_shape = input_set.coefficient_shapes()
-    low = high = None
-    count = 0
-
-    def record(out):
-        nonlocal low, high, count
-        out = out.detach()
-        low = out if low is None else torch.minimum(low, out)
-        high = out if high is None else torch.maximum(high, out)
-        count += 1
-
+    u, v = [], []
+    for k in range(samples):
+        u.append(torch.rand(x_shape, generator=generator) * 2 - 1)
+        v.append(torch.rand(v_shape, generator=generator) * 2 - 1)
+        if k % 2:  # a corner
+            u[-1], v[-1] = u[-1].sign(), v[-1].sign()
+    at = PointMap(f, input_set)
     with torch.no_grad():
-        record(f(input_set.center))
-        for k in range(samples):
-            u = torch.rand(x_shape, generator=generator) * 2 - 1
-            v = torch.rand(v_shape, generator=generator) * 2 - 1
-            if k % 2:  # a corner
-                u, v = u.sign(), v.sign()
-            record(f(input_set.point(u, v)))
-    n_out = low.numel()
+        center = f(input_set.center).detach()
+        outputs = torch.cat([center[None], at(torch.stack(u), torch.stack(v)).detach()])
+    n_out = center.numel()
     targets = torch.randperm(n_out, generator=generator)[:pgd_targets].tolist()
-    for j in targets:
-        for sign in (1.0, -1.0):
-            record(pgd(f, input_set, j, sign, generator, pgd_steps))
-    return Witness(low, high, count)
+    attacks = [(j, sign) for j in targets for sign in (1.0, -1.0)]
+    if attacks:
+        outputs = torch.cat([outputs, pgd(at, attacks, generator, pgd_steps)])
+    return Witness(outputs.amin(0), outputs.amax(0), len(outputs))
 
 
-def pgd(f: Callable, input_set: InputSet, j: int, sign: float, generator: torch.Generator,
-        steps: int) -> torch.Tensor:
-    """``f`` at the point PGD reaches pushing output element ``j`` in direction ``sign``."""
-    x_shape, v_shape = input_set.coefficient_shapes()
-    u = (torch.rand(x_shape, generator=generator) * 2 - 1).requires_grad_(True)
-    v = (torch.rand(v_shape, generator=generator) * 2 - 1).requires_grad_(True)
+class PointMap:
+    """``f`` at the points of ``input_set`` with coefficients ``u`` (n, *x_shape) and ``v``
+    (n, *v_shape): ``(n, *out_shape)``. One vmapped call; after the first failure (an operator
+    without a batching rule), one call per point."""
+
+    def __init__(self, f: Callable, input_set: InputSet):
+        self.one = lambda u, v: f(input_set.point(u, v))
+        self.shapes = input_set.coefficient_shapes()
+        self.vmapped = True
+
+    def __call__(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self.vmapped:
+            try:
+                return torch.func.vmap(self.one)(u, v)
+            except Exception:  # noqa: BLE001  (any failure: evaluate point by point)
+                self.vmapped = False
+        return torch.stack([self.one(a, b) for a, b in zip(u, v)])
+
+    def gradient(self, objective: Callable, out: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        """The gradients of ``objective(out).sum()`` (``out = self(u, v)``) in ``u`` and ``v``:
+        each attack's own, the attacks being independent. A backward pass that fails through
+        vmap is done again point by point; one that fails there raises."""
+        try:
+            return torch.autograd.grad(objective(out).sum(), (u, v), allow_unused=True)
+        except RuntimeError:
+            if not self.vmapped:
+                raise
+        self.vmapped = False
+        return torch.autograd.grad(objective(self(u, v)).sum(), (u, v), allow_unused=True)
+
+
+def pgd(at: PointMap, attacks: list, generator: torch.Generator, steps: int) -> torch.Tensor:
+    """For each attack ``(j, sign)``, ``f`` at the best point PGD reaches pushing output element
+    ``j`` in direction ``sign`` (sign-gradient steps in the coefficients, from a random start);
+    the attacks are independent and run side by side: (len(attacks), *out_shape)."""
+    starts = [torch.rand(shape, generator=generator) * 2 - 1 for _ in attacks for shape in at.shapes]
+    u = torch.stack(starts[0::2]).requires_grad_(True)
+    v = torch.stack(starts[1::2]).requires_grad_(True)
+    index = torch.tensor([j for j, _ in attacks])
+    sign = torch.tensor([s for _, s in attacks])
+
+    def objective(out):  # sign * out.reshape(-1)[j] of each attack
+        return sign * out.reshape(len(attacks), -1).gather(1, index[:, None])[:, 0]
+
     step = 0.5
     best = None
     for _ in range(steps):
-        out = f(input_set.point(u, v))
-        best = out.detach() if best is None else best
-        objective = sign * out.reshape(-1)[j]
-        if sign * best.reshape(-1)[j] < objective.detach():
-            best = out.detach()
-        if not objective.requires_grad:  # f does not depend on its input here
+        out = at(u, v)
+        best = keep_better(best, out.detach(), objective)
+        if not out.requires_grad:  # f does not depend on its input here
             break
         try:
-            gu, gv = torch.autograd.grad(objective, (u, v), allow_unused=True)
+            gu, gv = at.gradient(objective, out, u, v)
         except RuntimeError:  # an operator without a derivative (heaviside): samples only
             break
         with torch.no_grad():
@@ -135,5 +165,13 @@ def pgd(f: Callable, input_set: InputSet, j: int, sign: float, generator: torch.
         v.requires_grad_(True)
         step *= 0.8
     with torch.no_grad():
-        out = f(input_set.point(u, v))
-    return out if sign * out.reshape(-1)[j] >= sign * best.reshape(-1)[j] else best
+        return keep_better(best, at(u, v).detach(), objective, ties_to_new=True)
+
+
+def keep_better(best, new: torch.Tensor, objective: Callable, ties_to_new: bool = False) -> torch.Tensor:
+    """Per attack, ``new`` where its objective beats ``best``'s (or ties, with
+    ``ties_to_new``), else ``best``."""
+    if best is None:
+        return new
+    better = objective(new) >= objective(best) if ties_to_new else objective(new) > objective(best)
+    return torch.where(better.reshape((-1,) + (1,) * (new.dim() - 1)), new, best)
