@@ -46,7 +46,7 @@ bench: install
 	$(BIN)/python benchmarks/bounds.py
 
 # The soundness fuzzer's operator-by-method table (README) and its list of known failing
-# cases (tests/soundness/expected_failures.txt); about 4 minutes on one core.
+# cases (tests/soundness/expected_failures.txt); about a minute on one core.
 soundness-table: install
 	$(BIN)/python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json \
 		--write-expected tests/soundness/expected_failures.txt --markdown
