@@ -112,3 +112,15 @@ def reference_relu(c, b, E, relu):
     lam = np.where(active, 1.0, np.where(cross, u / np.where(cross, u - l, 1.0), 0.0))
     mu = np.where(cross, -lam * l / 2, 0.0)
     return lam * c + mu, lam * b + mu, E * lam
+
+
+def box_bounds_fn(model, method, example):
+    """The trainer's bounds function (``GoalContext.bounds``) for ``model``: auto_LiRPA's
+    ``method`` on the box ``[x_L, x_U]`` with spec C, traced on ``example``."""
+    from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+    bounded = BoundedModule(model, example)
+
+    def bounds(x_L, x_U, C):
+        x = BoundedTensor((x_L + x_U) / 2, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
+        return bounded.compute_bounds(x=(x,), C=C, method=method)
+    return bounds

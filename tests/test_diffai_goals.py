@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
-from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+from conftest import box_bounds_fn
 from lirpa_diffai.goals import (IFGSM, MI_FGSM, PGD, AdvDom, AdvInclusion, BiAdv, BiSample, Box,
                                 Coin, DProb, GoalContext, GoalSyntaxError,
                                 InclusionSample, LinMix, Normal, NormalAdv, NormalPoint,
@@ -76,12 +76,7 @@ def small_net(seed=0):
 
 
 def ibp_bounds(model):
-    bounded = BoundedModule(model, torch.zeros(1, N_IN))
-
-    def bounds(x_L, x_U, C):
-        x = BoundedTensor((x_L + x_U) / 2, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
-        return bounded.compute_bounds(x=(x,), C=C, method="IBP")
-    return bounds
+    return box_bounds_fn(model, "IBP", torch.zeros(1, N_IN))
 
 
 class Recorder:

@@ -10,6 +10,7 @@ from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+from conftest import box_bounds_fn
 from lirpa_diffai.goals import (IFGSM, BiSample, Box, GoalContext, Lin, Mix, Normal, Point,
                                 Sample, Sub, Uniform, input_box, margin_loss, margin_spec,
                                 parse_goal)
@@ -28,12 +29,7 @@ def small_net(seed=0):
 
 def lirpa_bounds(model, method):
     """The trainer's bounds function: auto_LiRPA on the box [x_L, x_U] with spec C."""
-    bounded = BoundedModule(model, torch.zeros(1, N_IN))
-
-    def bounds(x_L, x_U, C):
-        x = BoundedTensor((x_L + x_U) / 2, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
-        return bounded.compute_bounds(x=(x,), C=C, method=method)
-    return bounds
+    return box_bounds_fn(model, method, torch.zeros(1, N_IN))
 
 
 class Recorder:
