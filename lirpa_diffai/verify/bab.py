@@ -11,7 +11,9 @@ beta-CROWN bounds as in Wang et al. 2021):
 
 Every open subdomain is either proved, found to hold a counterexample or split into two with
 one more fixed ReLU, so with enough time the answer is ``verified`` or ``falsified`` (when all
-activations that are not fixed by the bounds are ReLUs).
+activations that are not fixed by the bounds are ReLUs). The grafted ReLUs of linearity
+grafting (Chen et al. 2022) are split like ReLUs on their ReLU neurons; their grafted neurons
+are affine, ``a z + b``, so they need no split and leave a fully split subdomain affine.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from . import attack, lp
-from .bounding import Domains, bound_domains, box_input, split_relus, tightened
+from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
+                       tightened)
 from .branching import choose_splits
 from .spec import Spec, Status
 
@@ -78,16 +81,18 @@ def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> 
     return new_lower, new_upper
 
 
-def bound_children(bm, x_L, x_U, spec: Spec, lower, upper, split, options: BaBOptions):
+def bound_children(bm, x_L, x_U, spec: Spec, lower, upper, split, affine: list,
+                   options: BaBOptions):
     """Bounds of N subdomains and their next splits, best first: ``(Domains, layer (N,
-    MAX_DEPTH), index (N, MAX_DEPTH))``."""
+    MAX_DEPTH), index (N, MAX_DEPTH))``; ``affine``: per split node, its neurons that are
+    never split (:func:`bounding.affine_neurons`)."""
     if options.refresh:
         lower, upper = refreshed_bounds(bm, x_L, x_U, spec.C, lower, upper, split)
     lb, coefficients = bound_domains(bm, x_L, x_U, spec.C, spec.threshold, lower, upper, split,
                                      options.iterations, options.beta)
     domains = Domains(lower, upper, split, lb)
     layer, index = choose_splits(domains.lower, domains.upper, coefficients, lb,
-                                 domains.unstable(), MAX_DEPTH)
+                                 domains.unstable(affine), MAX_DEPTH)
     return domains, layer, index
 
 
@@ -153,8 +158,9 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
     bounds ``root`` (one domain, no splits) before ``deadline`` (``time.perf_counter``)."""
     outcome = BaBOutcome(Status.TIMEOUT)
     use_lp = options.lp and lp.closable(bm)
+    affine = [affine_neurons(node) for node in split_relus(bm)]
     layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
-                                 root.unstable(), MAX_DEPTH)
+                                 root.unstable(affine), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
     rounds, per_child = 0, 0.0
     generator = torch.Generator().manual_seed(0)
@@ -189,7 +195,7 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
             split = children_of(split, column, index[take][:, d].repeat(2 ** d))
             lower, upper = [torch.cat([t, t]) for t in lower], [torch.cat([t, t]) for t in upper]
         children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, lower, upper, split,
-                                                    options)
+                                                    affine, options)
         outcome.subdomains += len(children)
         per_child = (time.perf_counter() - round_start) / len(children)
         alive = ~(children.lb > 0).all(dim=1)

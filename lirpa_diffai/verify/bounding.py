@@ -24,7 +24,10 @@ import torch
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from auto_LiRPA.operators import BoundRelu
 
+from ..bound_ops.grafted import BoundGraftedRelu
 from ..bounded_module import optimize_args
+
+SPLIT_TYPES = (BoundRelu, BoundGraftedRelu)
 
 
 @dataclass
@@ -53,10 +56,15 @@ class Domains:
                          for f in ("lower", "upper", "split")],
                        torch.cat([p.lb for p in parts]))
 
-    def unstable(self) -> list:
-        """Per ReLU node, a bool (N, numel): unstable and not split."""
-        return [((lo < 0) & (up > 0)).flatten(1) & (s == 0)
-                for lo, up, s in zip(self.lower, self.upper, self.split)]
+    def unstable(self, affine: list | None = None) -> list:
+        """Per ReLU node, a bool (N, numel): unstable, not split and not affine (``affine``:
+        per node the (1, numel) mask of :func:`affine_neurons`, or None)."""
+        out = []
+        for lo, up, s, fixed in zip(self.lower, self.upper, self.split,
+                                    affine or [None] * len(self.split)):
+            free = ((lo < 0) & (up > 0)).flatten(1) & (s == 0)
+            out.append(free if fixed is None else free & ~fixed)
+        return out
 
 
 def tightened(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor):
@@ -79,8 +87,22 @@ def crossed(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
 
 
 def split_relus(bm) -> list:
-    """The ReLU nodes of the graph that branch and bound splits, in graph order."""
-    return [n for n in bm.relus if type(n) is BoundRelu]
+    """The ReLU nodes of the graph that branch and bound splits, in graph order: ReLUs and
+    the grafted ReLUs of linearity grafting (only their ReLU neurons are split)."""
+    return [n for n in bm.relus if type(n) in SPLIT_TYPES]
+
+
+def grafted_part(node):
+    """``(grafted, slope, intercept)`` (each of one sample's shape) of a grafted ReLU node:
+    its affine neurons ``a z + b``; None for a ReLU."""
+    return node.graft_values() if type(node) is BoundGraftedRelu else None
+
+
+def affine_neurons(node):
+    """bool (1, numel): the neurons of a split node that are affine whatever the input (a
+    grafted ReLU's grafted ones), never split; None for a ReLU, all of whose are ReLUs."""
+    part = grafted_part(node)
+    return None if part is None else part[0].detach().reshape(1, -1)
 
 
 def box_input(x_L: torch.Tensor, x_U: torch.Tensor) -> BoundedTensor:
