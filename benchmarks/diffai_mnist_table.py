@@ -8,9 +8,14 @@ it at the table's eps on the test set, and print our row beside the paper's.
         --limit 20 --timeout 2                                                  # a smoke run
 
 Every part resumes: a run trains in ``--out/<config>`` with ``--resume`` (a finished run is
-not trained again), the certification of a run is kept in ``--out/<config>/certify.json``
-and reused when asked again with the same eps, limit and methods (``--recertify`` redoes
-it), and BaB's decided samples are kept beside it (``certify.bab.jsonl``).
+not trained again), the certification of a run is kept in
+``--out/<config>/certify-<limit>-<methods>.json`` and reused when asked again with the same
+eps, limit and methods (``--recertify`` redoes it), and BaB's decided samples are kept beside
+it (``certify-<limit>-<methods>.bab.jsonl``). So the paper's full test set with the cheap
+methods and a prefix with the slow ones can sit side by side:
+
+    python benchmarks/diffai_mnist_table.py --limit 10000 --methods HBox
+    python benchmarks/diffai_mnist_table.py --limit 1000 --methods HBox,CROWN,BaB
 
 Certification, as ``python -m lirpa_diffai certify RUN --eps E --limit N --methods M
 --hzono-rows all --timeout T`` does it: standard accuracy, MI-FGSM (20 steps of eps / 10,
@@ -54,9 +59,9 @@ def trained(config: str, out: Path, args) -> tuple[Path, list[dict]]:
 
 
 def certified(run: Path, eps: float, args) -> dict:
-    """The certify report of ``run`` at ``eps`` (reused from its certify.json when that was
-    written with the same eps, limit and methods)."""
-    path = run / "certify.json"
+    """The certify report of ``run`` at ``eps`` (reused from its file when that was written
+    with the same eps, limit and methods)."""
+    path = run / f"certify-{args.limit}-{args.methods.replace(',', '+')}.json"
     wanted = {"eps": eps, "limit": args.limit, "methods": args.methods}
     if path.is_file() and not args.recertify:
         kept = json.loads(path.read_text())
