@@ -34,7 +34,8 @@ objective): ``train`` with GradAlign(0.2) (FGSM from a random start with step 1.
 GradAlign weight 0.2), SGD lr 0.001 (weights) / 0.01 (slopes and intercepts) annealed linearly
 to 0, on the first ``--train-images`` training images for ``--epochs`` epochs.
 
-Results go to ``--out``/results.json after every row; a rerun skips the rows already there.
+Results go to ``--out``/results.json after every row; a rerun skips the rows already there
+(and refuses a results.json of other settings). Parallel processes need one ``--out`` each.
 Run: ``nice python benchmarks/bench_grafting.py --threads 1``.
 """
 from __future__ import annotations
@@ -65,6 +66,8 @@ from lirpa_diffai.verify import Status, verify
 EPS = 2 / 255
 HZONO_BATCH = 4
 EPOCHS = 10
+SETTINGS = ("images", "select_images", "train_images", "epochs", "alpha_iterations",
+            "bab_timeout")  # a results.json holds rows of one setting
 NETWORKS = "cifar_conv_small_pgd,resnet2b,runs/madry_cifar_conv_med"
 FINETUNE = """network: {network}
 dataset: {dataset}
@@ -288,6 +291,11 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     rows = json.loads(results_path.read_text()) if results_path.is_file() else []
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    for r in rows:
+        if r.get("settings") != settings:
+            raise SystemExit(f"{results_path}: its {r['network']} rows were measured with "
+                             f"{r.get('settings')}, not {settings}; give another --out")
     done = {(r["network"], r["ratio"], r["finetuned"]) for r in rows}
     x_train, y_train = data.load_dataset("cifar10", "train").tensors
     x_sel, y_sel = x_train[:args.select_images], y_train[:args.select_images]
@@ -314,11 +322,13 @@ def main(argv=None) -> None:
                     model, _ = load_trained(where / "run")
                     torch.manual_seed(0)
                 row = {"network": name, "ratio": ratio, "finetuned": finetuned,
-                       "images": len(x), **extra,
+                       "images": len(x), "settings": settings, **extra,
                        **evaluate(model, x, y, EPS, args.batch, args.alpha_iterations,
                                   args.bab_timeout)}
                 rows.append(row)
-                results_path.write_text(json.dumps(rows, indent=1) + "\n")
+                partial = results_path.with_suffix(".json.part")
+                partial.write_text(json.dumps(rows, indent=1) + "\n")
+                partial.replace(results_path)  # a crash never leaves half a file
                 print(table([row]).splitlines()[-1], flush=True)
     print(table(rows))
 
