@@ -214,9 +214,10 @@ def cifar_source(source: str) -> None:
         _, entry, _ = source_network(source)
     except Exception as err:  # FileNotFoundError, TrainingError, GraftingError
         raise SystemExit(f"--networks {source}: {err}") from None
-    if base_network(entry)[2] != "cifar10":
-        raise SystemExit(f"--networks {source}: a {base_network(entry)[2]} network; this "
-                         "benchmark measures CIFAR-10 networks")
+    dataset = base_network(entry)[2]
+    if dataset != "cifar10":
+        raise SystemExit(f"--networks {source}: a {dataset} network; this benchmark measures "
+                         "CIFAR-10 networks")
 
 
 def grafted_network(source, ratio, x_sel, y_sel, out: Path):
@@ -304,6 +305,9 @@ def main(argv=None) -> None:
     sources = args.networks.split(",")
     for source in sources:
         cifar_source(source)
+    if len({network_label(s) for s in sources}) < len(sources):
+        raise SystemExit(f"--networks {args.networks}: two entries share the row label "
+                         f"{[network_label(s) for s in sources]}")
     for source in sources:
         name = network_label(source)
         for finetuned in (False, True):  # every ratio before fine-tuning first
