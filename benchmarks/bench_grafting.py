@@ -37,8 +37,8 @@ to 0, on the first ``--train-images`` training images for ``--epochs`` epochs.
 Results go to ``--out``/results.json after every row; a rerun skips the rows already there
 (and refuses a results.json of other settings). Parallel processes need one ``--out`` each.
 The full run, one process per network (``runs/madry_cifar_conv_med`` from the example
-config; alpha-CROWN with 20 iterations costs about 60 s per image on resnet2b at 1 thread,
-5 iterations about 16 s)::
+config; alpha-CROWN with 20 iterations cost 36 to 66 s per image on resnet2b at 1 thread here,
+5 iterations 16 s)::
 
     nice python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 5 --out runs/bench_grafting_r2b
     nice python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --out runs/bench_grafting_cs
