@@ -40,9 +40,9 @@ The full run, one process per network (``runs/madry_cifar_conv_med`` from the ex
 config; alpha-CROWN with 20 iterations cost 36 to 66 s per image on resnet2b at 1 thread here,
 5 iterations 16 s)::
 
-    nice python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 5 --out runs/bench_grafting_r2b
-    nice python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --out runs/bench_grafting_cs
-    nice python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --out runs/bench_grafting_cm
+    nice python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 5 --out runs/grafting_full_r2b
+    nice python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --out runs/grafting_full_cs
+    nice python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --out runs/grafting_full_cm
 """
 from __future__ import annotations
 
