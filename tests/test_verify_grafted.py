@@ -166,3 +166,25 @@ def test_split_subdomain_bounds_of_a_grafted_network_hold_on_sampled_points(beta
         inside = (a * z1[:, j] >= 0) & (b * z2[:, k] >= 0)
         if inside.any():
             assert (margins[inside].min(0).values >= lb[d] - 1e-5).all()
+
+
+@pytest.mark.parametrize("ratio, eps", [(1.0, 0.15), (0.0, 0.2)])
+def test_nothing_to_split_is_decided_by_the_exact_lp(ratio, eps):
+    """Every neuron grafted (an affine network: nothing to split) or no activation at all:
+    the fully fixed root goes straight to the exact LP, for several images in one call."""
+    net = grafted_mlp(4, width=12, ratio=ratio)
+    if ratio == 0.0:
+        net = nn.Sequential(*[m for m in net if not isinstance(m, GraftedReLU)]).eval()
+        net[-1].weight.data *= 20   # margins that vary across the box
+    torch.manual_seed(2)
+    x = torch.rand(4, 1, 4, 4)
+    y = net(x).argmax(1)
+    results = verify(net, x, y, eps, timeout=30, attack_restarts=0,
+                     options=BaBOptions(attack_every=0))
+    oracle_net = relu_equivalent(net) if ratio else net
+    statuses = set()
+    for i, r in enumerate(results):
+        oracle = mip_minimum(oracle_net, *box(x[i:i + 1], eps), robustness_spec(y[i:i + 1], 4))
+        assert (r.status is Status.VERIFIED) == (not oracle.falsified), (i, r)
+        statuses.add(r.status)
+    assert statuses == {Status.VERIFIED, Status.FALSIFIED}

@@ -165,7 +165,7 @@ def bound_domains(bm, x_L: torch.Tensor, x_U: torch.Tensor, spec_C: torch.Tensor
     intermediate bounds, and the ReLU output coefficients recorded for branching.
     ``lb`` is ``+inf`` on a subdomain whose split bounds are empty (:func:`crossed`)."""
     relus = split_relus(bm)
-    n = splits[0].shape[0] if splits else 1
+    n = splits[0].shape[0] if splits else len(x_L)
     pairs = [tightened(lo, up, s) for lo, up, s in zip(domains_lower, domains_upper, splits)]
     empty = torch.zeros(n, dtype=torch.bool, device=spec_C.device)
     for lo, up in pairs:

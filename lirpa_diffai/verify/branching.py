@@ -44,6 +44,9 @@ def choose_splits(lowers: list, uppers: list, coefficients: list, lb: torch.Tens
     row = lb.argmin(dim=1)
     scores = [intercept_scores(lo, up, coef, row, cand)
               for lo, up, coef, cand in zip(lowers, uppers, coefficients, candidates)]
+    if not scores:  # no ReLU in the graph: nothing to split
+        none = torch.full((len(lb), k), -1, dtype=torch.long, device=lb.device)
+        return none, none.clone()
     sizes = torch.tensor([sc.shape[1] for sc in scores], device=lb.device)
     flat = torch.cat(scores, dim=1)
     k = min(k, flat.shape[1])
