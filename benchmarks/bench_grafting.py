@@ -20,9 +20,12 @@ columns of a row:
   no incomplete method verified (``--bab-timeout 0`` skips the column);
 - ``s fine-tune``: the seconds of the fine-tune (rows after fine-tuning).
 
-alpha-CROWN is run only on the images PGD did not break and CROWN did not verify (its bound
+alpha-CROWN (auto_LiRPA's, every layer's slopes optimised, ``--alpha-iterations``; 0 skips
+the column) is run only on the images PGD did not break and CROWN did not verify (its bound
 starts at CROWN's and auto_LiRPA keeps the best one, so a CROWN-verified image is counted as
-alpha-CROWN-verified); CROWN-hzono runs on every image PGD did not break. Soundness is
+alpha-CROWN-verified); CROWN-hzono runs on every image PGD did not break. ``verify`` starts
+from its own alpha-CROWN (the last layer's slopes on CROWN's intermediate bounds);
+``bab_verified_at_root`` in results.json counts the images it proved there, before any split. Soundness is
 asserted on every row: no image verified by any method was broken by PGD, no image ``verify``
 falsified was verified by an incomplete method, and each of its counterexamples lies in the
 input box and violates the margins.
@@ -36,13 +39,14 @@ to 0, on the first ``--train-images`` training images for ``--epochs`` epochs.
 
 Results go to ``--out``/results.json after every row; a rerun skips the rows already there
 (and refuses a results.json of other settings). Parallel processes need one ``--out`` each.
-The full run, one process per network (``runs/madry_cifar_conv_med`` from the example
-config; alpha-CROWN with 20 iterations cost 36 to 66 s per image on resnet2b at 1 thread here,
-5 iterations 16 s)::
+The run in the README, one process per network (``runs/madry_cifar_conv_med`` from the
+example config; on resnet2b auto_LiRPA's alpha-CROWN cost 36 to 66 s per image at 20
+iterations and 16 s at 5 at 1 thread here, so its column is skipped there and resnet2b runs on
+the first 100 images)::
 
-    nice python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 5 --out runs/grafting_full_r2b
-    nice python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --out runs/grafting_full_cs
-    nice python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --out runs/grafting_full_cm
+    python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --bab-timeout 5 --out runs/grafting_full_cs
+    python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --bab-timeout 5 --out runs/grafting_full_cm
+    python benchmarks/bench_grafting.py --networks resnet2b --images 100 --alpha-iterations 0 --bab-timeout 5 --out runs/grafting_full_r2b
 """
 from __future__ import annotations
 
@@ -142,7 +146,7 @@ def evaluate(model, x, y, eps, batch, iterations, bab_timeout):
     neurons = sum(m.numel() for m in masks.values())
     row["unstable_ratio"] = unstable / (neurons * len(x))
     alpha = crown.clone()
-    todo = (robust & ~crown).nonzero().flatten()
+    todo = (robust & ~crown).nonzero().flatten() if iterations > 0 else []
     start = time.time()
     for i in range(0, len(todo), batch):
         idx = todo[i:i + batch]
@@ -159,7 +163,7 @@ def evaluate(model, x, y, eps, batch, iterations, bab_timeout):
     assert not ((crown | alpha | hz) & ~robust).any(), "verified but attacked: unsound"
     row.update(clean=float(clean.float().mean()), pgd=float(robust.float().mean()),
                verified_crown=float(crown.float().mean()),
-               verified_alpha_crown=float(alpha.float().mean()),
+               verified_alpha_crown=float(alpha.float().mean()) if iterations > 0 else None,
                verified_crown_hzono=float(hz.float().mean()))
     if bab_timeout > 0:
         row.update(complete_verification(probe, x, y, eps, robust, crown | alpha | hz,
@@ -176,11 +180,12 @@ def complete_verification(model, x, y, eps, robust, proved, timeout):
     bm = BoundedModule(model, x[:1]).eval()  # plain: verify's alpha-CROWN and BaB options
     todo = robust & ~proved
     status = {s: torch.zeros(len(x), dtype=torch.bool) for s in Status}
-    start = time.time()
+    at_root, start = 0, time.time()
     for k in todo.nonzero().flatten().tolist():  # one image a call, as bench_bab.py
         [r] = verify(model, x[k:k + 1], y[k:k + 1], eps, timeout=timeout, incomplete=(),
                      bounded=bm)
         status[r.status][k] = True
+        at_root += r.status is Status.VERIFIED and r.method == "alpha-CROWN"
         if r.status is Status.FALSIFIED:
             check_counterexample(model, r.counterexample, x[k], y[k], eps)
     seconds = time.time() - start
@@ -190,6 +195,7 @@ def complete_verification(model, x, y, eps, robust, proved, timeout):
     return {"verified_bab": float(verified.float().mean()),
             "bab_falsified": int(status[Status.FALSIFIED].sum()),
             "bab_timeout": int(status[Status.TIMEOUT].sum()), "bab_images": int(todo.sum()),
+            "bab_verified_at_root": at_root,
             "seconds_bab": seconds, "bab_timeout_s": timeout}
 
 
@@ -263,6 +269,10 @@ def bab_cells(r) -> str:
             f"{r['seconds_bab']:.0f}")
 
 
+def percent(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def table(rows) -> str:
     head = ("| network | grafted | fine-tuned | unstable (CROWN) | clean | PGD | CROWN | "
             "alpha-CROWN | CROWN-hzono | BaB | BaB fals/timeout | s BaB | s CROWN | s alpha | "
@@ -271,7 +281,7 @@ def table(rows) -> str:
     return head + "".join(
         f"| {r['network']} | {r['ratio']:.0%} | {'yes' if r['finetuned'] else 'no'} | "
         f"{r['unstable_ratio']:.1%} | {r['clean']:.1%} | {r['pgd']:.1%} | {r['verified_crown']:.1%} | "
-        f"{r['verified_alpha_crown']:.1%} | {r['verified_crown_hzono']:.1%} | {bab_cells(r)} | "
+        f"{percent(r['verified_alpha_crown'])} | {r['verified_crown_hzono']:.1%} | {bab_cells(r)} | "
         f"{r['seconds_crown']:.0f} | {r['seconds_alpha_crown']:.0f} | {r['seconds_crown_hzono']:.0f} | "
         f"{r.get('seconds_finetune', 0):.0f} |\n" for r in rows)
 
@@ -287,7 +297,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="fine-tuning epochs")
     parser.add_argument("--bab-timeout", type=float, default=10.0,
                         help="seconds of complete verification per image (0: no BaB column)")
-    parser.add_argument("--alpha-iterations", type=int, default=20)
+    parser.add_argument("--alpha-iterations", type=int, default=20,
+                        help="alpha-CROWN's iterations (0: no alpha-CROWN column; BaB still "
+                             "starts from its own alpha-CROWN)")
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench_grafting")
