@@ -124,3 +124,28 @@ def box_bounds_fn(model, method, example):
         x = BoundedTensor((x_L + x_U) / 2, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
         return bounded.compute_bounds(x=(x,), C=C, method=method)
     return bounds
+
+
+def assert_split_bounds_hold(net, bm, spec, x_L, x_U, lower, upper, j: int, k: int,
+                             beta: bool) -> None:
+    """Split neuron ``j`` of the first and ``k`` of the second activation layer of ``net``
+    (``Flatten, Linear, act, Linear, act, ...``, one sample of 1-d input) both ways and bound
+    the four subdomains with branch and bound's :func:`bound_domains`: every sampled input
+    of each subdomain has margins above its bound."""
+    from lirpa_diffai.verify.bounding import bound_domains
+    width = [t.shape[1] for t in lower]
+    splits = [torch.zeros(4, n, dtype=torch.int8) for n in width]
+    splits[0][:, j] = torch.tensor([1, 1, -1, -1], dtype=torch.int8)
+    splits[1][:, k] = torch.tensor([1, -1, 1, -1], dtype=torch.int8)
+    lb, _ = bound_domains(bm, x_L, x_U, spec.C, spec.threshold,
+                          [t.expand(4, -1) for t in lower], [t.expand(4, -1) for t in upper],
+                          splits, beta=beta)
+    pts = x_L + (x_U - x_L) * torch.rand(100000, x_L.shape[1])
+    with torch.no_grad():
+        z1 = net[1](pts)
+        z2 = net[3](net[2](z1))
+        margins = spec.margins(net(pts))  # spec of batch 1 broadcasts
+    for d, (a, b) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
+        inside = (a * z1[:, j] >= 0) & (b * z2[:, k] >= 0)
+        if inside.any():
+            assert (margins[inside].min(0).values >= lb[d] - 1e-5).all()

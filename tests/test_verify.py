@@ -20,6 +20,8 @@ from lirpa_diffai.verify.lp import closable
 from lirpa_diffai.verify.bounding import bound_domains, root_bounds
 from lirpa_diffai.verify.input_split import input_branch_and_bound
 
+from conftest import assert_split_bounds_hold
+
 highspy = pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy "
                               "(pip install 'lirpa-diffai[complete]')")
 
@@ -163,21 +165,7 @@ def test_subdomain_bounds_hold_on_sampled_points_of_each_subdomain(beta):
     _, lower, upper = root_bounds(bm, x_L, x_U, spec.C, spec.threshold)
     j = int(((lower[0] < 0) & (upper[0] > 0))[0].nonzero()[0])
     k = int(((lower[1] < 0) & (upper[1] > 0))[0].nonzero()[0])
-    splits = [torch.zeros(4, 20, dtype=torch.int8), torch.zeros(4, 20, dtype=torch.int8)]
-    splits[0][:, j] = torch.tensor([1, 1, -1, -1], dtype=torch.int8)
-    splits[1][:, k] = torch.tensor([1, -1, 1, -1], dtype=torch.int8)
-    lb, _ = bound_domains(bm, x_L, x_U, spec.C, spec.threshold,
-                          [t.expand(4, -1) for t in lower], [t.expand(4, -1) for t in upper],
-                          splits, beta=beta)
-    pts = x_L + (x_U - x_L) * torch.rand(100000, 4)
-    with torch.no_grad():
-        z1 = net[1](pts)
-        z2 = net[3](net[2](z1))
-        margins = spec.margins(net(pts))  # spec of batch 1 broadcasts
-    for d, (a, b) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
-        inside = (a * z1[:, j] >= 0) & (b * z2[:, k] >= 0)
-        if inside.any():
-            assert (margins[inside].min(0).values >= lb[d] - 1e-5).all()
+    assert_split_bounds_hold(net, bm, spec, x_L, x_U, lower, upper, j, k, beta)
 
 
 def test_refreshed_intermediate_bounds_hold_on_each_subdomain():

@@ -10,9 +10,10 @@ from lirpa_diffai import BoundedModule
 from lirpa_diffai.grafting import GraftedReLU
 from lirpa_diffai.verify import BaBOptions, Status, mip_minimum, robustness_spec, verify
 from lirpa_diffai.verify.attack import pgd
-from lirpa_diffai.verify.bounding import (Domains, affine_neurons, bound_domains, root_bounds,
-                                          split_relus)
+from lirpa_diffai.verify.bounding import Domains, affine_neurons, root_bounds, split_relus
 from lirpa_diffai.verify.lp import closable
+
+from conftest import assert_split_bounds_hold
 
 pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy "
                     "(pip install 'lirpa-diffai[complete]')")
@@ -116,20 +117,25 @@ def test_verified_grafted_samples_survive_strong_pgd_at_eps_and_at_zero():
             assert (r.status is Status.VERIFIED) == bool(margin[i] > 0), (eps, i, r)
 
 
-def test_grafted_neurons_are_never_split_and_the_graph_closes_to_an_lp():
+def small_grafted_root():
+    """A 4-input grafted network, one sample's 0.3-box, its traced graph and root bounds:
+    ``(net, x_L, x_U, spec, bm, lower, upper, affine)``."""
     net = grafted_mlp(3, n_in=4, width=20)
     x = torch.rand(1, 4)
     spec = robustness_spec(net(x).argmax(1), 4)
     x_L, x_U = box(x, 0.3)
     bm = BoundedModule(net, x)
     _, lower, upper = root_bounds(bm, x_L, x_U, spec.C, spec.threshold)
-    nodes = split_relus(bm)
-    assert len(nodes) == 2 and closable(bm)
-    affine = [affine_neurons(node) for node in nodes]
-    for node, fixed, act in zip(nodes, affine, (net[2], net[4])):
+    affine = [affine_neurons(node) for node in split_relus(bm)]
+    return net, x_L, x_U, spec, bm, lower, upper, affine
+
+
+def test_grafted_neurons_are_never_split_and_the_graph_closes_to_an_lp():
+    net, _, _, _, bm, lower, upper, affine = small_grafted_root()
+    assert len(affine) == 2 and closable(bm)
+    for fixed, act in zip(affine, (net[2], net[4])):
         assert torch.equal(fixed[0], act.mask.bool())
-    splits = [torch.zeros(1, 20, dtype=torch.int8) for _ in lower]
-    root = Domains(lower, upper, splits, torch.zeros(1, 4))
+    root = Domains(lower, upper, [torch.zeros(1, 20, dtype=torch.int8)] * 2, torch.zeros(1, 4))
     for free, fixed, lo, up in zip(root.unstable(affine), affine, lower, upper):
         assert not (free & fixed).any()
         assert torch.equal(free, (lo < 0) & (up > 0) & ~fixed)
@@ -141,31 +147,11 @@ def test_grafted_neurons_are_never_split_and_the_graph_closes_to_an_lp():
 def test_split_subdomain_bounds_of_a_grafted_network_hold_on_sampled_points(beta):
     """Split one ReLU neuron of each grafted layer both ways: every sampled input of each of
     the four subdomains has margins above its bound (beta acts through the grafted node)."""
-    net = grafted_mlp(3, n_in=4, width=20)
-    x = torch.rand(1, 4)
-    spec = robustness_spec(net(x).argmax(1), 4)
-    x_L, x_U = box(x, 0.3)
-    bm = BoundedModule(net, x)
-    _, lower, upper = root_bounds(bm, x_L, x_U, spec.C, spec.threshold)
-    affine = [affine_neurons(node) for node in split_relus(bm)]
+    net, x_L, x_U, spec, bm, lower, upper, affine = small_grafted_root()
     free = Domains(lower, upper, [torch.zeros(1, 20, dtype=torch.int8)] * 2,
                    torch.zeros(1, 4)).unstable(affine)
     j, k = (int(f[0].nonzero()[0]) for f in free)
-    splits = [torch.zeros(4, 20, dtype=torch.int8), torch.zeros(4, 20, dtype=torch.int8)]
-    splits[0][:, j] = torch.tensor([1, 1, -1, -1], dtype=torch.int8)
-    splits[1][:, k] = torch.tensor([1, -1, 1, -1], dtype=torch.int8)
-    lb, _ = bound_domains(bm, x_L, x_U, spec.C, spec.threshold,
-                          [t.expand(4, -1) for t in lower], [t.expand(4, -1) for t in upper],
-                          splits, beta=beta)
-    pts = x_L + (x_U - x_L) * torch.rand(100000, 4)
-    with torch.no_grad():
-        z1 = net[1](pts)
-        z2 = net[3](net[2](z1))
-        margins = spec.margins(net(pts))
-    for d, (a, b) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1)]):
-        inside = (a * z1[:, j] >= 0) & (b * z2[:, k] >= 0)
-        if inside.any():
-            assert (margins[inside].min(0).values >= lb[d] - 1e-5).all()
+    assert_split_bounds_hold(net, bm, spec, x_L, x_U, lower, upper, j, k, beta)
 
 
 @pytest.mark.parametrize("ratio, eps", [(1.0, 0.15), (0.0, 0.2)])
