@@ -25,8 +25,8 @@ the column) is run only on the images PGD did not break and CROWN did not verify
 starts at CROWN's and auto_LiRPA keeps the best one, so a CROWN-verified image is counted as
 alpha-CROWN-verified); CROWN-hzono runs on every image PGD did not break. ``verify`` starts
 from its own alpha-CROWN (the last layer's slopes on CROWN's intermediate bounds);
-``bab_verified_at_root`` in results.json counts the images it proved there, before any split. Soundness is
-asserted on every row: no image verified by any method was broken by PGD, no image ``verify``
+``bab_verified_at_root`` in results.json counts the images it proved there, before any
+split. Soundness is asserted on every row: no image verified by any method was broken by PGD, no image ``verify``
 falsified was verified by an incomplete method, and each of its counterexamples lies in the
 input box and violates the margins.
 
