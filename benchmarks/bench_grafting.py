@@ -41,12 +41,11 @@ Results go to ``--out``/results.json after every row; a rerun skips the rows alr
 (and refuses a results.json of other settings). Parallel processes need one ``--out`` each.
 The run in the README, one process per network (``runs/madry_cifar_conv_med`` from the
 example config; on resnet2b auto_LiRPA's alpha-CROWN cost 36 to 66 s per image at 20
-iterations and 16 s at 5 at 1 thread here, so its column is skipped there and resnet2b runs on
-the first 100 images)::
+iterations and 16 s at 5 at 1 thread here, so its column is skipped there)::
 
     python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --bab-timeout 5 --out runs/grafting_full_cs
     python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --bab-timeout 5 --out runs/grafting_full_cm
-    python benchmarks/bench_grafting.py --networks resnet2b --images 100 --alpha-iterations 0 --bab-timeout 5 --out runs/grafting_full_r2b
+    python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 0 --bab-timeout 5 --out runs/grafting_full_r2b
 """
 from __future__ import annotations
 
