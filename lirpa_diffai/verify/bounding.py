@@ -57,14 +57,17 @@ class Domains:
                        torch.cat([p.lb for p in parts]))
 
     def unstable(self, affine: list | None = None) -> list:
-        """Per ReLU node, a bool (N, numel): unstable, not split and not affine (``affine``:
-        per node the (1, numel) mask of :func:`affine_neurons`, or None)."""
-        out = []
-        for lo, up, s, fixed in zip(self.lower, self.upper, self.split,
-                                    affine or [None] * len(self.split)):
-            free = ((lo < 0) & (up > 0)).flatten(1) & (s == 0)
-            out.append(free if fixed is None else free & ~fixed)
-        return out
+        """Per ReLU node, the :func:`unfixed` neurons (``affine``: per node the mask of
+        :func:`affine_neurons`, or None)."""
+        return [unfixed(lo, up, s, fixed) for lo, up, s, fixed
+                in zip(self.lower, self.upper, self.split, affine or [None] * len(self.split))]
+
+
+def unfixed(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor, affine=None):
+    """bool (N, numel): the neurons of one split node that are unstable (``l < 0 < u``), not
+    split and not affine (``affine``: the (1, numel) mask of :func:`affine_neurons`, or None)."""
+    free = ((lower < 0) & (upper > 0)).flatten(1) & (split == 0)
+    return free if affine is None else free & ~affine
 
 
 def tightened(lower: torch.Tensor, upper: torch.Tensor, split: torch.Tensor):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import highs
-from .bounding import SPLIT_TYPES, grafted_part, split_relus, tightened
+from .bounding import SPLIT_TYPES, affine_neurons, grafted_part, split_relus, unfixed
 
 TOLERANCE = 1e-6   # LP optimum above this proves the row (HiGHS' feasibility tolerance ~1e-7)
 
@@ -106,17 +106,11 @@ def solve_fixed_domain(bm, x_L: torch.Tensor, x_U: torch.Tensor, C: torch.Tensor
                        threshold: torch.Tensor, lower: list, upper: list, split: list,
                        time_limit: float = highs.INF) -> LPResult:
     """The LP above for one subdomain (batch 1 tensors; ``lower``/``upper``/``split``: per
-    ReLU node). Every ReLU neuron must be fixed: stable by its tightened bounds, split, or
-    grafted."""
+    ReLU node). Every ReLU neuron must be fixed: stable by its bounds, split, or grafted."""
     relus = split_relus(bm)
     maps, split_index, signs = [], [], []
     for node, lo, up, s in zip(relus, lower, upper, split):
-        lo, up = tightened(lo, up, s)
-        part = grafted_part(node)
-        free = s.view(lo.shape) == 0
-        if part is not None:
-            free &= ~part[0].reshape(lo.shape[1:])
-        if bool(((lo < 0) & (up > 0) & free).any()):
+        if bool(unfixed(lo, up, s, affine_neurons(node)).any()):
             raise ValueError("solve_fixed_domain: the subdomain has unfixed ReLUs")
         active = ((lo >= 0) | (s.view(lo.shape) > 0)).to(x_L.dtype)
         maps.append(fixed_map(node, active[0]))
