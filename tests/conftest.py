@@ -149,3 +149,13 @@ def assert_split_bounds_hold(net, bm, spec, x_L, x_U, lower, upper, j: int, k: i
         inside = (a * z1[:, j] >= 0) & (b * z2[:, k] >= 0)
         if inside.any():
             assert (margins[inside].min(0).values >= lb[d] - 1e-5).all()
+
+
+def assert_goal_refused_at(text: str, message: str, column: int) -> None:
+    """``parse_goal(text)`` raises a GoalSyntaxError whose text contains ``message``, at line 1
+    and ``column``."""
+    from lirpa_diffai.goals import GoalSyntaxError, parse_goal
+    with pytest.raises(GoalSyntaxError) as err:
+        parse_goal(text)
+    assert message in str(err.value)
+    assert (err.value.line, err.value.column) == (1, column)

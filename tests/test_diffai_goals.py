@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
-from conftest import box_bounds_fn
+from conftest import assert_goal_refused_at, box_bounds_fn
 from lirpa_diffai.goals import (IFGSM, MI_FGSM, PGD, AdvDom, AdvInclusion, BiAdv, BiSample, Box,
                                 Coin, DProb, GoalContext, GoalSyntaxError,
                                 InclusionSample, LinMix, Normal, NormalAdv, NormalPoint,
@@ -423,10 +423,7 @@ def test_a_diffai_spelled_config_trains_a_step(tmp_path):
     ("MI_FGSM(k=Lin(0, 1, 2))", "MI_FGSM argument 'k' must be a positive integer", 9),
 ])
 def test_bad_arguments_are_refused_at_their_position(text, message, column):
-    with pytest.raises(GoalSyntaxError) as err:
-        parse_goal(text)
-    assert message in str(err.value)
-    assert (err.value.line, err.value.column) == (1, column)
+    assert_goal_refused_at(text, message, column)
 
 
 @pytest.mark.parametrize("text, message", [

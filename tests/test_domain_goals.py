@@ -6,8 +6,9 @@ import torch
 import yaml
 from torch import nn
 
+from conftest import assert_goal_refused_at
 from lirpa_diffai import BoundedModule
-from lirpa_diffai.goals import DOMAIN_GOALS, GoalContext, GoalSyntaxError, margin_loss, margin_spec, \
+from lirpa_diffai.goals import DOMAIN_GOALS, GoalContext, margin_loss, margin_spec, \
     parse_goal, to_mapping
 from lirpa_diffai.goals.domains import HNIPS, HRand, HSwitch, ZNIPS
 from lirpa_diffai.training.step import box_bounds
@@ -38,9 +39,7 @@ def test_spellings():
     ("ZNPIS", "did you mean 'ZNIPS'", 1),
 ])
 def test_bad_arguments_are_refused_with_their_position(text, message, column):
-    with pytest.raises(GoalSyntaxError, match=message) as err:
-        parse_goal(text)
-    assert (err.value.line, err.value.column) == (1, column)
+    assert_goal_refused_at(text, message, column)
 
 
 def context():

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from conftest import assert_goal_refused_at
 from lirpa_diffai import training
 from lirpa_diffai.goals import GoalContext, GoalSyntaxError, parse_goal, to_mapping
 from lirpa_diffai.goals.config import load_config
@@ -64,9 +65,7 @@ def test_the_recipe_reads_as_the_paper_writes_it():
     ("PGD(0)", "must be a positive integer", 5),
 ])
 def test_bad_arguments_are_refused_at_their_position(text, message, column):
-    with pytest.raises(GoalSyntaxError, match=message) as err:
-        parse_goal(text)
-    assert (err.value.line, err.value.column) == (1, column)
+    assert_goal_refused_at(text, message, column)
 
 
 @pytest.mark.parametrize("mmr,message,column", [
