@@ -54,10 +54,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
 from lirpa_diffai import BoundedModule, data
 from lirpa_diffai.certify import margin_spec
@@ -66,7 +64,7 @@ from lirpa_diffai.evaluation import load_trained
 from lirpa_diffai.grafting import choose_masks, graft, grafted_modules
 from lirpa_diffai.grafting.checkpoint import (GRAFTED_FILE, base_network, grafted_checkpoint,
                                               read_grafted)
-from lirpa_diffai.grafting.instability import site_nodes, with_every_site_grafted
+from lirpa_diffai.grafting.instability import ball, site_nodes, with_every_site_grafted
 from lirpa_diffai.models import PRETRAINED
 from lirpa_diffai.runtime import keep_freed_memory
 from lirpa_diffai.training import CHECKPOINT, save_atomic, train
@@ -93,11 +91,6 @@ train_subset: {train_images}
 test_subset: 10
 seed: 0
 """
-
-
-def ball(x, eps):
-    return BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=(x - eps).clamp(0, 1),
-                                               x_U=(x + eps).clamp(0, 1)))
 
 
 def pgd_robust(model, x, y, eps, steps=20):
