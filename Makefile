@@ -11,7 +11,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# The CPU wheel: a plain `torch` requirement would pull the multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai._compat makes it run on torch 2.
+	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai.lirpa03 makes it run on torch 2.
 	$(BIN)/pip install --no-deps auto_LiRPA==0.3
 	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI)
 	$(BIN)/pip install -e '.[test,complete]'
@@ -20,7 +20,7 @@ $(STAMP): setup.cfg pyproject.toml
 # The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.
 HOOK := $(VENV)/.hook
 
-$(HOOK): $(STAMP) lirpa_diffai/_compat.py lirpa_diffai/_lirpa_fixes.py lirpa_diffai/_lirpa_fixes_linear.py
+$(HOOK): $(STAMP) $(wildcard lirpa_diffai/lirpa03/*.py)
 	$(BIN)/python -m lirpa_diffai install-hook
 	touch $@
 

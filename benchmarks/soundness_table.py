@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from soundness.catalogue import NOT_TRACEABLE, SNIPPETS  # noqa: E402
-from lirpa_diffai.bounded_module import HZONO_METHODS  # noqa: E402
+from lirpa_diffai.domain.methods import DOMAINS  # noqa: E402
 from soundness.check import Outcome  # noqa: E402
 from soundness.known import KNOWN, case_key, expected_failure, finding_id  # noqa: E402
 from soundness.methods import METHODS  # noqa: E402
@@ -35,10 +35,10 @@ from soundness.sweep import Record, graph_case, operator_case, run  # noqa: E402
 
 # README columns: groups of methods (a cell sums up every method of its group, eval and train)
 COLUMNS = {
-    "hzono (18 variants)": lambda m: METHODS[m].method.lower() in HZONO_METHODS
-    and not HZONO_METHODS[METHODS[m].method.lower()].pure and not METHODS[m].zonotope_input,
-    "pure zonotope (4)": lambda m: METHODS[m].method.lower() in HZONO_METHODS
-    and HZONO_METHODS[METHODS[m].method.lower()].pure,
+    "hzono (18 variants)": lambda m: METHODS[m].method.lower() in DOMAINS
+    and not DOMAINS[METHODS[m].method.lower()].pure and not METHODS[m].zonotope_input,
+    "pure zonotope (4)": lambda m: METHODS[m].method.lower() in DOMAINS
+    and DOMAINS[METHODS[m].method.lower()].pure,
     "CROWN-hzono": lambda m: m == "CROWN-hzono",
     "α-CROWN-hzono": lambda m: m == "alpha-CROWN-hzono",
     "IBP": lambda m: m == "IBP",

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lirpa_diffai import _compat
+from lirpa_diffai.lirpa03 import compat as _compat
 
 
 def test_every_patch_needed_here_was_applied_once():
@@ -139,7 +139,7 @@ def run_python(script: str, cwd) -> subprocess.CompletedProcess:
 def test_startup_hook_imports_nothing_heavy(tmp_path):
     """The .pth hook runs at every interpreter start (twice in a Linux venv: lib and lib64):
     it loads the compat module alone, not torch or the package, and installs one finder."""
-    result = run_python("import sys; from lirpa_diffai._compat import _AutoLirpaFinder\n"
+    result = run_python("import sys; from lirpa_diffai.lirpa03.compat import _AutoLirpaFinder\n"
                         "print('torch' in sys.modules, 'auto_LiRPA' in sys.modules,"
                         " sum(isinstance(f, _AutoLirpaFinder) for f in sys.meta_path))", tmp_path)
     assert result.returncode == 0 and result.stdout.split() == ["False", "False", "1"], result.stderr[-2000:]

@@ -13,7 +13,7 @@ import torch
 from lirpa_diffai import training
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.goals import ConfigError
-from lirpa_diffai.goals.config import OptimizerConfig, load_config, parse_config
+from lirpa_diffai.training.config import OptimizerConfig, load_config, parse_config
 
 from conftest import SHARED
 
@@ -262,7 +262,7 @@ def test_grad_clip_bounds_the_step(tmp_path):
     torch.manual_seed(0)
     model = training.build_network(cfg)
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
-    bm = training.bounded_module(model, cfg, x)
+    bm = training.wrap_for_training(model, cfg, x)
     before = [p.detach().clone() for p in model.parameters()]
     training.training_step(training.GoalLoss(model, bm, cfg), training.make_optimizer(model, cfg),
                            x, y, 1.0, 1.0, cfg.grad_clip)

@@ -35,7 +35,7 @@ def run(args) -> int:
     check_output_path(args.json, "--json")
     from ..goals import SourceError
     from ..training import TrainingError
-    from ..evaluation import certify_checkpoint
+    from ..pipeline.certify_run import certify_checkpoint
     try:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
                                            args.batch_size, args.json, hzono_rows=args.hzono_rows,

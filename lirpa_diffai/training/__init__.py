@@ -17,14 +17,14 @@ from .loop import Interrupted, evaluate, train, train_epoch
 from .run import Run, check_device, output_dir, remove_leftovers, start_run
 from .readouts import eps_factor, format_metrics, goal_eps, progress_fields, schedule_values
 from .rng import rng_state, seed_everything, set_rng_state
-from .step import GoalLoss, bounded_module, box_bounds, build_network, make_optimizer, \
+from .step import GoalLoss, wrap_for_training, box_bounds, build_network, make_optimizer, \
     set_lr, training_step
 
 __all__ = ["CHECKPOINT", "METRICS", "CheckpointError", "Dist", "GoalLoss", "Interrupted",
-           "Run", "TrainingError", "all_sum", "augment", "bounded_module", "box_bounds",
+           "Run", "TrainingError", "all_sum", "augment", "box_bounds",
            "build_network", "check_device", "config_of", "epoch_batches", "eps_factor",
            "evaluate", "format_metrics", "gather_objects", "goal_eps", "init_distributed",
            "load_checkpoint", "load_data", "load_state_checked", "make_optimizer", "output_dir",
            "progress_fields", "remove_leftovers", "rng_state", "save_atomic", "schedule_values",
            "seed_everything", "set_lr", "set_rng_state", "start_run", "train", "train_epoch",
-           "training_step", "write_metrics"]
+           "training_step", "wrap_for_training", "write_metrics"]

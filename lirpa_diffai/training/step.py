@@ -8,7 +8,7 @@ from torch import nn
 
 from .. import models
 from ..goals import GoalContext
-from ..goals.config import TrainConfig
+from .config import TrainConfig
 from .errors import TrainingError
 from .initialisation import initialise
 
@@ -32,7 +32,7 @@ def build_network(cfg: TrainConfig) -> nn.Module:
     return model
 
 
-def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
+def wrap_for_training(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
     """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options."""
     from ..bounded_module import BoundedModule
     return BoundedModule(model, example[:1], bound_opts=cfg.bound_opts,
@@ -71,7 +71,7 @@ class GoalLoss(nn.Module):
                                    aux_losses=lambda: bm.hzono_aux_losses)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
-        from ..abstract_layers import set_epoch
+        from ..domain.abstract_layers import set_epoch
         set_epoch(self.model, t)
         return self.goal.loss(self.context, x, y, t)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import attack, lp
+from . import falsify, lp
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
 from .branching import choose_splits
@@ -144,7 +144,7 @@ def close_fixed(bm, model, x_L, x_U, spec: Spec, domains: Domains, outcome: BaBO
             continue
         if (result.lb > lp.TOLERANCE).all():
             continue
-        if result.point is not None and attack.checked_counterexample(model, result.point, x_L,
+        if result.point is not None and falsify.checked_counterexample(model, result.point, x_L,
                                                                       x_U, spec):
             outcome.counterexample = result.point
             return still_open
@@ -204,9 +204,9 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         decisions = (torch.cat([layer[rest], c_layer[alive]]),
                      torch.cat([index[rest], c_index[alive]]))
         if options.attack_every and rounds % options.attack_every == 0:
-            point, margin = attack.pgd(model, x_L, x_U, spec, steps=20, restarts=2,
+            point, margin = falsify.pgd(model, x_L, x_U, spec, steps=20, restarts=2,
                                        generator=generator)
-            if attack.checked_counterexample(model, point, x_L, x_U, spec):
+            if falsify.checked_counterexample(model, point, x_L, x_U, spec):
                 outcome.status, outcome.counterexample = Status.FALSIFIED, point
                 return outcome
     if not len(open_domains) and not undecidable:

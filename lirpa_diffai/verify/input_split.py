@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from . import attack
+from . import falsify
 from .bab import BaBOptions, BaBOutcome
 from .bounding import box_input
 from .spec import Spec, Status
@@ -23,7 +23,7 @@ def smear_dimension(model, lo: torch.Tensor, hi: torch.Tensor, spec: Spec) -> to
     n = len(lo)
     spec_n = Spec(spec.C.expand(n, *spec.C.shape[1:]), spec.threshold.expand(n, -1))
     with torch.enable_grad():
-        margin = attack.worst_margin(model, centre, spec_n)
+        margin = falsify.worst_margin(model, centre, spec_n)
         grad, = torch.autograd.grad(margin.sum(), centre)
     smear = grad.abs().flatten(1) * (hi - lo).flatten(1)
     smear = smear + 1e-9 * (hi - lo).flatten(1)  # a zero gradient still splits the widest
@@ -43,7 +43,7 @@ def input_branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec
             bad = spec_n.violated(model(centre).flatten(1))
         if bad.any():
             point = centre[bad.nonzero()[0, 0]].unsqueeze(0)
-            if attack.checked_counterexample(model, point, x_L, x_U, spec):
+            if falsify.checked_counterexample(model, point, x_L, x_U, spec):
                 outcome.status, outcome.counterexample = Status.FALSIFIED, point
                 return outcome
         with torch.no_grad():

@@ -63,10 +63,10 @@ from typing import Callable, Sequence
 import yaml
 
 from ..hybrid_zono import RELU_VARIANTS
-from .errors import ConfigError, Origin
-from .goals import Goal
-from .parser import from_node, parse_goal, yaml_value
-from .schedules import Const, Schedule, as_schedule, step_schedule
+from ..goals.errors import ConfigError, Origin
+from ..goals.catalogue import Goal
+from ..goals.parser import from_node, parse_goal, yaml_value
+from ..schedules import Const, Schedule, as_schedule, step_schedule
 
 METHODS = {"hzono": "hzono", "ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN"}
 DATASETS = ("mnist", "cifar10")

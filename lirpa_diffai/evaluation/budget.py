@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from .layer_bounds import layer_nodes
+from .layer_widths import layer_nodes
 
 # method (lower case, as compute_bounds spells it) -> largest size it is run at
 SIZE_LIMITS = {"crown": 200_000, "backward": 200_000,

@@ -229,7 +229,7 @@ def _sibling(name: str) -> types.ModuleType:
     """``lirpa_diffai.<name>``, loaded from the file next to this one as the start-up hook loads
     this module (without importing the package)."""
     import os
-    full = f"lirpa_diffai.{name}"
+    full = f"lirpa_diffai.lirpa03.{name}"
     if full not in sys.modules:
         spec = importlib.util.spec_from_file_location(full, os.path.join(os.path.dirname(__file__), name + ".py"))
         sys.modules[full] = importlib.util.module_from_spec(spec)
@@ -249,7 +249,7 @@ def _only_for(version: str, patch):
 # soundness fixes of auto_LiRPA 0.3, kept in their own modules (the linear operators' first:
 # the last fix wraps every operator method as patched)
 SOUNDNESS = tuple(_once(_only_for(fixes.FOR_VERSION, patch))
-                  for fixes in (_sibling("_lirpa_fixes_linear"), _sibling("_lirpa_fixes"))
+                  for fixes in (_sibling("fixes_linear"), _sibling("fixes_nonlinear"))
                   for patch in fixes.PATCHES)
 POST_IMPORT = (bounded_module_named_members, patches_broadcast_constant, bound_pad_tensor_value, prim_constant_interval,
                contiguous_backward_coefficients, relu_full_alpha_indices) + SOUNDNESS
@@ -316,16 +316,16 @@ def install_import_hook() -> None:
 
 
 PTH_NAME = "lirpa_diffai_compat.pth"
-# The start-up hook loads this file alone as ``lirpa_diffai._compat``: importing it through the
+# The start-up hook loads this file alone as ``lirpa_diffai.lirpa03.compat``: importing it through the
 # package would run ``lirpa_diffai/__init__`` (torch, auto_LiRPA: a second) at every interpreter
 # start. site runs a .pth once per site directory, and a Linux venv lists its site-packages
 # twice (lib and the lib64 link), so the second run must reuse the first's module.
 _PTH_SOURCE = """\
 import importlib.util
-name = "lirpa_diffai._compat"
+name = "lirpa_diffai.lirpa03.compat"
 package = None if name in sys.modules else importlib.util.find_spec("lirpa_diffai")
 if package is not None:
-    spec = importlib.util.spec_from_file_location(name, package.submodule_search_locations[0] + "/_compat.py")
+    spec = importlib.util.spec_from_file_location(name, package.submodule_search_locations[0] + "/lirpa03/compat.py")
     sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sys.modules[name])
 if name in sys.modules:

@@ -1,0 +1,1 @@
+"""Everything that patches or guards auto_LiRPA 0.3."""
