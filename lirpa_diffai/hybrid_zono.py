@@ -15,6 +15,7 @@ symbols. New symbols get fresh ids from :func:`fresh_ids`.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -293,10 +294,20 @@ def relu_boxy(z: HybridZonotope) -> HybridZonotope:
 
 
 def _slope_relaxation(z: HybridZonotope, slope: Tensor, offset: Tensor, radius: Tensor) -> HybridZonotope:
-    """``y = slope * x + offset +- radius`` (``slope >= 0``): the generators scale, the new
-    independent error goes into ``beta``."""
+    """``y = slope * x + offset +- radius``: the generators scale, the box part scales by
+    ``|slope|``, the new independent error goes into ``beta``."""
     errors = None if z.errors is None else z.errors * slope
-    return HybridZonotope(z.head * slope + offset, z.beta * slope + radius, errors, z.ids)
+    return HybridZonotope(z.head * slope + offset, z.beta * slope.abs() + radius, errors, z.ids)
+
+
+def parallelogram(z: HybridZonotope, slope: Tensor, low: Tensor, high: Tensor) -> HybridZonotope:
+    """The image of ``z`` under a function enclosed by ``slope x + [low, high]`` (DeepZ's
+    parallelogram): ``y = slope x + (low + high) / 2 +- (high - low) / 2``; an infinite
+    ``low`` or ``high`` gives offset 0 and an infinite radius (never ``inf - inf``)."""
+    finite = torch.isfinite(low) & torch.isfinite(high)
+    offset = torch.where(finite, (low + high) / 2, torch.zeros_like(low))
+    radius = torch.where(finite, (high - low) / 2, torch.full_like(low, math.inf))
+    return _slope_relaxation(z, slope, offset, radius)
 
 
 def relu_deepz(z: HybridZonotope) -> HybridZonotope:
@@ -358,7 +369,7 @@ def s_shaped(z: HybridZonotope, fn: Callable[[Tensor], Tensor], derivative: Call
     high_off = fn(upper) - lam * upper
     if z.errors is None:
         return HybridZonotope.from_box(fn(lower), fn(upper))
-    return _slope_relaxation(z, lam, (low_off + high_off) / 2, (high_off - low_off) / 2)
+    return parallelogram(z, lam, low_off, high_off)
 
 
 def monotone_box(z: HybridZonotope, fn: Callable[[Tensor], Tensor], exact: Tensor) -> HybridZonotope:

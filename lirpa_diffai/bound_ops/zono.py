@@ -24,6 +24,7 @@ from ..domain import zonotope
 from .abstract import ABSTRACT_OPS
 from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
+from .smooth import SMOOTH_ACTIVATIONS
 from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 
 # rows map exactly: (a sample-mixing reshape or reduction, or a batch-axis concatenation,
@@ -35,7 +36,7 @@ AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNor
           BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
 NONLINEAR = (BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
-             BoundMaxPool, BoundGraftedRelu)
+             BoundMaxPool, BoundGraftedRelu, *SMOOTH_ACTIVATIONS)
 
 
 def then_box_to_rows(transformer: Callable) -> Callable:

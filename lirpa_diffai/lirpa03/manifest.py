@@ -20,8 +20,9 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_linear, fixes_nonlinear = (importlib.import_module(f"{__package__}.{name}")
-                                         for name in ("compat", "fixes_linear", "fixes_nonlinear"))
+compat, fixes_linear, fixes_nonlinear, fixes_activations = (
+    importlib.import_module(f"{__package__}.{name}")
+    for name in ("compat", "fixes_linear", "fixes_nonlinear", "fixes_activations"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -46,6 +47,8 @@ FIXES: tuple[Fix, ...] = (
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.start_coefficients_without_patches,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
     fixes_nonlinear.unsound_relaxations_refused,
+    # today's activations as one node each; auto_LiRPA's misleading prints
+    fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )
