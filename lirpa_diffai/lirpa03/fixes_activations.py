@@ -48,10 +48,10 @@ def activations_traced_whole():
     from .activations import ACTIVATION_OPS
     parse_module = bound_general.parse_module
     symbolics = activation_symbolics()
+    for op, cls in ACTIVATION_OPS.items():   # entries added to auto_LiRPA's operator map
+        register_custom_op(op, cls)
 
     def traced_with_whole_activations(*args, **kwargs):
-        for op, cls in ACTIVATION_OPS.items():
-            register_custom_op(op, cls)
         for name, symbolic in symbolics.items():
             register_custom_op_symbolic(name, symbolic, OPSET)
         try:

@@ -207,6 +207,30 @@ def make_clip(rng, xs, ys):
     return Step("torch.clamp(x, -0.5, 0.4)", lambda self, x: torch.clamp(x, -0.5, 0.4))
 
 
+def make_kinked(text: str, fn: Callable, points: tuple, scale: float = 3.0) -> Callable:
+    """``fn(scale * x + c)`` with ``c`` one of the activation's kinks / minimum / inflections
+    ``points`` (or 0): the input ranges straddle it or lie on one side of it."""
+    def make(rng, xs, ys):
+        c = rng.choice(points + (0.0,))
+        return Step(f"{text}({scale} * x + {c})", lambda self, x: fn(scale * x + c))
+    return make
+
+
+def make_softplus(rng, xs, ys):
+    beta, threshold = rng.choice(((1.0, 20.0), (2.0, 1.0), (0.5, 2.0)))
+    return Step(f"F.softplus(2 * x, {beta}, {threshold})", lambda self, x: F.softplus(2 * x, beta, threshold))
+
+
+def make_gelu(rng, xs, ys):
+    form = rng.choice(("none", "tanh"))
+    return make_kinked(f"gelu_{form}", lambda x: F.gelu(x, approximate=form), (-1.42, -0.75, 1.42))(rng, xs, ys)
+
+
+def make_elu(rng, xs, ys):
+    alpha = rng.choice((1.0, 0.5, 2.0))
+    return Step(f"F.elu(3 * x, {alpha})", lambda self, x: F.elu(3 * x, alpha))
+
+
 def make_pow(rng, xs, ys):
     p = rng.choice((2, 3))
     return Step(f"x ** {p}", lambda self, x: x ** p)
@@ -375,7 +399,12 @@ SNIPPETS: dict[str, Callable] = {
     "BoundTanh": unary("torch.tanh(x)", torch.tanh),
     "BoundRelu": unary("torch.relu(x)", torch.relu),
     "BoundLeakyRelu": make_leaky_relu,
-    "BoundSoftplus": unary("F.softplus(x)", F.softplus),
+    "BoundSoftplusBeta": make_softplus,
+    "BoundHardSigmoid": make_kinked("F.hardsigmoid", F.hardsigmoid, (-3.0, 3.0)),
+    "BoundHardSwish": make_kinked("F.hardswish", F.hardswish, (-3.0, -1.5, 3.0)),
+    "BoundSiLU": make_kinked("F.silu", F.silu, (-2.4, -1.28, 2.4)),
+    "BoundGelu": make_gelu,
+    "BoundElu": make_elu,
     "BoundATenHeaviside": unary("torch.heaviside(x, tensor(0.5))", lambda x: torch.heaviside(x, torch.tensor(0.5))),
     "BoundATenDiag": make_diag,
     "BoundATenDiagonal": make_diagonal,
@@ -439,6 +468,9 @@ NOT_TRACEABLE: dict[str, str] = {
     "BoundAbstractLayer": "base class of this package's abstract layers (each traces into its own subclass)",
     "BoundSqr": "ONNX has no operator 'Sqr': x * x traces into Mul, x ** 2 into Pow",
     "BoundSoftmax": "torch 2's ONNX export decomposes softmax into ReduceMax, Sub, Exp, ReduceSum, Div",
+    "BoundSoftplus": "torch's softplus traces into custom::Softplus (BoundSoftplusBeta, with beta and "
+                     "threshold; lirpa_diffai.lirpa03.fixes_activations)",
+    "BoundSmoothActivation": "base class of this package's smooth activations (each traces into its own subclass)",
     "BoundRange": "torch.arange is traced as a constant (shapes are static in a trace)",
     "BoundConcatFromSequence": "auto_LiRPA's alias of BoundConcat for ONNX ConcatFromSequence, which "
                                "torch's tracer does not emit (torch.stack traces into Unsqueeze and Concat)",
