@@ -36,12 +36,14 @@ INF = math.inf
 class Piece:
     """``f`` on ``[start, end]``: ``curvature`` is ``"convex"``, ``"concave"`` or ``"linear"``;
     ``derivative`` is the piece's own ``f'``; ``fn`` the piece's formula where it differs from
-    the activation's (at a jump)."""
+    the activation's (after a jump: then the piece is ``(start, end]``, ``open_start``, and its
+    value at ``start`` is the limit from the right)."""
     start: float
     end: float
     curvature: str
     derivative: Callable[[Tensor], Tensor]
     fn: Optional[Callable[[Tensor], Tensor]] = None
+    open_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def piece_bounds(act: Activation, piece: Piece, slope: Tensor, lower: Tensor, up
     fn = piece.fn or act.fn
     a = lower.clamp(min=piece.start)
     b = torch.maximum(upper.clamp(max=piece.end), a)
-    inside = (lower <= piece.end) & (upper >= piece.start)
+    inside = (lower <= piece.end) & ((upper > piece.start) if piece.open_start else (upper >= piece.start))
     ga, gb = fn(a) - slope * a, fn(b) - slope * b
     lo, hi = torch.minimum(ga, gb), torch.maximum(ga, gb)
     if piece.curvature != "linear":
@@ -227,5 +229,5 @@ def softplus(beta: float = 1.0, threshold: float = INF) -> Activation:
         return Activation("Softplus", (beta, threshold), fn, (Piece(-INF, INF, "convex", d),), True)
     knee = threshold / beta
     pieces = (Piece(-INF, knee, "convex", d, lambda x: F.softplus(x, beta, INF)),
-              linear_piece(knee, INF, 1.0, lambda x: x))
+              Piece(knee, INF, "linear", torch.ones_like, lambda x: x, open_start=True))
     return Activation("Softplus", (beta, threshold), fn, pieces, True)
