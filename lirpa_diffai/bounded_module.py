@@ -319,6 +319,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             if not transformer.reads_parts:
                 args = [joined(a) for a in args]
             value = transformer(ctx, node, *args)
+            if isinstance(value, HybridZonotope):
+                value = value.unbounded_where_not_finite()
         else:
             value = node.forward(*args)
         if isinstance(value, (torch.Size, tuple)):  # Shape nodes, as auto_LiRPA's forward pass

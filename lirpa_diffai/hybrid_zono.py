@@ -187,6 +187,19 @@ class HybridZonotope:
         errors = None if self.errors is None else on_folded_rows(convert, self.errors)
         return HybridZonotope(convert(self.head), convert(self.beta), errors, self.ids)
 
+    def unbounded_where_not_finite(self) -> "HybridZonotope":
+        """The elements whose ``head``, ``beta`` or rows are not finite (overflow: ``inf - inf``
+        in a later affine map would give NaN) as ``[-inf, inf]``: head 0, ``beta = inf``, rows 0.
+        One test on ``head + beta + sum_j errors_j`` (NaN and inf both propagate into it)."""
+        total = self.head + self.beta if self.errors is None else self.head + self.beta + sum_rows(self.errors)
+        bad = ~torch.isfinite(total)
+        if not bad.any():
+            return self
+        zero = torch.zeros((), dtype=self.head.dtype, device=self.head.device)
+        errors = None if self.errors is None else torch.where(bad, zero, self.errors)
+        return HybridZonotope(torch.where(bad, zero, self.head), torch.where(bad, math.inf, self.beta),
+                              errors, self.ids)
+
     def detach(self) -> "HybridZonotope":
         errors = None if self.errors is None else self.errors.detach()
         return HybridZonotope(self.head.detach(), self.beta.detach(), errors, self.ids)

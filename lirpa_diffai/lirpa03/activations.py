@@ -15,29 +15,30 @@ from functools import cached_property
 
 from auto_LiRPA.operators import BoundActivation
 
-from ..errors import UnsupportedOperatorError
-from . import activation_pieces as pieces
+# not ``from . import activation_pieces``: see .manifest (the start-up hook loads this package alone)
+from .activation_pieces import (Activation, chord_slope, deviation, elu, gelu, hard_sigmoid, hard_swish,
+                                interval, silu, softplus)
 
 
 class BoundSmoothActivation(BoundActivation):
     """An elementwise activation given by :meth:`activation` (from the node's attributes)."""
 
-    def activation(self) -> pieces.Activation:
+    def activation(self) -> Activation:
         raise NotImplementedError
 
     @cached_property
-    def act(self) -> pieces.Activation:
+    def act(self) -> Activation:
         return self.activation()
 
     def forward(self, x):
         return self.act.fn(x)
 
     def interval_propagate(self, *v):
-        return pieces.interval(self.act, *v[0])
+        return interval(self.act, *v[0])
 
     def bound_relax(self, x):
-        slope = pieces.chord_slope(self.act, x.lower, x.upper)
-        lo, hi = pieces.deviation(self.act, slope, x.lower, x.upper)
+        slope = chord_slope(self.act, x.lower, x.upper)
+        lo, hi = deviation(self.act, slope, x.lower, x.upper)
         self.lw, self.lb, self.uw, self.ub = slope, lo, slope, hi
 
 
@@ -45,35 +46,35 @@ class BoundHardSigmoid(BoundSmoothActivation):
     """ONNX ``HardSigmoid(alpha, beta)`` (``nn.Hardsigmoid``)."""
 
     def activation(self):
-        return pieces.hard_sigmoid(self.attr.get("alpha", 0.2), self.attr.get("beta", 0.5))
+        return hard_sigmoid(self.attr.get("alpha", 0.2), self.attr.get("beta", 0.5))
 
 
 class BoundHardSwish(BoundSmoothActivation):
     """``nn.Hardswish`` (traced as ``custom::HardSwish``)."""
 
     def activation(self):
-        return pieces.hard_swish()
+        return hard_swish()
 
 
 class BoundSiLU(BoundSmoothActivation):
     """``nn.SiLU`` / ``F.silu`` (traced as ``custom::SiLU``)."""
 
     def activation(self):
-        return pieces.silu()
+        return silu()
 
 
 class BoundGelu(BoundSmoothActivation):
     """``nn.GELU`` with ``approximate`` ``"none"`` (erf) or ``"tanh"`` (``custom::Gelu``)."""
 
     def activation(self):
-        return pieces.gelu(self.attr.get("approximate", "none"))
+        return gelu(self.attr.get("approximate", "none"))
 
 
 class BoundElu(BoundSmoothActivation):
     """ONNX ``Elu(alpha)`` (``nn.ELU``)."""
 
     def activation(self):
-        return pieces.elu(self.attr.get("alpha", 1.0))
+        return elu(self.attr.get("alpha", 1.0))
 
 
 class BoundSoftplusBeta(BoundSmoothActivation):
@@ -82,10 +83,10 @@ class BoundSoftplusBeta(BoundSmoothActivation):
     def activation(self):
         beta, threshold = self.attr.get("beta", 1.0), self.attr.get("threshold", math.inf)
         if not beta > 0:
-            raise UnsupportedOperatorError(
+            raise NotImplementedError(
                 f"graph node '{self.name}' (operator Softplus, beta = {beta}): only beta > 0 is "
                 "supported (a non-positive beta makes softplus concave or undefined)")
-        return pieces.softplus(beta, threshold)
+        return softplus(beta, threshold)
 
 
 # traced operator -> Bound class

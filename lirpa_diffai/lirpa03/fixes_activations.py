@@ -1,5 +1,5 @@
-"""Fixes for today's activations and for auto_LiRPA's misleading prints; :mod:`.manifest`
-applies them."""
+"""Fixes for today's activations, and for auto_LiRPA's misleading prints and errors that name
+no node; :mod:`.manifest` applies them."""
 from __future__ import annotations
 
 from .fix import fix
@@ -87,3 +87,105 @@ def dropout_message_silenced():
             print("\n".join(kept))
         return result
     return {(BoundedModule, "check_incompatible_nodes"): check_incompatible_nodes}
+
+
+@fix(test="test_unsupported_operators_are_refused_by_node")
+def unsupported_operations_named():
+    """auto_LiRPA 0.3 refuses a graph holding operators it has no Bound class for (``aten::
+    scaled_dot_product_attention`` of ``nn.TransformerEncoderLayer``, ``aten::unflatten``) with
+    "There are unsupported operations", after logging each node as an ERROR line. The error
+    now names each node and its operator, and those log lines are not shown."""
+    import logging
+
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.utils import logger
+    convert = BoundedModule._convert_nodes
+
+    class Unsupported(logging.Filter):
+        def __init__(self):
+            super().__init__()
+            self.nodes = []
+
+        def filter(self, record):
+            if record.getMessage().startswith(("The node has an unsupported operation", "Unsupported operations",
+                                               "Name: ")):
+                if record.args:
+                    self.nodes.append(record.args[0])
+                return False
+            return True
+
+    def named(node) -> str:
+        op = node.attr.get("operator") if node.op == "aten::ATen" else None
+        return f"graph node '{node.name}' (operator {node.op}{f' {op}' if op else ''})"
+
+    def convert_nodes(self, *args, **kwargs):
+        unsupported = Unsupported()
+        logger.addFilter(unsupported)
+        try:
+            return convert(self, *args, **kwargs)
+        except NotImplementedError as error:
+            if unsupported.nodes and "unsupported operations" in str(error):
+                raise NotImplementedError(
+                    "auto_LiRPA 0.3 has no Bound class for " + "; ".join(named(n) for n in unsupported.nodes)
+                    + ": no method can bound this graph") from None
+            raise
+        finally:
+            logger.removeFilter(unsupported)
+    return {(BoundedModule, "_convert_nodes"): convert_nodes}
+
+
+@fix(test="test_alpha_crown_refuses_by_node_where_it_cannot_make_alphas")
+def alpha_crown_start_nodes_named():
+    """auto_LiRPA 0.3's alpha-CROWN fails a bare internal assertion when it creates the alphas
+    of an optimizable node (a max pool in VGG) for intermediate nodes whose shapes it
+    mispredicts (a convolution in patches mode). The error now names the node and the nodes
+    it bounds (alpha-CROWN refuses the graph; CROWN bounds it)."""
+    from auto_LiRPA import BoundedModule
+    start_nodes = BoundedModule.get_alpha_crown_start_nodes
+
+    def get_alpha_crown_start_nodes(self, node, *args, **kwargs):
+        try:
+            return start_nodes(self, node, *args, **kwargs)
+        except AssertionError:
+            later = ", ".join(f"'{n.name}' ({type(n).__name__})" for n in self.backward_from[node.name])
+            raise NotImplementedError(
+                f"alpha-CROWN: graph node '{node.name}' (operator {type(node).__name__.removeprefix('Bound')}, "
+                f"{type(node).__name__}): auto_LiRPA 0.3 cannot create its alphas for the nodes it "
+                f"bounds ({later}); use CROWN") from None
+    return {(BoundedModule, "get_alpha_crown_start_nodes"): get_alpha_crown_start_nodes}
+
+
+def widened(lower, upper):
+    """NaN bounds (``inf - inf``, ``0 * inf`` after overflow) as the infinite ones: a NaN lower
+    bound becomes -inf and a NaN upper bound +inf, which every value satisfies."""
+    import torch
+    if torch.is_tensor(lower):
+        lower = lower.nan_to_num(-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+    if torch.is_tensor(upper):
+        upper = upper.nan_to_num(torch.inf, posinf=torch.inf, neginf=-torch.inf)
+    return lower, upper
+
+
+@fix(test="test_never_nan_on_a_deep_network_at_large_eps")
+def overflow_never_nan():
+    """auto_LiRPA 0.3's bounds become NaN once they overflow: IBP's center / radius arithmetic
+    meets ``inf - inf`` (a ReLU's box ``[0, inf]`` has center inf), CROWN's backward pass
+    ``0 * inf``. Every node's IBP interval and every CROWN bound (intermediate and final) now
+    widens a NaN to the infinite bound, which is sound, so that later nodes and the final
+    bounds see ``[-inf, inf]`` instead."""
+    from auto_LiRPA import BoundedModule
+    ibp, backward = BoundedModule.IBP_general, BoundedModule.backward_general
+
+    def IBP_general(self, node=None, C=None, *args, **kwargs):
+        ret = ibp(self, node, C, *args, **kwargs)
+        if node is not None and isinstance(getattr(node, "interval", None), tuple):
+            node.lower, node.upper = widened(node.lower, node.upper)
+            node.interval = (node.lower, node.upper)
+        return widened(*ret) if isinstance(ret, tuple) and len(ret) == 2 else ret
+
+    def backward_general(self, *args, **kwargs):
+        ret = backward(self, *args, **kwargs)
+        if isinstance(ret, tuple) and len(ret) >= 2:
+            ret = (*widened(ret[0], ret[1]), *ret[2:])
+        return ret
+    return {(BoundedModule, "IBP_general"): IBP_general, (BoundedModule, "backward_general"): backward_general}

@@ -47,8 +47,10 @@ FIXES: tuple[Fix, ...] = (
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.start_coefficients_without_patches,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
     fixes_nonlinear.unsound_relaxations_refused,
-    # today's activations as one node each; auto_LiRPA's misleading prints
+    # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
     fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
+    fixes_activations.unsupported_operations_named, fixes_activations.alpha_crown_start_nodes_named,
+    fixes_activations.overflow_never_nan,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )

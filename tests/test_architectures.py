@@ -1,0 +1,88 @@
+"""Coverage measured: every bound method on small versions of the architecture families people
+train today (tests/architectures.py) is sound (sampled points, corners and PGD aimed at each
+bound; exact at eps = 0) or refuses with an error naming the graph node and its operator;
+never NaN, never a crash without a node. The checked-in table (docs/architectures.md) is
+what the methods do now."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+
+import lirpa_diffai
+from architectures import BY_NAME, FAMILIES, METHOD_COLUMNS, ViT, check, family_case, parse_markdown
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "architectures.md"
+EXPECTED = parse_markdown(PAGE.read_text())
+KIND = {"sound": "bounded", "refused": "refused"}
+
+
+@lru_cache(maxsize=None)
+def case_of(family: str):
+    return family_case(BY_NAME[family])
+
+
+GRID = [(f.name, title, label) for f in FAMILIES for title, label in METHOD_COLUMNS]
+
+
+@pytest.mark.parametrize("family, title, label", GRID, ids=[f"{f}-{t}" for f, t, _ in GRID])
+def test_sound_or_refused_by_node_as_the_page_says(family, title, label):
+    outcome = check(case_of(family), label)
+    assert outcome.kind in KIND, f"{family} / {title}: {outcome}"
+    assert EXPECTED.get((family, title)) == KIND[outcome.kind], (
+        f"{family} / {title} is now {outcome.kind} ({outcome.detail[:200]}); docs/architectures.md says "
+        f"{EXPECTED.get((family, title))}: python -m benchmarks.architecture_table --markdown docs/architectures.md")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, title, label", GRID, ids=[f"{f}-{t}" for f, t, _ in GRID])
+def test_sound_or_refused_in_training_mode_with_more_witnesses(family, title, label):
+    outcome = check(case_of(family), label, training=True,
+                    witness={"samples": 200, "pgd_steps": 15, "pgd_targets": 16})
+    assert outcome.kind in KIND, f"{family} / {title}: {outcome}"
+
+
+def test_the_page_lists_every_family_and_method():
+    assert set(EXPECTED) == {(f.name, title) for f in FAMILIES for title, _ in METHOD_COLUMNS}
+
+
+def test_unsupported_operators_are_refused_by_node(caplog):
+    """nn.TransformerEncoderLayer traces into aten::scaled_dot_product_attention, which
+    auto_LiRPA 0.3 has no Bound class for: the error names the node and operator, and
+    auto_LiRPA's ERROR log lines are not shown."""
+    model = ViT().eval()
+    with pytest.raises(NotImplementedError, match=r"graph node '[^']+' \(operator aten::ATen scaled_dot_product_attention\)"):
+        lirpa_diffai.BoundedModule(model, torch.rand(2, 3, 8, 8))
+    assert not [r for r in caplog.records if "unsupported operation" in r.getMessage()]
+
+
+def test_alpha_crown_refuses_by_node_where_it_cannot_make_alphas():
+    case = case_of("VGG")
+    bm = lirpa_diffai.BoundedModule(case.model, case.x, bound_opts={"optimize_bound_args": {"iteration": 2}})
+    x = BoundedTensor(case.x, PerturbationLpNorm(norm=np.inf, eps=2 / 255))
+    with pytest.raises(NotImplementedError, match=r"alpha-CROWN: graph node '[^']+' \(operator MaxPool"):
+        bm.compute_bounds(x=(x,), method="alpha-CROWN")
+    lb, ub = bm.compute_bounds(x=(x,), method="CROWN")
+    assert (lb <= ub).all()
+
+
+@pytest.mark.parametrize("method", ["IBP", "hzono", "HBox", "ZBox", "CROWN-IBP", "CROWN", "CROWN-hzono"])
+def test_never_nan_on_a_deep_network_at_large_eps(method):
+    """A deep residual network at random initialisation: at eps = 1e38 the bounds overflow,
+    and overflow gives infinite bounds, never NaN (``inf - inf``, ``0 * inf``)."""
+    from architectures import BasicBlock, head
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              *[BasicBlock(4) for _ in range(8)], *head(4)).eval()
+    x = torch.rand(2, 3, 4, 4)
+    bm = lirpa_diffai.BoundedModule(net, x)
+    for eps in (1e30, 1e38):
+        lb, ub = bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=eps)),), method=method)
+        assert not lb.isnan().any() and not ub.isnan().any(), (method, eps)
+        assert (lb <= net(x)).all() and (net(x) <= ub).all()
