@@ -157,13 +157,15 @@ def alpha_crown_start_nodes_named():
 
 def widened(lower, upper):
     """NaN bounds (``inf - inf``, ``0 * inf`` after overflow) as the infinite ones: a NaN lower
-    bound becomes -inf and a NaN upper bound +inf, which every value satisfies."""
+    bound becomes -inf and a NaN upper bound +inf, which every value satisfies. Bounds without
+    NaN are returned as they are (auto_LiRPA tells a constant by ``lower is upper``)."""
     import torch
-    if torch.is_tensor(lower):
-        lower = lower.nan_to_num(-torch.inf, posinf=torch.inf, neginf=-torch.inf)
-    if torch.is_tensor(upper):
-        upper = upper.nan_to_num(torch.inf, posinf=torch.inf, neginf=-torch.inf)
-    return lower, upper
+
+    def without_nan(bound, fill):
+        if torch.is_tensor(bound) and bound.is_floating_point() and torch.isnan(bound).any():
+            return bound.nan_to_num(fill, posinf=torch.inf, neginf=-torch.inf)
+        return bound
+    return without_nan(lower, -torch.inf), without_nan(upper, torch.inf)
 
 
 @fix(test="test_never_nan_on_a_deep_network_at_large_eps")
