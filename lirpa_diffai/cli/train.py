@@ -2,8 +2,6 @@
 [--set KEY=VALUE ...] [--max-steps N] [--train-subset N] [--test-subset N]``."""
 HELP = "train a network with a goal from a YAML configuration (see examples/goals/)"
 
-EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("config", help="training configuration (YAML)")
@@ -41,7 +39,7 @@ def overrides_of(args) -> list[str]:
 def run(args) -> int:
     import sys
 
-    from .common import CommandError
+    from .common import EXIT_INTERRUPTED, CommandError
     for flag, value in (("--epochs", args.epochs), ("--max-steps", args.max_steps)):
         if value is not None and value < 1:
             raise CommandError(f"{flag} must be a positive integer, got {value}")
