@@ -75,6 +75,9 @@ def config_class(name: str, keys: tuple, doc: str, bases: tuple = (), extra: tup
 
 # ------------------------------------------------------------------------------- sections
 
+POSITIVE_INT = Number(1, integer=True)
+NON_NEGATIVE_INT = Number(0, integer=True)
+
 OPTIMIZER_KEYS = (
     Key("name", Choice(("adam", "sgd")), "the torch.optim optimizer", "adam"),
     Key("lr", Number(0, lo_open=True), "initial learning rate", 0.001),
@@ -93,12 +96,12 @@ def momentum_without_sgd(given: dict) -> str | None:
     return None
 
 
-@described(f"{Number(0, integer=True).what}, or all")
+@described(f"{NON_NEGATIVE_INT.what}, or all")
 def correlate_input_value(reader: Reader, node: yaml.Node):
     """``hzono.correlate_input``: a non-negative integer or ``all``."""
     if isinstance(node, yaml.ScalarNode) and node.value == "all":
         return "all"
-    return Number(0, integer=True)(reader, node)
+    return NON_NEGATIVE_INT(reader, node)
 
 
 HZONO_KEYS = (
@@ -157,8 +160,6 @@ def goal_value(reader: Reader, node: yaml.Node) -> Goal:
 
 
 # ------------------------------------------------------------------------------ the keys
-
-POSITIVE_INT = Number(1, integer=True)
 TRAIN_KEYS = (
     Key("network", Typed(str, "a network name"),
         "zoo name (`lirpa_diffai.models.names()`, e.g. conv_small, resnet_tiny, or the "
@@ -190,9 +191,9 @@ TRAIN_KEYS = (
         "multiplier of optimizer.lr over time t (epochs), e.g. `Lin(1, 0.1, 100, 50)`; the "
         "mapping with milestones multiplies it by gamma at each milestone epoch", Const(1)),
     Key("batch_size", POSITIVE_INT, "training batch size", 128),
-    Key("test_every", Number(0, integer=True),
+    Key("test_every", NON_NEGATIVE_INT,
         "evaluate every this many epochs; 0: after the last epoch only", 1),
-    Key("seed", Number(0, integer=True), "random seed", 0),
+    Key("seed", NON_NEGATIVE_INT, "random seed", 0),
     Key("augment", Nullable(Typed(bool, "true or false")),
         "random crop (padding 4) and horizontal flip", None,
         shown="true for cifar10, false for mnist"),
