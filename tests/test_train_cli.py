@@ -12,7 +12,7 @@ import torch
 
 from lirpa_diffai import training
 from lirpa_diffai.__main__ import main
-from lirpa_diffai.goals import ConfigError
+from lirpa_diffai.training.errors import ConfigError
 from lirpa_diffai.training.config import OptimizerConfig, load_config, parse_config
 
 from conftest import SHARED
