@@ -265,6 +265,21 @@ def align_rows(zonos: Sequence[HybridZonotope]) -> tuple[list[Optional[Tensor]],
     return aligned, tuple(order)
 
 
+def product(x: HybridZonotope, y: HybridZonotope) -> HybridZonotope:
+    """``x * y`` (elementwise, broadcast) of two zonotopes over shared noise symbols: DeepT's
+    multiplication (Bonaert et al., PLDI 2021) with its quadratic term bounded by an interval.
+    With ``x = c_x + d_x``, ``y = c_y + d_y``, ``|d_x| <= r_x``, ``|d_y| <= r_y`` (the radii)::
+
+        x y = c_x c_y + c_y d_x + c_x d_y + d_x d_y
+
+    the first three terms are the zonotope ``c_y x + c_x y - c_x c_y`` (rows aligned by symbol,
+    exact), and ``d_x d_y`` in ``[-r_x r_y, r_x r_y]`` goes into ``beta``. Exact where either
+    radius is 0."""
+    linear = x.scale(y.head) + y.scale(x.head)
+    return HybridZonotope(linear.head - x.head * y.head, linear.beta + x.radius() * y.radius(),
+                          linear.errors, linear.ids)
+
+
 def concat(zonos: Sequence[HybridZonotope], fn: Callable[[Sequence[Tensor]], Tensor]) -> HybridZonotope:
     """Image of several zonotopes under a batch-agnostic joining ``fn`` (``torch.cat`` along a
     non-batch axis), rows aligned by noise symbol; as in ``linear_map``, ``fn`` sees the rows

@@ -45,7 +45,8 @@ def test_sound_or_refused_by_node_as_the_page_says(family, title, label):
 def test_sound_or_refused_in_training_mode_with_more_witnesses(family, title, label):
     outcome = check(case_of(family), label, training=True,
                     witness={"samples": 200, "pgd_steps": 15, "pgd_targets": 16})
-    assert outcome.kind in KIND, f"{family} / {title}: {outcome}"
+    # unchecked: a network holding Dropout (ViT's encoder layer) computes a random function in training mode
+    assert outcome.kind in (*KIND, "unchecked"), f"{family} / {title}: {outcome}"
 
 
 def test_the_page_lists_every_family_and_method():
@@ -86,3 +87,9 @@ def test_never_nan_on_a_deep_network_at_large_eps(method):
         lb, ub = bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=eps)),), method=method)
         assert not lb.isnan().any() and not ub.isnan().any(), (method, eps)
         assert (lb <= net(x)).all() and (net(x) <= ub).all()
+
+
+def test_crown_bounds_a_squeeze_excitation_gate():
+    """The gate's pool feeds a 1x1 convolution in patches mode (auto_LiRPA 0.3 failed there)."""
+    for family, label in (("MobileNetV3", "CROWN"), ("EfficientNet", "CROWN"), ("EfficientNet", "alpha-CROWN")):
+        assert check(case_of(family), label).kind == "sound", (family, label)

@@ -197,3 +197,21 @@ def test_concat_and_conv_keep_channels_last():
 def contiguous_copy(z):
     """``z`` with contiguous tensors (the same values and ids): the reference layout."""
     return HybridZonotope(z.head.contiguous(), z.beta.contiguous(), z.errors.contiguous(), z.ids)
+
+
+def test_product_of_two_zonotopes_over_shared_symbols_is_sound_and_exact_at_a_point():
+    """DeepT's multiplication: ``c_y x + c_x y - c_x c_y`` plus ``[-r_x r_y, r_x r_y]``; the
+    operands share a noise symbol (a gate computed from the value it gates) and broadcast."""
+    torch.manual_seed(0)
+    shared = torch.randn(1, 2, 3, 4, 4)
+    x = hz.HybridZonotope(torch.randn(2, 3, 4, 4), torch.rand(2, 3, 4, 4) * 0.2, shared, (7,))
+    y = hz.HybridZonotope(torch.randn(2, 3, 1, 1), torch.rand(2, 3, 1, 1) * 0.2,
+                          shared[:, :, :, :1, :1] * 0.5, (7,))
+    lower, upper = hz.product(x, y).concretize()
+    e = torch.rand(4000, 1, 1, 1, 1, 1) * 2 - 1
+    xs = x.head + x.beta * (torch.rand(4000, 2, 3, 4, 4) * 2 - 1) + (e * shared).sum(1)
+    ys = y.head + y.beta * (torch.rand(4000, 2, 3, 1, 1) * 2 - 1) + (e * shared[:, :, :, :1, :1] * 0.5).sum(1)
+    products = xs * ys
+    assert (products >= lower - 1e-5).all() and (products <= upper + 1e-5).all()
+    point = hz.product(hz.HybridZonotope.from_point(x.head), hz.HybridZonotope.from_point(y.head))
+    assert torch.equal(point.concretize()[0], x.head * y.head) and torch.equal(point.concretize()[1], x.head * y.head)

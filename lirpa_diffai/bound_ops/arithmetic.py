@@ -1,4 +1,5 @@
-"""Add, Sub, Mul, Div, Neg: between zonotopes (rows aligned by noise symbol) or with a constant;
+"""Add, Sub, Mul, Div, Neg: between zonotopes (rows aligned by noise symbol) or with a constant
+(Mul also of two zonotopes);
 Dropout, a product with its mask.
 
 A constant may have a larger shape than the perturbed value (``x + pos`` with ``x`` (B, 1, D),
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 from auto_LiRPA.operators import BoundAdd, BoundDiv, BoundDropout, BoundMul, BoundNeg, BoundSub
 
+from .. import hybrid_zono as hz
 from ..hybrid_zono import HybridZonotope
 from .registry import register, UnsupportedOperatorError
 
@@ -45,14 +47,18 @@ def neg(ctx, node, x):
 def _require_one_perturbed(node, x, y):
     if isinstance(x, HybridZonotope) and isinstance(y, HybridZonotope):
         raise UnsupportedOperatorError(
-            f"hzono: node '{node.name}' ({type(node).__name__}) multiplies two perturbed values; "
-            "only products with a constant are supported")
+            f"hzono: node '{node.name}' ({type(node).__name__}) divides two perturbed values; "
+            "only division by a constant is supported")
     _require_batch_axis_kept(node, x, y)
 
 
 @register(BoundMul)
 def mul(ctx, node, x, y):
-    _require_one_perturbed(node, x, y)
+    """With a constant: ``scale``; of two perturbed values (a gate ``x * sigmoid(s)``):
+    :func:`~lirpa_diffai.hybrid_zono.product`."""
+    _require_batch_axis_kept(node, x, y)
+    if isinstance(x, HybridZonotope) and isinstance(y, HybridZonotope):
+        return hz.product(x, y)
     return x.scale(y) if isinstance(x, HybridZonotope) else y.scale(x)
 
 

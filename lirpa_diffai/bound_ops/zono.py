@@ -30,12 +30,13 @@ from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 # rows map exactly: (a sample-mixing reshape or reduction, or a batch-axis concatenation,
 # moves rows into the box part, which the next non-linearity turns into rows again)
 AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNormalization,
-          BoundAdd, BoundSub, BoundNeg, BoundMul, BoundDiv, BoundDropout, BoundAveragePool,
+          BoundAdd, BoundSub, BoundNeg, BoundDiv, BoundDropout, BoundAveragePool,
           BoundGlobalAveragePool, BoundReduceMean, BoundReduceSum, BoundReshape, BoundFlatten,
           BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundConcat, BoundPad,
           BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
-NONLINEAR = (BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
+# (Mul: a product of two perturbed values has a box part, hybrid_zono.product)
+NONLINEAR = (BoundMul, BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
              BoundMaxPool, BoundGraftedRelu, *SMOOTH_ACTIVATIONS)
 
 

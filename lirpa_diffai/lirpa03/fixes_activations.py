@@ -191,3 +191,20 @@ def overflow_never_nan():
             ret = (*widened(ret[0], ret[1]), *ret[2:])
         return ret
     return {(BoundedModule, "IBP_general"): IBP_general, (BoundedModule, "backward_general"): backward_general}
+
+
+@fix(test="test_crown_bounds_a_squeeze_excitation_gate")
+def global_average_pool_patches():
+    """auto_LiRPA 0.3 bug: ``BoundGlobalAveragePool``'s backward pass calls ``expand`` on its
+    coefficients, which fails when they are ``Patches`` (a 1x1 convolution after the pool: the
+    squeeze-excitation gates of MobileNetV3 and EfficientNet). They are made dense first
+    (auto_LiRPA's ``patches_to_matrix``); the pool's transpose is then its own."""
+    from auto_LiRPA.operators import BoundGlobalAveragePool
+
+    from .fixes_linear import dense_coefficients
+    backward = BoundGlobalAveragePool.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, x):
+        lA, uA = (None if A is None else dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
+        return backward(self, lA, uA, x)
+    return {(BoundGlobalAveragePool, "bound_backward"): bound_backward}
