@@ -93,3 +93,28 @@ def test_crown_bounds_a_squeeze_excitation_gate():
     """The gate's pool feeds a 1x1 convolution in patches mode (auto_LiRPA 0.3 failed there)."""
     for family, label in (("MobileNetV3", "CROWN"), ("EfficientNet", "CROWN"), ("EfficientNet", "alpha-CROWN")):
         assert check(case_of(family), label).kind == "sound", (family, label)
+
+
+class StridedShortcut(torch.nn.Module):
+    """Slices with steps 2 and 3 (one from a negative start), and padding of the channel axis
+    with a non-zero constant, between two convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.relu(self.conv1(x))
+        z = torch.nn.functional.pad(y[:, :, ::2, -7::3], (0, 0, 0, 0, 1, 3), value=0.5)
+        return self.conv2(z).flatten(1)
+
+
+@pytest.mark.parametrize("label", ["IBP", "hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZNIPS", "CROWN-IBP",
+                                   "CROWN", "alpha-CROWN", "CROWN-hzono"])
+def test_strided_slice_is_bounded_by_every_method(label):
+    from soundness.check import Case, run_case
+    from soundness.methods import METHODS
+    torch.manual_seed(0)
+    case = Case(StridedShortcut().eval(), torch.rand(2, 3, 8, 8), eps=0.05, seed=0)
+    outcome = run_case(case, METHODS[label], False, samples=100, pgd_steps=8, pgd_targets=8)
+    assert outcome.kind == "sound", outcome

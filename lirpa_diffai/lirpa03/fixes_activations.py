@@ -208,3 +208,113 @@ def global_average_pool_patches():
         lA, uA = (None if A is None else dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
         return backward(self, lA, uA, x)
     return {(BoundGlobalAveragePool, "bound_backward"): bound_backward}
+
+
+def slice_range(size: int, start, end, step) -> range:
+    """The indices ``Slice(start, end, step)`` selects on an axis of ``size`` for a positive
+    step: Python's slice clamping, which is ONNX's (negative ``start``/``end`` count from the end)."""
+    return range(*slice(int(start), int(end), int(step)).indices(int(size)))
+
+
+@fix(test="test_strided_slice_is_bounded_by_every_method")
+def slice_any_step():
+    """auto_LiRPA 0.3's ``Slice`` accepts only steps 1 and -1 (a bare assertion), so the option-A
+    shortcut of CIFAR ResNets, ``x[:, :, ::2, ::2]``, failed in every method. A step > 1 now
+    selects ``range(start, end, step)`` in ``forward`` (IBP, hzono) and the backward pass
+    scatters the coefficients back to those indices of a zero tensor (its exact transpose;
+    ``Patches`` on the channel axis stay patches, others are made dense first). Steps 1 and -1
+    run as before; other negative steps are refused."""
+    import torch
+    from auto_LiRPA.operators import BoundSlice
+    from auto_LiRPA.patches import Patches
+
+    from .fixes_linear import dense_coefficients
+    forward, backward = BoundSlice.forward, BoundSlice.bound_backward
+
+    def strided_forward(self, x, start=None, end=None, axes=None, steps=1):
+        if not torch.is_tensor(x) or int(steps) in (1, -1):
+            return forward(self, x, start, end, axes, steps)
+        if int(steps) < 1:
+            raise NotImplementedError(f"Slice with step {int(steps)}: only steps >= 1 and -1 are supported")
+        start, end, axes = (self.start if start is None else start, self.end if end is None else end,
+                            self.axes if axes is None else axes)
+        axis = int(axes) % x.dim()
+        r = slice_range(x.shape[axis], start, end, steps)
+        return x[(slice(None),) * axis + (slice(r.start, r.stop, r.step),)]
+
+    def strided_backward(self, last_lA, last_uA, *x):
+        steps = x[4].value.item() if len(x) == 5 else 1
+        if int(steps) in (1, -1):
+            return backward(self, last_lA, last_uA, *x)
+        start, end, axes = (x[i].value.item() for i in (1, 2, 3))
+        axis = int(axes) % len(self.input_shape)
+        r = slice_range(self.input_shape[axis], start, end, steps)
+
+        def spread(A):
+            if A is None:
+                return None
+            index = torch.arange(r.start, r.stop, r.step, device=x[0].device if hasattr(x[0], "device") else None)
+            if isinstance(A, Patches) and A.unstable_idx is None and axis == 1 and len(self.input_shape) == 4:
+                p = A.patches
+                zeros = p.new_zeros(p.shape[:4] + (self.input_shape[1],) + p.shape[-2:])
+                return A.create_similar(zeros.index_copy(-3, index.to(p.device), p))
+            A = dense_coefficients(A, self.output_shape)
+            zeros = A.new_zeros(tuple(A.shape[:2]) + tuple(self.input_shape[1:]))
+            return zeros.index_copy(axis + 1, index.to(A.device), A)
+        return [(spread(last_lA), spread(last_uA))] + [(None, None)] * (len(x) - 1), 0, 0
+    return {(BoundSlice, "forward"): strided_forward, (BoundSlice, "bound_backward"): strided_backward}
+
+
+def torch_pads(onnx_pads, ndim: int) -> list:
+    """ONNX ``Pad``'s ``[b_0, ..., b_{n-1}, e_0, ..., e_{n-1}]`` as ``F.pad``'s pairs, last axis first."""
+    pads = [int(p) for p in onnx_pads]
+    return [p for axis in reversed(range(ndim)) for p in (pads[axis], pads[axis + ndim])]
+
+
+@fix(test="test_strided_slice_is_bounded_by_every_method", after=("bound_pad_tensor_value", "pad_constant_backward"))
+def pad_any_axis():
+    """auto_LiRPA 0.3's ``Pad`` pads only the two spatial axes of a 4-d input (a bare assertion
+    otherwise), so the option-A shortcut's channel padding, ``F.pad(x, (0, 0, 0, 0, p, p))``,
+    failed in every method. Padding of any non-batch axis now runs as ``F.pad`` in ``forward``
+    (IBP, hzono), and the backward pass takes its exact transpose, the crop of the
+    coefficients, plus the padding constant's contribution ``A c_pad``. Spatial-only padding
+    runs as before; padding the batch axis is refused."""
+    import torch
+    import torch.nn.functional as F
+    from auto_LiRPA.operators import BoundPad
+
+    from .fixes_linear import dense_coefficients
+    forward, backward = BoundPad.forward, BoundPad.bound_backward
+
+    def spatial_only(pads, ndim):
+        return ndim == 4 and all(int(pads[i]) == 0 for i in (0, 1, 4, 5))
+
+    def any_axis_forward(self, x, pad, value=0.0):
+        if spatial_only(pad, x.ndim):
+            self.general_pads = None
+            return forward(self, x, pad, value)
+        if int(pad[0]) or int(pad[x.ndim]):
+            raise NotImplementedError("Pad of the batch axis is not supported")
+        if torch.is_tensor(value):
+            value = float(value) if value.numel() else 0.0
+        self.general_pads, self.value = torch_pads(pad, x.ndim), value
+        return F.pad(x, self.general_pads, value=value)
+
+    def any_axis_backward(self, last_lA, last_uA, *x):
+        if getattr(self, "general_pads", None) is None:
+            return backward(self, last_lA, last_uA, *x)
+        ndim = len(self.input_shape)
+        pairs = [self.general_pads[2 * (ndim - 1 - axis): 2 * (ndim - axis)] for axis in range(ndim)]
+        crop = tuple(slice(begin, self.output_shape[axis] - end) if axis else slice(None)
+                     for axis, (begin, end) in enumerate(pairs))
+
+        def transpose(A):
+            return None if A is None else dense_coefficients(A, self.output_shape)[(slice(None),) + crop]
+        lA, uA = transpose(last_lA), transpose(last_uA)
+        some = lA if lA is not None else uA
+        padded = F.pad(torch.zeros(self.input_shape, dtype=some.dtype, device=some.device), self.general_pads,
+                       value=float(self.value))
+        lbias = 0 if last_lA is None or not self.value else self.get_bias(dense_coefficients(last_lA, self.output_shape), padded)
+        ubias = 0 if last_uA is None or not self.value else self.get_bias(dense_coefficients(last_uA, self.output_shape), padded)
+        return [(lA, uA)] + [(None, None)] * (len(x) - 1), lbias, ubias
+    return {(BoundPad, "forward"): any_axis_forward, (BoundPad, "bound_backward"): any_axis_backward}
