@@ -118,3 +118,11 @@ def test_strided_slice_is_bounded_by_every_method(label):
     case = Case(StridedShortcut().eval(), torch.rand(2, 3, 8, 8), eps=0.05, seed=0)
     outcome = run_case(case, METHODS[label], False, samples=100, pgd_steps=8, pgd_targets=8)
     assert outcome.kind == "sound", outcome
+
+
+def test_lenet_and_plain_normalisation_are_bounded_by_crown():
+    """CROWN in patches mode through an average pool after a convolution (LeNet) and through a
+    division by a scalar before one (plain normalisation)."""
+    for family in ("LeNet", "plain normalisation"):
+        assert check(case_of(family), "CROWN").kind == "sound", family
+    assert check(case_of("plain normalisation"), "alpha-CROWN").kind == "sound"

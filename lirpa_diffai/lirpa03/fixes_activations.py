@@ -318,3 +318,30 @@ def pad_any_axis():
         ubias = 0 if last_uA is None or not self.value else self.get_bias(dense_coefficients(last_uA, self.output_shape), padded)
         return [(lA, uA)] + [(None, None)] * (len(x) - 1), lbias, ubias
     return {(BoundPad, "forward"): any_axis_forward, (BoundPad, "bound_backward"): any_axis_backward}
+
+
+@fix(test="test_lenet_and_plain_normalisation_are_bounded_by_crown",
+     after=("patches_broadcast_constant", "average_pool_settings"))
+def patches_of_scalars_and_pools():
+    """Two auto_LiRPA 0.3 failures of CROWN in patches mode (its default for convolutional
+    networks): dividing by a scalar constant, ``(x - 0.1307) / 0.3081`` before a convolution,
+    asserts a 4-d constant; an average pool after a convolution (LeNet) calls ``view`` on
+    non-contiguous patches. A scalar now multiplies the patches as it is, and the pool gets
+    contiguous patches (the values are the same)."""
+    import torch
+    from auto_LiRPA.operators import BoundAveragePool, BoundMul
+    from auto_LiRPA.patches import Patches
+    multiply, pool_backward = BoundMul._multiply_by_const, BoundAveragePool.bound_backward
+
+    def multiply_by_const(x, const):
+        if isinstance(x, Patches) and (not torch.is_tensor(const) or const.numel() == 1):
+            return x.create_similar(x.patches * (const.reshape(()) if torch.is_tensor(const) else const))
+        return multiply(x, const)
+
+    def contiguous(A):
+        return A.create_similar(A.patches.contiguous()) if isinstance(A, Patches) else A
+
+    def bound_backward(self, last_lA, last_uA, x):
+        return pool_backward(self, contiguous(last_lA), contiguous(last_uA), x)
+    return {(BoundMul, "_multiply_by_const"): staticmethod(multiply_by_const),
+            (BoundAveragePool, "bound_backward"): bound_backward}

@@ -51,7 +51,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
     fixes_activations.unsupported_operations_named, fixes_activations.alpha_crown_start_nodes_named,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
-    fixes_activations.slice_any_step, fixes_activations.pad_any_axis,
+    fixes_activations.slice_any_step, fixes_activations.pad_any_axis, fixes_activations.patches_of_scalars_and_pools,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )
