@@ -189,9 +189,13 @@ class HybridZonotope:
     def unbounded_where_not_finite(self) -> "HybridZonotope":
         """The elements whose ``head``, ``beta`` or rows are not finite (overflow: ``inf - inf``
         in a later affine map would give NaN) as ``[-inf, inf]``: head 0, ``beta = inf``, rows 0.
-        One test on ``head + beta + sum_j errors_j`` (NaN and inf both propagate into it)."""
-        total = self.head + self.beta if self.errors is None else self.head + self.beta + sum_rows(self.errors)
-        bad = ~torch.isfinite(total)
+        First one test on the sum of every entry (finite when all are; NaN and inf propagate
+        into it), then, only where it fails, the elementwise test."""
+        total = self.head.sum() + self.beta.sum() + (0 if self.errors is None else self.errors.sum())
+        if torch.isfinite(total):
+            return self
+        parts = self.head + self.beta if self.errors is None else self.head + self.beta + sum_rows(self.errors)
+        bad = ~torch.isfinite(parts)
         if not bad.any():
             return self
         zero = torch.zeros((), dtype=self.head.dtype, device=self.head.device)
