@@ -25,7 +25,7 @@ import torch
 from . import attack, lp
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
-from .branching import choose_splits
+from . import branching
 from .spec import Spec, Status
 
 
@@ -37,7 +37,9 @@ class BaBOptions:
     intermediate bounds of every child by CROWN on its split-tightened bounds (else only the
     split neurons' bounds change); ``attack_every``: rounds between counterexample searches;
     ``lp``: close fully fixed subdomains with the exact LP (needs highspy); ``depth``: at most
-    this many ReLUs split at once per parent while few domains are open (2^depth children)."""
+    this many ReLUs split at once per parent while few domains are open (2^depth children);
+    ``branching``: the heuristic that picks the ReLU to split, by name
+    (:data:`branching.HEURISTICS`: ``intercept``, ``babsr``, ``fsb``, ``kfsb``)."""
 
     batch: int = 64
     iterations: int = 10
@@ -46,6 +48,10 @@ class BaBOptions:
     attack_every: int = 5
     lp: bool = True
     depth: int = 1
+    branching: str = branching.DEFAULT
+
+    def __post_init__(self):
+        branching.heuristic(self.branching)   # an unknown name fails here, not mid-run
 
 
 MAX_DEPTH = 4   # the most neurons ranked per domain (the largest useful ``depth``)
@@ -81,18 +87,17 @@ def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> 
     return new_lower, new_upper
 
 
-def bound_children(bm, x_L, x_U, spec: Spec, lower, upper, split, affine: list,
-                   options: BaBOptions):
-    """Bounds of N subdomains and their next splits, best first: ``(Domains, layer (N,
-    MAX_DEPTH), index (N, MAX_DEPTH))``; ``affine``: per split node, its neurons that are
-    never split (:func:`bounding.affine_neurons`)."""
+def bound_children(problem: branching.Problem, lower, upper, split, options: BaBOptions):
+    """Bounds of N subdomains and their next splits by ``options.branching``, best first:
+    ``(Domains, layer (N, MAX_DEPTH), index (N, MAX_DEPTH))``."""
+    bm, x_L, x_U, spec = problem.bm, problem.x_L, problem.x_U, problem.spec
     if options.refresh:
         lower, upper = refreshed_bounds(bm, x_L, x_U, spec.C, lower, upper, split)
     lb, coefficients = bound_domains(bm, x_L, x_U, spec.C, spec.threshold, lower, upper, split,
                                      options.iterations, options.beta)
     domains = Domains(lower, upper, split, lb)
-    layer, index = choose_splits(domains.lower, domains.upper, coefficients, lb,
-                                 domains.unstable(affine), MAX_DEPTH)
+    layer, index = branching.heuristic(options.branching)(problem, domains, coefficients,
+                                                           MAX_DEPTH)
     return domains, layer, index
 
 
@@ -117,6 +122,13 @@ def split_depth(parents: int, batch: int, most: int) -> int:
     while depth < min(most, MAX_DEPTH) and parents * 2 ** (depth + 1) <= 2 * batch:
         depth += 1
     return depth
+
+
+def ranked_columns(layer: torch.Tensor) -> int:
+    """How many leading columns of the decisions ``layer`` (P, MAX_DEPTH) name a neuron for
+    every parent (splitting on a column some parent lacks would copy that parent)."""
+    valid = (layer >= 0).all(dim=0).int()
+    return int(valid.cumprod(0).sum())
 
 
 def round_size(batch: int, time_left: float, per_child: float) -> int:
@@ -159,8 +171,9 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
     outcome = BaBOutcome(Status.TIMEOUT)
     use_lp = options.lp and lp.closable(bm)
     affine = [affine_neurons(node) for node in split_relus(bm)]
-    layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
-                                 root.unstable(affine), MAX_DEPTH)
+    problem = branching.Problem(bm, x_L, x_U, spec, affine)
+    layer, index = branching.heuristic(options.branching)(problem, root,
+                                                           [None] * len(root.lower), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
     rounds, per_child = 0, 0.0
     generator = torch.Generator().manual_seed(0)
@@ -190,12 +203,11 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         parents = open_domains.select(take)
         split, lower, upper = parents.split, parents.lower, parents.upper
         for d in range(min(split_depth(len(parents), options.batch, options.depth),
-                           layer.shape[1])):
+                           ranked_columns(layer[take]))):
             column = layer[take][:, d].repeat(2 ** d)
             split = children_of(split, column, index[take][:, d].repeat(2 ** d))
             lower, upper = [torch.cat([t, t]) for t in lower], [torch.cat([t, t]) for t in upper]
-        children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, lower, upper, split,
-                                                    affine, options)
+        children, c_layer, c_index = bound_children(problem, lower, upper, split, options)
         outcome.subdomains += len(children)
         per_child = (time.perf_counter() - round_start) / len(children)
         alive = ~(children.lb > 0).all(dim=1)
