@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import attack, lp
+from . import attack, branching, lp
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
-from . import branching
+from .branching.scores import worst_row_coefficient
 from .spec import Spec, Status
 
 
@@ -87,17 +87,34 @@ def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> 
     return new_lower, new_upper
 
 
-def bound_children(problem: branching.Problem, lower, upper, split, options: BaBOptions):
-    """Bounds of N subdomains and their next splits by ``options.branching``, best first:
-    ``(Domains, layer (N, MAX_DEPTH), index (N, MAX_DEPTH))``."""
+def open_rows(lb: torch.Tensor) -> torch.Tensor:
+    """(N, S') the spec rows each domain has not proved (``lb <= 0``), worst first, padded
+    with its worst row to the most any domain has (``S' >= 1``)."""
+    order = lb.argsort(dim=1)
+    count = (lb <= 0).sum(dim=1).clamp(min=1)
+    rows = order[:, :int(count.max())]
+    position = torch.arange(rows.shape[1], device=lb.device)
+    return torch.where(position[None] < count[:, None], rows, rows[:, :1])
+
+
+def bound_children(problem: branching.Problem, children: Domains, options: BaBOptions):
+    """New bounds of N subdomains and their next splits by ``options.branching``, best
+    first: ``(Domains, layer (N, MAX_DEPTH), index (N, MAX_DEPTH))``. ``children.lb`` are
+    the parents' bounds: only the rows they left unproved are bounded again (a bound of the
+    parent holds on its children), the others are kept."""
     bm, x_L, x_U, spec = problem.bm, problem.x_L, problem.x_U, problem.spec
+    rows = open_rows(children.lb)
+    C, threshold = spec.C[0][rows], spec.threshold[0][rows]
+    lower, upper, split = children.lower, children.upper, children.split
     if options.refresh:
-        lower, upper = refreshed_bounds(bm, x_L, x_U, spec.C, lower, upper, split)
-    lb, coefficients = bound_domains(bm, x_L, x_U, spec.C, spec.threshold, lower, upper, split,
-                                     options.iterations, options.beta)
+        lower, upper = refreshed_bounds(bm, x_L, x_U, C, lower, upper, split)
+    lb_rows, coefficients = bound_domains(bm, x_L, x_U, C, threshold, lower, upper, split,
+                                          options.iterations, options.beta)
+    lb = children.lb.clone().scatter_(1, rows, lb_rows)
+    worst = lb_rows.argmin(dim=1)
+    lam = [worst_row_coefficient(c, worst) for c in coefficients]
     domains = Domains(lower, upper, split, lb)
-    layer, index = branching.heuristic(options.branching)(problem, domains, coefficients,
-                                                           MAX_DEPTH)
+    layer, index = branching.heuristic(options.branching)(problem, domains, lam, MAX_DEPTH)
     return domains, layer, index
 
 
@@ -200,14 +217,14 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         size = round_size(options.batch, deadline - time.perf_counter(), per_child)
         take, rest = order[:size], order[size:]
         round_start = time.perf_counter()
-        parents = open_domains.select(take)
-        split, lower, upper = parents.split, parents.lower, parents.upper
-        for d in range(min(split_depth(len(parents), options.batch, options.depth),
+        children = open_domains.select(take)
+        for d in range(min(split_depth(len(take), options.batch, options.depth),
                            ranked_columns(layer[take]))):
-            column = layer[take][:, d].repeat(2 ** d)
-            split = children_of(split, column, index[take][:, d].repeat(2 ** d))
-            lower, upper = [torch.cat([t, t]) for t in lower], [torch.cat([t, t]) for t in upper]
-        children, c_layer, c_index = bound_children(problem, lower, upper, split, options)
+            split = children_of(children.split, layer[take][:, d].repeat(2 ** d),
+                                index[take][:, d].repeat(2 ** d))
+            children = Domains.cat([children, children])
+            children.split = split
+        children, c_layer, c_index = bound_children(problem, children, options)
         outcome.subdomains += len(children)
         per_child = (time.perf_counter() - round_start) / len(children)
         alive = ~(children.lb > 0).all(dim=1)

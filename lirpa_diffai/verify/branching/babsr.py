@@ -20,8 +20,7 @@ import torch
 
 from ..bounding import split_relus
 from . import intercept as intercept_heuristic
-from .scores import (intercept, masked, tie_break, top_neurons, upper_slope,
-                     worst_row_coefficient)
+from .scores import intercept, masked, tie_break, top_neurons, upper_slope
 
 
 def scores(lower: torch.Tensor, upper: torch.Tensor, lam: torch.Tensor,
@@ -54,17 +53,15 @@ def pre_activation_bias(node) -> torch.Tensor:
     return value.reshape(-1).to(zeros) if value.numel() == zeros.numel() else zeros
 
 
-def rank(problem, domains, coefficients: list, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rank(problem, domains, lam: list, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best neurons per domain by ``s`` (see :mod:`.base`)."""
-    if all(c is None for c in coefficients):
-        return intercept_heuristic.rank(problem, domains, coefficients, k)
-    row = domains.lb.argmin(dim=1)
+    if all(lm is None for lm in lam):
+        return intercept_heuristic.rank(problem, domains, lam, k)
     biases = [pre_activation_bias(node).to(domains.lb.device) for node in split_relus(problem.bm)]
     per_layer = []
-    for lo, up, coef, bias, cand in zip(domains.lower, domains.upper, coefficients, biases,
-                                        domains.unstable(problem.affine)):
-        lam = worst_row_coefficient(coef, row)
-        score = (intercept_heuristic.scores(lo, up, None) if lam is None
-                 else scores(lo, up, lam, bias) + tie_break(lo, up))
+    for lo, up, lm, bias, cand in zip(domains.lower, domains.upper, lam, biases,
+                                      domains.unstable(problem.affine)):
+        score = (intercept_heuristic.scores(lo, up, None) if lm is None
+                 else scores(lo, up, lm, bias) + tie_break(lo, up))
         per_layer.append(masked(score, cand))
     return top_neurons(per_layer, k, len(domains))

@@ -1,9 +1,10 @@
 """The interface of a ReLU branching heuristic.
 
-A heuristic is a function ``rank(problem, domains, coefficients, k) -> (layer, index)``:
-given N subdomains (:class:`verify.bounding.Domains`, with their last bounds) and, per split
-ReLU node, the coefficients ``(S, N, *shape)`` of its output in each spec row's linear lower
-bound (None at the root, where nothing was recorded), it returns the ``k`` neurons to split
+A heuristic is a function ``rank(problem, domains, lam, k) -> (layer, index)``: given N
+subdomains (:class:`verify.bounding.Domains`, with their last bounds) and ``lam``, per split
+ReLU node, the coefficient ``lambda`` (N, numel) of its output in the linear lower bound of
+each domain's worst spec row (None at the root, where nothing was recorded), it returns the
+``k`` neurons to split
 per domain, best first, as two (N, k) tensors: the split node's position and the flat neuron
 index (layer -1: no candidate left). Any choice among the unfixed neurons keeps branch and
 bound sound and complete; a heuristic only decides how fast it closes.

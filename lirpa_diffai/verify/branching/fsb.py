@@ -32,11 +32,11 @@ MAX_BATCH = 1024   # children per CROWN pass (memory: each is one sample of the 
 WORST = -1e30      # the value of a candidate whose bound is not finite (below any real one)
 
 
-def candidates(problem, domains, coefficients: list, k: int) -> tuple:
+def candidates(problem, domains, lam: list, k: int) -> tuple:
     """``(layer, index)`` (N, 2k): the filter, the BaBSR picks then the intercept picks;
     a neuron picked twice is kept once (its second copy gets layer -1)."""
-    l1, i1 = babsr.rank(problem, domains, coefficients, k)
-    l2, i2 = intercept.rank(problem, domains, coefficients, k)
+    l1, i1 = babsr.rank(problem, domains, lam, k)
+    l2, i2 = intercept.rank(problem, domains, lam, k)
     layer, index = torch.cat([l1, l2], 1), torch.cat([i1, i2], 1)
     same = (layer[:, :, None] == layer[:, None, :]) & (index[:, :, None] == index[:, None, :])
     earlier = torch.ones(layer.shape[1], layer.shape[1], dtype=torch.bool,
@@ -81,9 +81,9 @@ def best_first(smaller: torch.Tensor, larger: torch.Tensor) -> torch.Tensor:
     return by_larger.gather(1, then)
 
 
-def rank(problem, domains, coefficients: list, k: int, per_score: int = FSB_K) -> tuple:
+def rank(problem, domains, lam: list, k: int, per_score: int = FSB_K) -> tuple:
     """Up to ``k`` neurons per domain, best value ``v`` first (see the module docstring)."""
-    layer, index = candidates(problem, domains, coefficients, per_score)
+    layer, index = candidates(problem, domains, lam, per_score)
     n, c = layer.shape
     smaller = torch.full((n, c), -float("inf"), device=layer.device)  # layer -1 stays last
     larger = smaller.clone()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .scores import intercept, masked, tie_break, top_neurons, worst_row_coefficient
+from .scores import intercept, masked, tie_break, top_neurons
 
 
 def scores(lower: torch.Tensor, upper: torch.Tensor, lam) -> torch.Tensor:
@@ -28,10 +28,9 @@ def scores(lower: torch.Tensor, upper: torch.Tensor, lam) -> torch.Tensor:
     return gain + tie_break(lower, upper)
 
 
-def rank(problem, domains, coefficients: list, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rank(problem, domains, lam: list, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best neurons per domain by ``s`` (see :mod:`.base`)."""
-    row = domains.lb.argmin(dim=1)
-    per_layer = [masked(scores(lo, up, worst_row_coefficient(coef, row)), cand)
-                 for lo, up, coef, cand in zip(domains.lower, domains.upper, coefficients,
-                                               domains.unstable(problem.affine))]
+    per_layer = [masked(scores(lo, up, lm), cand)
+                 for lo, up, lm, cand in zip(domains.lower, domains.upper, lam,
+                                             domains.unstable(problem.affine))]
     return top_neurons(per_layer, k, len(domains))
