@@ -7,7 +7,8 @@ beta-CROWN bounds as in Wang et al. 2021):
    (:func:`bounding.bound_domains`);
 3. drop the children whose every spec row is proved; a subdomain with no unfixed ReLU left is
    a linear program, solved exactly (:mod:`lp`): proved, or a counterexample;
-4. now and then search the box for a counterexample (:mod:`attack`).
+4. now and then search the box for a counterexample, harder while the bounds stall
+   (:mod:`falsify`).
 
 Every open subdomain is either proved, found to hold a counterexample or split into two with
 one more fixed ReLU, so with enough time the answer is ``verified`` or ``falsified`` (when all
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from . import attack, branching, lp
+from .falsify import Falsifier
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
 from .branching.scores import worst_row_coefficient
@@ -193,7 +195,7 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
                                                            [None] * len(root.lower), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
     rounds, per_child = 0, 0.0
-    generator = torch.Generator().manual_seed(0)
+    falsifier = Falsifier(options.attack_every)
     while len(open_domains) and time.perf_counter() < deadline:
         rounds += 1
         layer, index = decisions
@@ -232,12 +234,12 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         open_domains = Domains.cat([remaining, children.select(alive)])
         decisions = (torch.cat([layer[rest], c_layer[alive]]),
                      torch.cat([index[rest], c_index[alive]]))
-        if options.attack_every and rounds % options.attack_every == 0:
-            point, margin = attack.pgd(model, x_L, x_U, spec, steps=20, restarts=2,
-                                       generator=generator)
-            if attack.checked_counterexample(model, point, x_L, x_U, spec):
-                outcome.status, outcome.counterexample = Status.FALSIFIED, point
-                return outcome
+        if not len(open_domains):
+            break
+        point = falsifier.search(model, x_L, x_U, spec, rounds, float(open_domains.lb.min()))
+        if point is not None:
+            outcome.status, outcome.counterexample = Status.FALSIFIED, point
+            return outcome
     if not len(open_domains) and not undecidable:
         outcome.status = Status.VERIFIED   # else a timeout: time ran out, or fixed subdomains
     return outcome                         # the LP could not decide were left
