@@ -10,7 +10,9 @@ EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train` (or its directory)")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated bound methods (default: {DEFAULT_METHODS})")
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHODS}); "
+                             f"BaB is the complete verifier, BaB:NAME with the branching "
+                             f"heuristic NAME (intercept, babsr, fsb, kfsb)")
     parser.add_argument("--eps", type=float, default=None,
                         help="L-inf radius (default: the training configuration's eps)")
     parser.add_argument("--limit", type=int, default=None,
