@@ -9,7 +9,7 @@ import torch
 
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.verify import BaBOptions, Status, robustness_spec, verify
-from lirpa_diffai.verify import bab, branching, falsify
+from lirpa_diffai.verify import bab, branching, escalation
 from lirpa_diffai.verify.bounding import Domains, root_bounds
 from lirpa_diffai.verify.branching import babsr, fsb, intercept
 
@@ -176,13 +176,13 @@ def test_only_open_rows_are_bounded_again():
 
 
 def test_the_falsifier_escalates_only_while_the_bound_stalls():
-    rising = falsify.Falsifier(every=5, started=time.perf_counter() - 100)
+    rising = escalation.Falsifier(every=5, started=time.perf_counter() - 100)
     plans = [rising.plan(r, -1.0 + 0.1 * r) for r in range(1, 11)]
     assert plans == [None] * 4 + [(2, 20)] + [None] * 4 + [(2, 20)]
-    flat = falsify.Falsifier(every=5, started=time.perf_counter() - 100)
+    flat = escalation.Falsifier(every=5, started=time.perf_counter() - 100)
     plans = [flat.plan(r, -0.5) for r in range(1, 13)]
-    assert plans[5] == (4, falsify.STRONG_STEPS) and plans[10] == (8, falsify.STRONG_STEPS)
-    spent = falsify.Falsifier(every=5, started=time.perf_counter() - 100,
+    assert plans[5] == (4, escalation.STRONG_STEPS) and plans[10] == (8, escalation.STRONG_STEPS)
+    spent = escalation.Falsifier(every=5, started=time.perf_counter() - 100,
                               escalated_seconds=30.0)   # over a quarter of 100 s
     assert all(p in (None, (2, 20)) for p in (spent.plan(r, -0.5) for r in range(1, 13)))
-    assert falsify.Falsifier(every=0).plan(5, -0.5) is None
+    assert escalation.Falsifier(every=0).plan(5, -0.5) is None

@@ -8,7 +8,7 @@ beta-CROWN bounds as in Wang et al. 2021):
 3. drop the children whose every spec row is proved; a subdomain with no unfixed ReLU left is
    a linear program, solved exactly (:mod:`lp`): proved, or a counterexample;
 4. now and then search the box for a counterexample, harder while the bounds stall
-   (:mod:`falsify`).
+   (:mod:`escalation`).
 
 Every open subdomain is either proved, found to hold a counterexample or split into two with
 one more fixed ReLU, so with enough time the answer is ``verified`` or ``falsified`` (when all
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from . import attack, branching, lp
-from .falsify import Falsifier
+from .escalation import Falsifier
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
 from .branching.scores import worst_row_coefficient
