@@ -41,8 +41,9 @@ from pathlib import Path
 import torch
 
 import lirpa_diffai  # noqa: F401
-from lirpa_diffai import BoundedModule, certify, data, models
-from lirpa_diffai.attacks import attack_correct
+from lirpa_diffai import BoundedModule, data, models
+from lirpa_diffai.evaluation import margins as certify
+from lirpa_diffai.evaluation.mi_fgsm import attack_correct
 from lirpa_diffai.verify import BaBOptions, Status, branching, robustness_spec, verify
 from lirpa_diffai.verify.bounding import root_bounds
 
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
                                  else None))
     results = []
     if args.checkpoint:
-        from lirpa_diffai.evaluation import load_trained
+        from lirpa_diffai.pipeline.certify_run import load_trained
         model, cfg = load_trained(args.checkpoint)
         x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
         results.append(run_network(f"{cfg.network} ({args.checkpoint})", model, x[:args.n],

@@ -12,7 +12,7 @@ the mean width of the margin bounds ``y_label - y_j`` over the L-inf box clipped
 the fraction of margins proved (lower bound > 0) and of samples verified (all margins proved).
 A method that fails (auto_LiRPA error, out of memory, over ``--timeout-per-method``) gets its
 error text in the table; CROWN and alpha-CROWN are skipped where the network and batch exceed
-their size limit (``lirpa_diffai.budget``, as ``examples/compare_bounds.py`` does;
+their size limit (``lirpa_diffai.evaluation.budget``, as ``examples/compare_bounds.py`` does;
 ``--no-size-limit`` runs them anyway). Then, per network,
 time(CROWN-hzono)/time(CROWN), width(CROWN-hzono)/width(CROWN) and, as a check,
 width(CROWN-hzono)/width(CROWN-IBP) (<= 1 expected with the boxy ReLU).
@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hzono import timed  # noqa: E402  (one memory/time measurement for both scripts)
 
 import lirpa_diffai  # noqa: E402
-from lirpa_diffai import budget, certify, data, models  # noqa: E402
+from lirpa_diffai.evaluation import budget, margins as certify# noqa: E402
+from lirpa_diffai import data, models# noqa: E402
 from lirpa_diffai.bounded_module import parse_correlate_input  # noqa: E402
 from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
 
@@ -85,7 +86,7 @@ class NetworkSpec:
 
 
 # Over this machine's budget (2 shared cores, 20 minutes for the default run), by the size
-# limits of lirpa_diffai.budget: alpha-CROWN beyond the ConvSmalls, and both CROWN and
+# limits of lirpa_diffai.evaluation.budget: alpha-CROWN beyond the ConvSmalls, and both CROWN and
 # alpha-CROWN from ResNet-Tiny on, where CROWN alone ran out of 12 GiB or past 150 s on one image.
 # hzono rows: CorrelateMax 64 on the input where CROWN runs, which keeps CROWN-hzono's time
 # well below CROWN's (an hzono pass costs about rows + 1 forward passes; with one row per

@@ -14,9 +14,9 @@ import lirpa_diffai.hybrid_zono as hz
 from lirpa_diffai import (BoundedModule, Concretize, CorrelateAll, CorrelateFixed, CorrelateMaxK,
                           CorrelateMaxPool, DecorrelateAll, DecorrelateMin, DeepLoss, HybridZonotope,
                           data, models, set_epoch)
-from lirpa_diffai.abstract_layers import AbstractLayer
+from lirpa_diffai.domain.abstract_layers import AbstractLayer
 from lirpa_diffai.bound_ops.abstract import deep_loss, window_maxima
-from lirpa_diffai.goals.schedules import Lin, Until
+from lirpa_diffai.schedules import Lin, Until
 from lirpa_diffai.models.common import ParSum, stack
 
 from conftest import assert_inside, attack_points, box_samples, forward_each, reference_relu

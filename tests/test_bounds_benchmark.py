@@ -11,7 +11,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bounds  # noqa: E402
 
-from lirpa_diffai import BoundedModule, certify, data  # noqa: E402
+from lirpa_diffai import BoundedModule, data# noqa: E402
+from lirpa_diffai.evaluation import margins as certify# noqa: E402
 
 
 def test_margin_figures_count_widths_margins_and_samples():

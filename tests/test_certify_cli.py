@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lirpa_diffai.__main__ import main
-from lirpa_diffai.evaluation import parse_methods
+from lirpa_diffai.pipeline.certify_run import parse_methods
 
 from conftest import SHARED
 
@@ -76,7 +76,7 @@ def test_certify_runs_the_optimizing_methods(run_dir, tmp_path):
 
 @needs_mnist
 def test_certify_keeps_every_row_when_a_method_fails(run_dir, tmp_path, capsys, monkeypatch):
-    import lirpa_diffai.evaluation as evaluation
+    import lirpa_diffai.pipeline.certify_run as evaluation
     real = evaluation.proof_and_width
 
     def failing_for_crown(bm, x, pred, eps, method, *args):

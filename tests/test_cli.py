@@ -71,7 +71,7 @@ def test_threads_must_be_a_positive_integer(value, capsys):
 
 
 def test_certify_refuses_an_unwritable_json_before_any_method(tmp_path, capsys, monkeypatch):
-    import lirpa_diffai.evaluation as evaluation
+    import lirpa_diffai.pipeline.certify_run as evaluation
     monkeypatch.setattr(evaluation, "certify_checkpoint",
                         lambda *a, **k: pytest.fail("certify ran before the --json check"))
     assert cli.main(["certify", str(tmp_path), "--json", "/nonexistent/dir/x.json"]) == 2

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lirpa_diffai import BoundedModule, budget, certify, data, models
+from lirpa_diffai import BoundedModule, data, models
+from lirpa_diffai.evaluation import budget, margins as certify
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))

@@ -1,4 +1,4 @@
-"""DiffAI's domain names (``lirpa_diffai.domains``): each gives the bounds of an independent
+"""DiffAI's domain names (``lirpa_diffai.domain.methods``): each gives the bounds of an independent
 plain-torch implementation of DiffAI's definitions on ConvSmall-, ConvBig- and
 ResNet-Tiny-shaped networks (small widths); the pure zonotope domain is tighter than HNIPS on
 average; the abstract layers CorrRand, DecorrRand, ToZono, ToHZono do what DiffAI's do."""
@@ -12,7 +12,7 @@ from torch import nn
 
 import lirpa_diffai
 from lirpa_diffai import BoundedModule, UnsupportedOperatorError
-from lirpa_diffai.domains import DIFFAI_NAMES
+from lirpa_diffai.domain.methods import DIFFAI_NAMES
 from lirpa_diffai.models import ParSum
 
 from conftest import assert_inside, attack_points, box_samples

@@ -383,7 +383,7 @@ def test_one_training_step_reaches_every_weight(text):
 
 def test_a_diffai_spelled_config_trains_a_step(tmp_path):
     from lirpa_diffai import training
-    from lirpa_diffai.goals.config import load_config
+    from lirpa_diffai.training.config import load_config
     path = tmp_path / "diffai.yaml"
     path.write_text("network: conv_small\ndataset: mnist\neps: 0.1\nepochs: 1\ngoal: >-\n"
                     f"  {OTHER_SPELLINGS[0].replace('k=3', 'k=1')}\n")
@@ -392,7 +392,7 @@ def test_a_diffai_spelled_config_trains_a_step(tmp_path):
     model = training.build_network(cfg).train()
     torch.manual_seed(0)
     x, y = torch.rand(2, 1, 28, 28), torch.tensor([3, 7])
-    bm = training.bounded_module(model, cfg, x)
+    bm = training.wrap_for_training(model, cfg, x)
     loss = training.training_step(training.GoalLoss(model, bm, cfg), training.make_optimizer(
         model, cfg), x, y, 100.0, cfg.lr_at(100.0))
     assert math.isfinite(loss) and loss > 0
@@ -440,7 +440,7 @@ def test_schedules_out_of_range_are_refused_while_training_at_their_position(tex
 
 
 def test_bad_arguments_in_a_config_file_name_its_line(tmp_path):
-    from lirpa_diffai.goals.config import load_config
+    from lirpa_diffai.training.config import load_config
     path = tmp_path / "bad.yaml"
     path.write_text("network: conv_small\ndataset: mnist\neps: 0.1\nepochs: 1\ngoal:\n"
                     "  LinMix:\n    a: {IFGSM: {k: 2, w: -1}}\n")

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from lirpa_diffai import BoundedModule
-from lirpa_diffai.certify import certified_mask
-from lirpa_diffai.evaluation import MethodRow, evaluate_network, format_diffai_table
+from lirpa_diffai.evaluation.margins import certified_mask
+from lirpa_diffai.pipeline.certify_run import MethodRow, evaluate_network, format_diffai_table
 
 K = 3          # classes
 EPS = 0.03

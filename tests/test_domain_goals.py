@@ -1,4 +1,4 @@
-"""DiffAI's domains as goals (``lirpa_diffai.goals.domains``): parsed in the paper's notation
+"""DiffAI's domains as goals (``lirpa_diffai.goals.domain_goals``): parsed in the paper's notation
 and in YAML, round-trip through ``str``, bounded in their own domain whatever the configured
 method, one training step each, bad arguments refused with their position."""
 import pytest
@@ -10,7 +10,7 @@ from conftest import assert_goal_refused_at
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.goals import DOMAIN_GOALS, GoalContext, margin_loss, margin_spec, \
     parse_goal, to_mapping
-from lirpa_diffai.goals.domains import HNIPS, HRand, HSwitch, ZNIPS
+from lirpa_diffai.goals.domain_goals import HNIPS, HRand, HSwitch, ZNIPS
 from lirpa_diffai.training.step import box_bounds
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lirpa_diffai.__main__ import main
-from lirpa_diffai.abstract_layers import CorrelateAll, DecorrelateMin
+from lirpa_diffai.domain.abstract_layers import CorrelateAll, DecorrelateMin
 from lirpa_diffai.models import get
 
 onnx = pytest.importorskip("onnx", reason="export needs the onnx package (extra: onnx)")
@@ -43,7 +43,7 @@ def test_export_computes_the_logits_without_the_abstract_layers(tmp_path, capsys
                tmp_path / "run" / "checkpoint.pt")
     # the checkpoint's configuration names plain conv_small: load the abstract variant's
     # weights there and export the variant itself through the library as well
-    from lirpa_diffai.onnx_export import export_onnx
+    from lirpa_diffai.pipeline.onnx_export import export_onnx
     export_onnx(net, (1, 28, 28), tmp_path / "abstract.onnx")
     assert main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "net.onnx")]) == 0
     assert "wrote" in capsys.readouterr().out

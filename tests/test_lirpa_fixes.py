@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
 from conftest import assert_inside, attack_points, box_samples
-from lirpa_diffai import BoundedModule, graph_check
+from lirpa_diffai import BoundedModule
+from lirpa_diffai.lirpa03 import graph_check
 from lirpa_diffai.bound_ops.registry import UnsupportedOperatorError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -369,7 +370,7 @@ def test_the_start_up_hook_applies_the_fixes_without_the_package(tmp_path):
     import subprocess
     import sys
     script = ("import sys, auto_LiRPA\n"
-              "applied = sys.modules['lirpa_diffai._compat'].APPLIED\n"
+              "applied = sys.modules['lirpa_diffai.lirpa03.manifest'].APPLIED\n"
               "print('lirpa_diffai' in sys.modules, 'leaky_relu_bounds' in applied, 'failing_nodes_named' in applied)")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.split() == ["False", "True", "True"], result.stderr[-2000:]

@@ -13,8 +13,8 @@ from torch import nn
 from conftest import assert_goal_refused_at
 from lirpa_diffai import training
 from lirpa_diffai.goals import GoalContext, GoalSyntaxError, parse_goal, to_mapping
-from lirpa_diffai.goals.config import load_config
-from lirpa_diffai.goals.goals import DList, MMR, PGD, Point
+from lirpa_diffai.training.config import load_config
+from lirpa_diffai.goals.catalogue import DList, MMR, PGD, Point
 from lirpa_diffai.mmr import mmr_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -178,7 +178,7 @@ def test_the_mmr_example_configs_load_and_take_a_step():
         torch.manual_seed(0)
         model = training.build_network(cfg).train()
         x, y = torch.rand((2,) + shape), torch.tensor([3, 7])
-        bm = training.bounded_module(model, cfg, x)
+        bm = training.wrap_for_training(model, cfg, x)
         optimizer = training.make_optimizer(model, cfg)
         loss = training.training_step(training.GoalLoss(model, bm, cfg), optimizer, x, y, 20.0,
                                       cfg.lr_at(20.0))

@@ -12,7 +12,7 @@ from torch import nn
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.bounded_module import BoundedModule
 from lirpa_diffai.mmr import region_distances
-from lirpa_diffai.mmr.stats import region_statistics, relu_input_labels, unstable_masks
+from lirpa_diffai.evaluation.regions import region_statistics, relu_input_labels, unstable_masks
 
 from conftest import SHARED, attack_points, box_samples
 

@@ -14,11 +14,12 @@ from conftest import SHARED, attack_points, box_samples
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.cli import plot
-from lirpa_diffai.curves import MetricsFormatError, read_metrics, series
+from lirpa_diffai.evaluation.curves import MetricsFormatError, read_metrics, series
 from lirpa_diffai.data import load_dataset
-from lirpa_diffai.evaluation import load_network
-from lirpa_diffai.layer_bounds import (Layer, LayerWidths, bound_layers, describe_layers, mean_widths,
-                                       measure_layer_widths, unique_labels, width_sums)
+from lirpa_diffai.pipeline.certify_run import load_network
+from lirpa_diffai.evaluation.layer_widths import (Layer, LayerWidths, bound_layers,
+                                                  describe_layers, mean_widths,
+                                                  measure_layer_widths, unique_labels, width_sums)
 from lirpa_diffai.models import get, load_pretrained
 
 needs_models = pytest.mark.skipif(not (SHARED / "models" / "mnist_conv_small_nat.pth").is_file(),
@@ -263,7 +264,7 @@ def test_layers_refuse_the_eps_certify_refuses(eps, capsys):
 
 @pytest.mark.parametrize("option", ["--json", "--out"])
 def test_layers_refuse_an_unwritable_output_before_any_work(option, tmp_path, capsys, monkeypatch):
-    import lirpa_diffai.evaluation as evaluation
+    import lirpa_diffai.pipeline.certify_run as evaluation
     monkeypatch.setattr(evaluation, "load_network", lambda *a: pytest.fail("the network was loaded"))
     err = refused(["plot", "layers", option, str(tmp_path / "missing" / "x.out")], capsys)
     assert f"{option} {tmp_path / 'missing' / 'x.out'}: directory" in err and "does not exist" in err

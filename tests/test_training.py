@@ -12,7 +12,7 @@ import torch
 
 from lirpa_diffai import data, models, training
 from lirpa_diffai.goals import parse_goal
-from lirpa_diffai.goals.config import load_config
+from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
 
 from conftest import SHARED
@@ -205,7 +205,7 @@ def one_step(cfg, network: str):
     torch.manual_seed(0)
     model = training.build_network(cfg)
     x, y = torch.rand(2, *data.input_shape(cfg.dataset)), torch.tensor([3, 7])
-    bm = training.bounded_module(model, cfg, x)
+    bm = training.wrap_for_training(model, cfg, x)
     model.train()
     bm.train()
     optimizer = training.make_optimizer(model, cfg)

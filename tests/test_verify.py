@@ -13,7 +13,7 @@ from lirpa_diffai import BoundedModule, CorrelateAll
 from lirpa_diffai.models import ParSum
 from lirpa_diffai.verify import (BaBOptions, Spec, Status, VerificationError, mip_minimum,
                                  robustness_spec, verify)
-from lirpa_diffai.verify.attack import pgd
+from lirpa_diffai.verify.falsify import pgd
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from lirpa_diffai.verify.bab import refreshed_bounds
 from lirpa_diffai.verify.lp import closable

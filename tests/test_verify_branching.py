@@ -112,7 +112,7 @@ def test_unknown_heuristic_is_refused_by_name():
 
 
 def test_certify_methods_take_the_heuristic_after_a_colon():
-    from lirpa_diffai.evaluation import parse_methods
+    from lirpa_diffai.pipeline.certify_run import parse_methods
     assert parse_methods("CROWN,BaB:KFSB") == ["CROWN", "BaB:kfsb"]
     assert parse_methods("BaB") == ["BaB"]
     with pytest.raises(ValueError, match="unknown branching heuristic 'nope'"):

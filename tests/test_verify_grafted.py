@@ -9,7 +9,7 @@ from torch import nn
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.grafting import GraftedReLU
 from lirpa_diffai.verify import BaBOptions, Status, mip_minimum, robustness_spec, verify
-from lirpa_diffai.verify.attack import pgd
+from lirpa_diffai.verify.falsify import pgd
 from lirpa_diffai.verify.bounding import Domains, affine_neurons, root_bounds, split_relus
 from lirpa_diffai.verify.lp import closable
 

@@ -16,6 +16,7 @@ from typing import Callable, Union
 import torch
 
 from .. import hybrid_zono as hz
+from ..errors import UnsupportedOperatorError
 
 HZONO_TRANSFORMERS: dict[type, Callable] = {}
 
@@ -31,10 +32,6 @@ def register(*bound_classes: type, reads_parts: bool = False):
             HZONO_TRANSFORMERS[cls] = fn
         return fn
     return decorate
-
-
-class UnsupportedOperatorError(NotImplementedError):
-    """A graph node whose operator has no hzono transformer."""
 
 
 def transformer_for(node) -> Callable:

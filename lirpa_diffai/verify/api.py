@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from . import attack
+from . import falsify
 from .bab import BaBOptions, branch_and_bound
 from .bounding import Domains, root_bounds, split_relus
 from .input_split import input_branch_and_bound
@@ -42,7 +42,7 @@ class _Collect(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def bounded_module(model: nn.Module, x: torch.Tensor):
+def bounded_for_verify(model: nn.Module, x: torch.Tensor):
     """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode); auto_LiRPA's refusal
     becomes a VerificationError with the nodes and operators it logged."""
     from ..bounded_module import BoundedModule
@@ -125,7 +125,7 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
             spec = robustness_spec(y.to(device), num_classes or outputs.shape[1])
         spec = check_spec(spec, len(x), outputs.shape[1])
         spec = Spec(spec.C.to(device), spec.threshold.to(device))
-        bm = bounded if bounded is not None else bounded_module(model, x)
+        bm = bounded if bounded is not None else bounded_for_verify(model, x)
         return decide_batch(bm, model, x_L, x_U, spec, timeout, options or BaBOptions(),
                             input_split_dims, attack_restarts, tuple(incomplete), progress)
 
@@ -153,11 +153,11 @@ class Ledger:
 def attack_stage(ledger: Ledger, model, x_L, x_U, spec: Spec, restarts: int) -> None:
     """PGD on every sample; a checked counterexample falsifies it."""
     start = time.perf_counter()
-    points, margins = attack.pgd(model, x_L, x_U, spec, restarts=restarts)
+    points, margins = falsify.pgd(model, x_L, x_U, spec, restarts=restarts)
     ledger.share(list(range(len(x_L))), time.perf_counter() - start)
     for i in range(len(x_L)):
         one = slice(i, i + 1)
-        if margins[i] <= 0 and attack.checked_counterexample(model, points[one], x_L[one],
+        if margins[i] <= 0 and falsify.checked_counterexample(model, points[one], x_L[one],
                                                              x_U[one], spec.select(one)):
             ledger.settle(i, Status.FALSIFIED, "PGD", counterexample=points[one].detach())
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import attack, branching, lp
+from . import branching, falsify, lp
 from .escalation import Falsifier
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
@@ -175,7 +175,7 @@ def close_fixed(bm, model, x_L, x_U, spec: Spec, domains: Domains, outcome: BaBO
             continue
         if (result.lb > lp.TOLERANCE).all():
             continue
-        if result.point is not None and attack.checked_counterexample(model, result.point, x_L,
+        if result.point is not None and falsify.checked_counterexample(model, result.point, x_L,
                                                                       x_U, spec):
             outcome.counterexample = result.point
             return still_open

@@ -2,7 +2,7 @@
 bounds stall.
 
 Every ``every`` rounds, PGD with :data:`RESTARTS` restarts of :data:`STEPS` steps
-(:func:`attack.pgd`) searches the box: cheap, and enough for most properties. The *global
+(:func:`falsify.pgd`) searches the box: cheap, and enough for most properties. The *global
 bound* ``g`` (the smallest spec lower bound over the open subdomains) rises round by round
 while branch and bound makes progress; on a property with a counterexample it cannot rise
 above the true minimum, so it stalls below 0. When ``g`` rose by less than
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import attack
+from . import falsify
 
 RESTARTS, STEPS = 2, 20
 STRONG_STEPS, MOST_RESTARTS = 50, 64
@@ -67,8 +67,8 @@ class Falsifier:
             return None
         restarts, steps = planned
         start = time.perf_counter()
-        point, _ = attack.pgd(model, x_L, x_U, spec, steps=steps, restarts=restarts,
+        point, _ = falsify.pgd(model, x_L, x_U, spec, steps=steps, restarts=restarts,
                               generator=self.generator)
         if steps == STRONG_STEPS:
             self.escalated_seconds += time.perf_counter() - start
-        return point if attack.checked_counterexample(model, point, x_L, x_U, spec) else None
+        return point if falsify.checked_counterexample(model, point, x_L, x_U, spec) else None

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from . import attack
+from . import falsify
 from .bab import BaBOptions, BaBOutcome
 from .bounding import box_input
 from .branching.smear import smear_dimension
@@ -32,7 +32,7 @@ def input_branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec
             bad = spec_n.violated(model(centre).flatten(1))
         if bad.any():
             point = centre[bad.nonzero()[0, 0]].unsqueeze(0)
-            if attack.checked_counterexample(model, point, x_L, x_U, spec):
+            if falsify.checked_counterexample(model, point, x_L, x_U, spec):
                 outcome.status, outcome.counterexample = Status.FALSIFIED, point
                 return outcome
         with torch.no_grad():

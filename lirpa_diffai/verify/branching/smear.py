@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import attack
+from .. import falsify
 from ..spec import Spec
 
 
@@ -23,7 +23,7 @@ def smear_dimension(model, lo: torch.Tensor, hi: torch.Tensor, spec: Spec) -> to
     n = len(lo)
     spec_n = Spec(spec.C.expand(n, *spec.C.shape[1:]), spec.threshold.expand(n, -1))
     with torch.enable_grad():
-        margin = attack.worst_margin(model, centre, spec_n)
+        margin = falsify.worst_margin(model, centre, spec_n)
         grad, = torch.autograd.grad(margin.sum(), centre)
     smear = grad.abs().flatten(1) * (hi - lo).flatten(1)
     smear = smear + 1e-9 * (hi - lo).flatten(1)

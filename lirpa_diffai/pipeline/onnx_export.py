@@ -19,8 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .abstract_layers import AbstractLayer
-from .grafting.activation import GraftedReLU
+from ..domain.abstract_layers import AbstractLayer
+from ..grafting.activation import GraftedReLU
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..layer_bounds import bound_layers, node_label, unique_labels
-from .regions import region_distances, relu_layers
+from .layer_widths import bound_layers, node_label, unique_labels
+from ..mmr.regions import region_distances, relu_layers
 
 
 @dataclass

@@ -27,14 +27,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .attacks import attack_correct
-from .certify import METHOD_ERRORS, method_error, proof_and_width
-from .domains import DOMAINS
-from .training.batches import dataset_of
-from .training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, load_state_checked,
+from ..evaluation.mi_fgsm import attack_correct
+from ..evaluation.margins import METHOD_ERRORS, method_error, proof_and_width
+from ..domain.methods import DOMAINS
+from ..training.batches import dataset_of
+from ..training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, load_state_checked,
                                   read_weights)
-from .training.errors import TrainingError
-from .training.step import build_network
+from ..training.errors import TrainingError
+from ..training.step import build_network
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Report:
     attack: float
     attack_seconds: float
     methods: list[MethodRow] = field(default_factory=list)
-    regions: dict | None = None     # lirpa_diffai.mmr.stats.RegionStats.as_dict(), if asked
+    regions: dict | None = None     # lirpa_diffai.evaluation.regions.RegionStats.as_dict(), if asked
 
     def as_dict(self) -> dict:
         """The report as a dict; a method's ``error`` only where it failed."""
@@ -139,13 +139,13 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
         proved_by[method] = proved & correct
         report.methods.append(method_row(method, proved, correct, width, seconds))
     if bab:
-        from .verify import BaBOptions
-        from .verify.campaign import certify_complete
+        from ..verify import BaBOptions
+        from ..verify.campaign import verify_images
         say(f"{bab[-1]} (timeout {timeout:g} s per sample)")
         options = BaBOptions(**({"branching": bab[-1].split(":")[1]} if ":" in bab[-1] else {}))
-        summary = certify_complete(model, x, y, eps, timeout, data_range, num_classes,
-                                   proved=proved_by, state_path=state_path, network=network,
-                                   options=options)
+        summary = verify_images(model, x, y, eps, timeout, data_range, num_classes,
+                                proved=proved_by, state_path=state_path, network=network,
+                                options=options)
         report.methods.append(MethodRow(bab[-1], summary.verified_accuracy, summary.seconds,
                                         complete=summary.as_dict()))
     return report
@@ -182,7 +182,7 @@ def format_diffai_table(rows: list[MethodRow]) -> str:
 
 def complete_line(complete: dict) -> str:
     """The counts line under the table for the complete verifier's row."""
-    from .verify.campaign import CompleteSummary, format_summary
+    from ..verify.campaign import CompleteSummary, format_summary
     return "\n" + format_summary(CompleteSummary(**complete))
 
 
@@ -190,12 +190,11 @@ def complete_line(complete: dict) -> str:
 
 def known_methods() -> dict[str, str]:
     """Accepted method names (lower case) -> the spelling passed to ``compute_bounds``."""
-    from . import bounded_module
-    from .goals.config import METHODS
+    from ..bounded_module import CROWN_HZONO_METHODS
+    from ..training.config import METHODS
     names = dict(METHODS)
-    names.update({m: SPELLING.get(m, m) for m in bounded_module.HZONO_METHODS})
-    names.update({m: SPELLING.get(m, m)
-                  for m in getattr(bounded_module, "CROWN_HZONO_METHODS", {})})
+    names.update({m: SPELLING.get(m, m) for m in DOMAINS})
+    names.update({m: SPELLING.get(m, m) for m in CROWN_HZONO_METHODS})
     names["alpha-crown"] = "alpha-CROWN"
     names["bab"] = "BaB"   # the complete verifier (lirpa_diffai.verify)
     return names
@@ -258,14 +257,14 @@ def load_trained(checkpoint_path) -> tuple:
     """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
     holding ``checkpoint.pt``) or a grafted checkpoint (``grafted.pt`` or its directory; its
     cfg has the network, dataset and selection eps, and the defaults otherwise)."""
-    from .grafting.checkpoint import GRAFTED_FILE, is_grafted_checkpoint, network_from
+    from ..grafting.checkpoint import GRAFTED_FILE, is_grafted_checkpoint, network_from
     path = Path(checkpoint_path)
     if path.is_dir() and (path / GRAFTED_FILE).is_file() and not (path / CHECKPOINT).is_file():
         path = path / GRAFTED_FILE
     path = checkpoint_file(path)
     ckpt = read_weights(path, "a lirpa-diffai checkpoint")
     if is_grafted_checkpoint(ckpt):
-        from .grafting.rewrite import GraftingError
+        from ..grafting.rewrite import GraftingError
         try:
             return network_from(ckpt, str(path)), grafted_config(ckpt, path)
         except GraftingError as err:
@@ -300,9 +299,9 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
     ``name``. ``dataset`` defaults to the network's (the first the zoo defines it for); one
     that contradicts the pretrained network or the configuration is a ValueError, as is an
     unreadable checkpoint (``CheckpointError``)."""
-    from . import models
-    from .models.pretrained import check, state_dict_of, translate
-    from .models.registry import ZOO
+    from .. import models
+    from ..models.pretrained import check, state_dict_of, translate
+    from ..models.registry import ZOO
 
     def agreed(known: str, what: str) -> str:
         if dataset not in (None, known):
@@ -342,8 +341,8 @@ def load_network(name: str, checkpoint=None, dataset: str | None = None,
 def grafted_config(ckpt: dict, path) -> "TrainConfig":
     """The configuration certify uses for a grafted checkpoint: its network, dataset and
     eps (the one its neurons were selected at)."""
-    from .goals import Point
-    from .goals.config import TrainConfig
+    from ..goals import Point
+    from ..training.config import TrainConfig
     return TrainConfig(network=ckpt["network"], dataset=ckpt["dataset"], eps=ckpt["eps"],
                        goal=Point(), epochs=1, graft=str(path), source=str(path))
 
@@ -359,10 +358,10 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
     are kept in ``<json stem>.bab.jsonl`` next to ``json_path`` for a resumed run.
     ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
     ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono). ``regions`` adds the
-    region statistics of :mod:`lirpa_diffai.mmr.stats` (unstable ReLUs per layer and method,
+    region statistics of :mod:`lirpa_diffai.evaluation.regions` (unstable ReLUs per layer and method,
     median smallest d_B and d_D).
     Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
-    from .bounded_module import BoundedModule, parse_correlate_input
+    from ..bounded_module import BoundedModule, parse_correlate_input
     try:
         method_list = parse_methods(methods)
         if limit is not None and limit < 1:
@@ -400,8 +399,8 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
         raise TrainingError(str(err)) from None
     table = format_report(report)
     if regions:
-        from .mmr import RegionError
-        from .mmr.stats import format_region_stats, region_statistics
+        from ..mmr import RegionError
+        from ..evaluation.regions import format_region_stats, region_statistics
         log("  region statistics ...")
         try:
             stats = region_statistics(model, bm, x, y, eps, method_list, batch_size,

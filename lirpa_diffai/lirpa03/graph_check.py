@@ -16,7 +16,7 @@ import torch
 from auto_LiRPA.operators import BoundBuffers, BoundDropout, BoundInput, BoundPad, BoundParams
 from auto_LiRPA.utils import unpack_inputs
 
-from .bound_ops.registry import UnsupportedOperatorError
+from ..errors import UnsupportedOperatorError
 
 RELATIVE_TOLERANCE = 1e-4  # of the largest output magnitude (float32 reorderings stay far below)
 SECOND_INPUT_SEED = 20260  # the perturbed input is reproducible and leaves the global RNG alone

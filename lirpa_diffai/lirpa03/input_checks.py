@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from auto_LiRPA.perturbations import PerturbationLpNorm
 
-from .perturbation import PerturbationHybridZonotope
+from ..domain.perturbation import PerturbationHybridZonotope
 
 # auto_LiRPA 0.3's method names (compute_bounds lower-cases them)
 AUTO_LIRPA_METHODS = ("IBP", "CROWN-IBP", "IBP+backward", "IBP+CROWN", "CROWN", "backward",

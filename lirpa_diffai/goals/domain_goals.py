@@ -1,6 +1,6 @@
 """DiffAI's domains as goals (its ``goals.py``: ``HBox()``, ``ZNIPS()``, ``HRand(k)``...): the
 ``Box`` goal's loss (cross-entropy on the worst-case margins of the input box), bounded in the
-named domain whatever the configuration's ``method`` (see ``lirpa_diffai.domains``).
+named domain whatever the configuration's ``method`` (see ``lirpa_diffai.domain.methods``).
 
 ==================  ===================================================================
 ``HBox``            hybrid zonotope, one row per input dim, boxy ReLU
@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..domains import DOMAINS
+from ..domain.methods import DOMAINS
 from .box import BoxGoal
 from .core import Goal, as_goal
-from .schedules import COERCE
+from ..schedules import COERCE
 
 
 class NamedDomain(BoxGoal):

@@ -6,7 +6,7 @@ import torch
 from auto_LiRPA.patches import Patches
 from auto_LiRPA.perturbations import PerturbationLpNorm
 
-from .hybrid_zono import HybridZonotope
+from ..hybrid_zono import HybridZonotope
 
 
 class PerturbationHybridZonotope(PerturbationLpNorm):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout
 
-from .bound_ops.registry import UnsupportedOperatorError
+from ..errors import UnsupportedOperatorError
 
 PROBE_SEED = 20261  # the probe's weights are reproducible and leave the global RNG alone
 RELATIVE_TOLERANCE = 1e-4

@@ -26,8 +26,8 @@ from typing import Iterable, Sequence
 import torch
 from auto_LiRPA.operators import Bound, BoundActivation
 
-from .bounded_module import HZONO_METHODS
-from .certify import bound_grad_mode, input_box
+from ..domain.methods import DOMAINS
+from .margins import bound_grad_mode, input_box
 
 Bounds = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -77,7 +77,7 @@ class LayerWidths:
 
 def is_hzono_method(method: str) -> bool:
     """Whether ``method`` is one of this package's hybrid-zonotope methods (hzono, HBox, ...)."""
-    return method.lower() in HZONO_METHODS
+    return method.lower() in DOMAINS
 
 
 def layer_nodes(bm) -> list:

@@ -27,7 +27,7 @@ from .combinators import Coin, DList, DProb, LinMix, Mix
 from .core import Goal, GoalContext, PointGoal, Reboxing, center, input_box, margin_loss
 from .sampling import (BiSample, InclusionSample, Normal, NormalPoint, Point, PointA, PointB,
                        Sample, Sub, Uniform)
-from .schedules import COERCE, Const, Schedule, as_schedule, describe
+from ..schedules import COERCE, Const, Schedule, as_schedule, describe
 
 
 def as_norm(value, owner: str, param: str) -> str:

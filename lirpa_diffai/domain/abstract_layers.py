@@ -186,7 +186,7 @@ class DecorrRand(AbstractLayer):
 
 
 class ToZono(AbstractLayer):
-    """DiffAI's ToZono: from here on the value is a pure zonotope (``lirpa_diffai.zonotope``):
+    """DiffAI's ToZono: from here on the value is a pure zonotope (``lirpa_diffai.domain.zonotope``):
     its box part becomes fresh rows now, ``(c, beta, E) -> (c, 0, [E; diag(beta)])``, and after
     every later non-linearity. The ReLU variant stays the pass's. Acts in every mode by
     default, as in DiffAI."""

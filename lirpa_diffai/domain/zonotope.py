@@ -25,7 +25,7 @@ times a hybrid-zonotope pass that starts with the same ``m_in`` input rows (meas
 """
 from __future__ import annotations
 
-from .hybrid_zono import HybridZonotope, correlate_where
+from ..hybrid_zono import HybridZonotope, correlate_where
 
 
 def box_to_rows(z: HybridZonotope) -> HybridZonotope:
