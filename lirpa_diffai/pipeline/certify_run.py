@@ -214,7 +214,7 @@ def parse_bab(name: str) -> str:
     """``"BaB:<heuristic>"`` from a method ``bab:NAME`` (NAME: a branching heuristic of
     :data:`verify.branching.HEURISTICS`, any case); a ValueError naming the known
     heuristics otherwise."""
-    from .verify.branching import heuristic
+    from ..verify.branching import heuristic
     heuristic_name = name.split(":", 1)[1].strip().lower()
     heuristic(heuristic_name)
     return f"BaB:{heuristic_name}"
