@@ -19,7 +19,7 @@ from lirpa_diffai.bound_ops.abstract import deep_loss, window_maxima
 from lirpa_diffai.schedules import Lin, Until
 from lirpa_diffai.models.common import ParSum, stack
 
-from conftest import assert_inside, attack_points, box_samples, forward_each, reference_relu
+from tests.support import assert_inside, attack_points, box_samples, forward_each, reference_relu
 
 
 def box(lower, upper):

@@ -14,7 +14,7 @@ from lirpa_diffai.data import load_dataset
 from lirpa_diffai.evaluation.margins import certified_mask
 from lirpa_diffai.pipeline.certify_run import evaluate_network, load_trained
 
-from conftest import SHARED
+from tests.support import SHARED
 
 needs_mnist = pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file(),
                                  reason="needs ../shared/datasets/mnist.npz")

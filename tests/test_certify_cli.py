@@ -8,7 +8,7 @@ import torch
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.pipeline.certify_run import parse_methods
 
-from conftest import SHARED
+from tests.support import SHARED
 
 needs_mnist = pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file(),
                                  reason="needs ../shared/datasets/mnist.npz")

@@ -15,7 +15,7 @@ from lirpa_diffai import BoundedModule, UnsupportedOperatorError
 from lirpa_diffai.domain.methods import DIFFAI_NAMES
 from lirpa_diffai.models import ParSum
 
-from conftest import assert_inside, attack_points, box_samples
+from tests.support import assert_inside, attack_points, box_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

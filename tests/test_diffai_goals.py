@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
-from conftest import assert_goal_refused_at, box_bounds_fn
+from tests.support import assert_goal_refused_at, box_bounds_fn
 from lirpa_diffai.goals import (IFGSM, MI_FGSM, PGD, AdvDom, AdvInclusion, BiAdv, BiSample, Box,
                                 Coin, DProb, GoalContext, GoalSyntaxError,
                                 InclusionSample, LinMix, Normal, NormalAdv, NormalPoint,

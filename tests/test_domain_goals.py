@@ -6,7 +6,7 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import assert_goal_refused_at
+from tests.support import assert_goal_refused_at
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.goals import DOMAIN_GOALS, GoalContext, margin_loss, margin_spec, \
     parse_goal, to_mapping

@@ -10,7 +10,7 @@ from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
-from conftest import box_bounds_fn
+from tests.support import box_bounds_fn
 from lirpa_diffai.goals import (IFGSM, BiSample, Box, GoalContext, Lin, Mix, Normal, Point,
                                 Sample, Sub, Uniform, input_box, margin_loss, margin_spec,
                                 parse_goal)

@@ -13,7 +13,7 @@ from torch import nn
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.grafting import GraftedReLU
 
-from conftest import assert_inside, attack_points, box_samples
+from tests.support import assert_inside, attack_points, box_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from lirpa_diffai import BoundedModule, HybridZonotope, PerturbationHybridZonotope, UnsupportedOperatorError
 
-from conftest import assert_inside, attack_points, box_samples, forward_each, reference_relu
+from tests.support import assert_inside, attack_points, box_samples, forward_each, reference_relu
 
 
 def ball(x, eps):

@@ -6,7 +6,7 @@ from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
 from lirpa_diffai import BoundedModule, data, models
 
-from conftest import assert_inside, box_samples
+from tests.support import assert_inside, box_samples
 
 LARGE = {"skipnet18", "resnet18", "resnet34", "resnet_large", "densenet100", "truncated_vgg", "conv_large_ibp"}
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from lirpa_diffai import BoundedModule, PerturbationHybridZonotope, UnsupportedOperatorError
 
-from conftest import assert_inside, box_samples
+from tests.support import assert_inside, box_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

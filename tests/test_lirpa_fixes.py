@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
-from conftest import assert_inside, attack_points, box_samples
+from tests.support import assert_inside, attack_points, box_samples
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.lirpa03 import graph_check
 from lirpa_diffai.bound_ops.registry import UnsupportedOperatorError

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from conftest import assert_goal_refused_at
+from tests.support import assert_goal_refused_at
 from lirpa_diffai import training
 from lirpa_diffai.goals import GoalContext, GoalSyntaxError, parse_goal, to_mapping
 from lirpa_diffai.training.config import load_config

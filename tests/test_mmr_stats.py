@@ -14,7 +14,7 @@ from lirpa_diffai.bounded_module import BoundedModule
 from lirpa_diffai.mmr import region_distances
 from lirpa_diffai.evaluation.regions import region_statistics, relu_input_labels, unstable_masks
 
-from conftest import SHARED, attack_points, box_samples
+from tests.support import SHARED, attack_points, box_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = ["IBP", "hzono", "CROWN", "CROWN-hzono"]
@@ -34,7 +34,7 @@ def pre_activations(net, x):
 
 
 class PreActivations(nn.Module):
-    """The pre-activations ``index`` of the network as one output vector (for conftest's
+    """The pre-activations ``index`` of the network as one output vector (for tests.support's
     attack, which pushes each output up and down)."""
 
     def __init__(self, net, index):

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import SHARED, attack_points, box_samples
+from tests.support import SHARED, attack_points, box_samples
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.cli import plot

@@ -15,7 +15,7 @@ from torch import nn
 from lirpa_diffai import BoundedModule, PerturbationHybridZonotope, UnsupportedOperatorError
 from lirpa_diffai.bound_ops import HZONO_TRANSFORMERS, transformer_for
 
-from conftest import assert_inside, attack_points, box_samples
+from tests.support import assert_inside, attack_points, box_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

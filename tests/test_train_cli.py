@@ -15,7 +15,7 @@ from lirpa_diffai.__main__ import main
 from lirpa_diffai.goals import ConfigError
 from lirpa_diffai.training.config import OptimizerConfig, load_config, parse_config
 
-from conftest import SHARED
+from tests.support import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples" / "goals").glob("*.yaml"))

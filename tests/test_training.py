@@ -15,7 +15,7 @@ from lirpa_diffai.goals import parse_goal
 from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
 
-from conftest import SHARED
+from tests.support import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "goals"

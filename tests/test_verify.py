@@ -20,7 +20,7 @@ from lirpa_diffai.verify.lp import closable
 from lirpa_diffai.verify.bounding import bound_domains, root_bounds
 from lirpa_diffai.verify.input_split import input_branch_and_bound
 
-from conftest import assert_split_bounds_hold
+from tests.support import assert_split_bounds_hold
 
 highspy = pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy "
                               "(pip install 'lirpa-diffai[complete]')")

@@ -7,7 +7,7 @@ import pytest
 
 from lirpa_diffai.__main__ import main
 
-from conftest import SHARED
+from tests.support import SHARED
 
 pytest.importorskip("highspy", reason="BaB's exact LP needs highspy")
 pytestmark = [pytest.mark.usefixtures("one_thread"),

@@ -13,7 +13,7 @@ from lirpa_diffai.verify.falsify import pgd
 from lirpa_diffai.verify.bounding import Domains, affine_neurons, root_bounds, split_relus
 from lirpa_diffai.verify.lp import closable
 
-from conftest import assert_split_bounds_hold
+from tests.support import assert_split_bounds_hold
 
 pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy "
                     "(pip install 'lirpa-diffai[complete]')")

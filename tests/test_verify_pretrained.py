@@ -8,7 +8,7 @@ from lirpa_diffai import BoundedModule, data, models
 from lirpa_diffai.verify import Spec, Status, mip_minimum, robustness_spec, verify
 from lirpa_diffai.verify.bounding import box_input, root_bounds
 
-from conftest import SHARED
+from tests.support import SHARED
 
 pytest.importorskip("highspy", reason="the MIP oracle needs highspy")
 pytestmark = pytest.mark.usefixtures("one_thread")
