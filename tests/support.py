@@ -13,7 +13,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-BENCHMARKS = REPO / "benchmarks"
+EXAMPLE_GOALS = EXAMPLES / "goals"      # the shipped YAML training configurations
 SHARED = Path(os.environ.get("LIRPA_DIFFAI_SHARED", REPO.parent / "shared"))
 
 

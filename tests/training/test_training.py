@@ -15,9 +15,8 @@ from lirpa_diffai.goals import parse_goal
 from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
 
-from tests.support import SHARED
+from tests.support import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "goals"
 # the Table-2 schemes (mnist_small, the MMR examples, the grafting fine-tunes and the
 # adversarial training madry_*, which have no Box, and the MNIST networks of diffai_mnist_*,

@@ -10,14 +10,14 @@ from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before it is used)
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
-from tests.support import box_bounds_fn
+from tests.support import EXAMPLE_GOALS, box_bounds_fn
 from lirpa_diffai.goals import (IFGSM, BiSample, Box, GoalContext, Lin, Mix, Normal, Point,
                                 Sample, Sub, Uniform, input_box, margin_loss, margin_spec,
                                 parse_goal)
 
 N_IN, N_OUT = 6, 4
 # the MMR examples need a 10-class network (k_D = 10); tests/test_mmr_goals.py takes their step
-EXAMPLES = sorted(p for p in (Path(__file__).parent.parent / "examples" / "goals").glob("*.yaml")
+EXAMPLES = sorted(p for p in EXAMPLE_GOALS.glob("*.yaml")
                   if not p.name.startswith("mmr_"))
 
 

@@ -15,9 +15,8 @@ from lirpa_diffai.__main__ import main
 from lirpa_diffai.goals import ConfigError
 from lirpa_diffai.training.config import OptimizerConfig, load_config, parse_config
 
-from tests.support import SHARED
+from tests.support import REPO, SHARED
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples" / "goals").glob("*.yaml"))
 HAVE_DATA = all((SHARED / "datasets" / f"{d}.npz").is_file() for d in ("mnist", "cifar10"))
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="needs ../shared/datasets")

@@ -11,7 +11,7 @@ import torch
 from lirpa_diffai import BoundedModule, data, models
 from lirpa_diffai.evaluation import budget, margins as certify
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import REPO as ROOT  # noqa: E402
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bounds  # noqa: E402

@@ -11,8 +11,9 @@ from lirpa_diffai.goals import (IFGSM, BiSample, Box, ConfigError, GoalSyntaxErr
                                 Normal, Origin, Point, Sample, Sub, Uniform, Until, parse_goal,
                                 parse_schedule, to_mapping)
 from lirpa_diffai.training.config import TrainConfig, check_network_in_zoo, load_config, parse_config
+from tests.support import EXAMPLE_GOALS
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "goals").glob("*.yaml"))
+EXAMPLES = sorted(EXAMPLE_GOALS.glob("*.yaml"))
 
 # The paper's Table 2, verbatim (k instantiated), except two misprints noted below.
 TABLE2 = {

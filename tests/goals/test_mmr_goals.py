@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from tests.support import assert_goal_refused_at
+from tests.support import EXAMPLE_GOALS, assert_goal_refused_at
 from lirpa_diffai import training
 from lirpa_diffai.goals import GoalContext, GoalSyntaxError, parse_goal, to_mapping
 from lirpa_diffai.training.config import load_config
@@ -168,8 +168,7 @@ def test_mmr_refuses_a_network_it_cannot_handle_naming_the_config_position(tmp_p
 
 
 def test_the_mmr_example_configs_load_and_take_a_step():
-    from pathlib import Path
-    examples = Path(__file__).resolve().parents[1] / "examples" / "goals"
+    examples = EXAMPLE_GOALS
     for name, shape in (("mmr_mnist.yaml", (1, 28, 28)), ("mmr_cifar10.yaml", (3, 32, 32))):
         cfg = load_config(examples / name)
         cfg = dataclasses.replace(cfg, goal=parse_goal(str(cfg.goal).replace("PGD(40,", "PGD(2,")
