@@ -43,12 +43,12 @@ test-quick: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
-	$(BIN)/python benchmarks/bounds.py
+	$(BIN)/python -m benchmarks.bounds
 
 # The soundness fuzzer's operator-by-method table (README) and its list of known failing
 # cases (tests/soundness/expected_failures.txt); about a minute on one core.
 soundness-table: install
-	$(BIN)/python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json \
+	$(BIN)/python -m benchmarks.soundness_table --seeds 1 --json runs/soundness.json \
 		--write-expected tests/soundness/expected_failures.txt --markdown
 
 clean:

@@ -1,8 +1,8 @@
 """Bound methods side by side on real test images: IBP, hzono (boxy, deepz), CROWN-IBP,
 CROWN-hzono, CROWN and alpha-CROWN, in one process, with the same inputs for every method.
 
-    python benchmarks/bounds.py                                   # the default networks
-    python benchmarks/bounds.py --networks conv_small:mnist,resnet2b --batch 4 \\
+    python -m benchmarks.bounds                                   # the default networks
+    python -m benchmarks.bounds --networks conv_small:mnist,resnet2b --batch 4 \\
         --methods IBP,CROWN-hzono,CROWN --json out.json --markdown out.md
 
 For each network and method: wall-clock seconds of one call (after one IBP warm-up call per
@@ -36,10 +36,8 @@ from typing import Callable, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hzono import timed  # noqa: E402  (one memory/time measurement for both scripts)
-
-import lirpa_diffai  # noqa: E402
+import lirpa_diffai
+from benchmarks.bench_hzono import timed  # one memory/time measurement for both scripts
 from lirpa_diffai.evaluation import budget, margins as certify# noqa: E402
 from lirpa_diffai import data, models# noqa: E402
 from lirpa_diffai.bounded_module import parse_correlate_input  # noqa: E402

@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from lirpa_diffai import training  # noqa: E402
 from lirpa_diffai.training.config import parse_config# noqa: E402

@@ -1,8 +1,8 @@
 """The soundness fuzzer's operator-by-method table for the README, and replay of one case.
 
-    PYTHONPATH=$PWD python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json --markdown \
+    python -m benchmarks.soundness_table --seeds 1 --json runs/soundness.json --markdown \
         --write-expected tests/soundness/expected_failures.txt
-    PYTHONPATH=$PWD python benchmarks/soundness_table.py --replay operator --operator BoundAtan \
+    python -m benchmarks.soundness_table --replay operator --operator BoundAtan \
         --seed 0 --method HBox [--train]
 
 Each operator runs on ``--seeds`` graphs of that operator alone (tests/soundness/sweep.py), with
@@ -24,14 +24,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from soundness.catalogue import NOT_TRACEABLE, SNIPPETS  # noqa: E402
+from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS  # noqa: E402
 from lirpa_diffai.domain.methods import DOMAINS  # noqa: E402
-from soundness.check import Outcome  # noqa: E402
-from soundness.known import KNOWN, case_key, expected_failure, finding_id  # noqa: E402
-from soundness.methods import METHODS  # noqa: E402
-from soundness.sweep import Record, graph_case, operator_case, run  # noqa: E402
+from tests.soundness.check import Outcome  # noqa: E402
+from tests.soundness.known import KNOWN, case_key, expected_failure, finding_id  # noqa: E402
+from tests.soundness.methods import METHODS  # noqa: E402
+from tests.soundness.sweep import Record, graph_case, operator_case, run  # noqa: E402
 
 # README columns: groups of methods (a cell sums up every method of its group, eval and train)
 COLUMNS = {

@@ -4,7 +4,9 @@ reference implementations. Imported as ``tests.support``; it needs no ``lirpa_di
 (the few helpers that call it import it inside)."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 EXAMPLE_GOALS = EXAMPLES / "goals"      # the shipped YAML training configurations
 SHARED = Path(os.environ.get("LIRPA_DIFFAI_SHARED", REPO.parent / "shared"))
+
+
+
+def load_script(path: Path) -> types.ModuleType:
+    """A stand-alone script (``examples/*.py``, which is no package) as a module, loaded from its
+    file and named after it, without putting its folder on ``sys.path``; its ``__main__`` block
+    does not run."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def box_samples(lower: torch.Tensor, upper: torch.Tensor, n: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ cross zero, ``l < 0 < u`` (Chen et al. 2022, section 3). A grafted neuron is nev
 ``unstable_counts`` bounds a network on the L-inf balls of a set of images with one of the
 project's methods and counts, per neuron, the images on which it is unstable. It works on any
 network ``graft`` accepts: the ReLU sites still present are first grafted with all-zero masks,
-which changes neither the network nor any method's bounds (tests/test_grafted_bounds.py) but
+which changes neither the network nor any method's bounds (tests/bound_ops/test_grafted_bounds.py) but
 gives every activation a graph node that knows its site.
 """
 from __future__ import annotations

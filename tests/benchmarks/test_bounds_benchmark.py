@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bounds  # noqa: E402
-
-from lirpa_diffai import BoundedModule, data# noqa: E402
-from lirpa_diffai.evaluation import margins as certify# noqa: E402
+from benchmarks import bounds
+from lirpa_diffai import BoundedModule, data
+from lirpa_diffai.evaluation import margins as certify
 
 
 def test_margin_figures_count_widths_margins_and_samples():
@@ -138,7 +136,7 @@ def test_one_network_end_to_end(tmp_path):
 
 
 def test_bench_hzono_report_judges_targets_in_eval_mode_only():
-    import bench_hzono
+    from benchmarks import bench_hzono
     methods = {m: {"seconds": 1.0, "peak_mib": 1.0} for m in ("forward", "IBP")}
 
     def result(name, train, hzono0, hzono16):

@@ -1,13 +1,9 @@
 """benchmarks/gpu_check.py on a machine without a GPU: its dry run (CPU against CPU), its
 comparison, and its message when CUDA is missing."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import gpu_check  # noqa: E402
+from benchmarks import gpu_check
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,11 +11,10 @@ import torch
 from lirpa_diffai import BoundedModule, data, models
 from lirpa_diffai.evaluation import budget, margins as certify
 
-from tests.support import REPO as ROOT  # noqa: E402
-sys.path.insert(0, str(ROOT / "examples"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import bounds  # noqa: E402
-import compare_bounds  # noqa: E402
+from benchmarks import bounds
+from tests.support import EXAMPLES, load_script
+
+compare_bounds = load_script(EXAMPLES / "compare_bounds.py")  # a script, run as users run it
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,7 +16,7 @@ from lirpa_diffai.goals import (IFGSM, BiSample, Box, GoalContext, Lin, Mix, Nor
                                 parse_goal)
 
 N_IN, N_OUT = 6, 4
-# the MMR examples need a 10-class network (k_D = 10); tests/test_mmr_goals.py takes their step
+# the MMR examples need a 10-class network (k_D = 10); tests/goals/test_mmr_goals.py takes their step
 EXAMPLES = sorted(p for p in EXAMPLE_GOALS.glob("*.yaml")
                   if not p.name.startswith("mmr_"))
 

@@ -55,7 +55,7 @@ def graph_case(seed: int) -> Case:
 
 def replay_command(kind: str, seed: int, method: str, training: bool, operator: str = "") -> str:
     target = f"--operator {operator} " if operator else ""
-    return (f"PYTHONPATH=$PWD python benchmarks/soundness_table.py --replay {kind} {target}"
+    return (f"python -m benchmarks.soundness_table --replay {kind} {target}"
             f"--seed {seed} --method '{method}'{' --train' if training else ''}")
 
 
