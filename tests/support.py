@@ -18,6 +18,9 @@ EXAMPLES = REPO / "examples"
 EXAMPLE_GOALS = EXAMPLES / "goals"      # the shipped YAML training configurations
 SHARED = Path(os.environ.get("LIRPA_DIFFAI_SHARED", REPO.parent / "shared"))
 
+HAVE_MNIST = (SHARED / "datasets" / "mnist.npz").is_file()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="needs ../shared/datasets/mnist.npz")
+
 
 
 def load_script(path: Path) -> types.ModuleType:

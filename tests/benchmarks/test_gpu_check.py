@@ -59,6 +59,7 @@ def test_augment_keeps_the_device_of_its_images():
 
 
 def test_attack_helpers_follow_their_inputs():
-    from lirpa_diffai.evaluation.mi_fgsm import eps_box, l1_normalise
+    from lirpa_diffai.data import eps_box
+    from lirpa_diffai.evaluation.mi_fgsm import l1_normalise
     x = torch.zeros(2, 1, 4, 4, device="meta")
     assert all(t.device.type == "meta" for t in eps_box(x, 0.1) + (l1_normalise(x),))

@@ -8,10 +8,8 @@ import torch
 from lirpa_diffai.__main__ import main
 from lirpa_diffai.pipeline.certify_run import parse_methods
 
-from tests.support import SHARED
+from tests.support import needs_mnist
 
-needs_mnist = pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file(),
-                                 reason="needs ../shared/datasets/mnist.npz")
 
 TINY = ("network: conv_small\ndataset: mnist\neps: 0.1\n"
         "goal: Mix(Point, Sub(Lin(0,1,1,0), Box), 0.5)\nepochs: 1\nbatch_size: 50\n"

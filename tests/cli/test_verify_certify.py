@@ -7,12 +7,10 @@ import pytest
 
 from lirpa_diffai.__main__ import main
 
-from tests.support import SHARED
+from tests.support import needs_mnist
 
 pytest.importorskip("highspy", reason="BaB's exact LP needs highspy")
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file(),
-                                 reason="needs ../shared/datasets/mnist.npz")]
+pytestmark = [pytest.mark.usefixtures("one_thread"), needs_mnist]
 
 TINY = ("network: conv_small\ndataset: mnist\neps: 0.1\n"
         "goal: Point\nepochs: 1\nbatch_size: 50\n"

@@ -8,16 +8,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from lirpa_diffai import training
-from lirpa_diffai.evaluation.mi_fgsm import attack_correct, eps_box, mi_fgsm
+from lirpa_diffai.data import eps_box
+from lirpa_diffai.evaluation.mi_fgsm import attack_correct, mi_fgsm
 from lirpa_diffai.bounded_module import BoundedModule
 from lirpa_diffai.data import load_dataset
 from lirpa_diffai.evaluation.margins import certified_mask
 from lirpa_diffai.pipeline.certify_run import evaluate_network, load_trained
 
-from tests.support import SHARED
+from tests.support import needs_mnist
 
-needs_mnist = pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file(),
-                                 reason="needs ../shared/datasets/mnist.npz")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

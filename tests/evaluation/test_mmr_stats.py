@@ -14,7 +14,7 @@ from lirpa_diffai.bounded_module import BoundedModule
 from lirpa_diffai.mmr import region_distances
 from lirpa_diffai.evaluation.regions import region_statistics, relu_input_labels, unstable_masks
 
-from tests.support import SHARED, attack_points, box_samples
+from tests.support import attack_points, box_samples, needs_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = ["IBP", "hzono", "CROWN", "CROWN-hzono"]
@@ -91,7 +91,7 @@ def test_statistics_are_the_counts_and_medians_they_claim():
     assert stats.median_min_d_d == pytest.approx(d_d.min(1).values.median().item())
 
 
-@pytest.mark.skipif(not (SHARED / "datasets" / "mnist.npz").is_file(), reason="needs MNIST")
+@needs_mnist
 def test_certify_regions_on_a_trained_checkpoint(tmp_path, capsys):
     (tmp_path / "tiny.yaml").write_text(
         "network: conv_small\ndataset: mnist\neps: 0.1\ngoal: Point\nepochs: 1\n"

@@ -15,7 +15,7 @@ from lirpa_diffai.goals import parse_goal
 from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
 
-from tests.support import REPO, SHARED
+from tests.support import REPO, needs_mnist
 
 EXAMPLES = REPO / "examples" / "goals"
 # the Table-2 schemes (mnist_small, the MMR examples, the grafting fine-tunes and the
@@ -26,8 +26,6 @@ TABLE2 = sorted(p for p in EXAMPLES.glob("*.yaml")
                 and not p.name.startswith(("mmr_", "graft_", "madry_", "diffai_mnist_")))
 # DiffAI's goal for its MNIST networks (the paper's Tables 9 and 10), each on its own network
 DIFFAI_MNIST = sorted(EXAMPLES.glob("diffai_mnist_*.yaml"))
-HAVE_MNIST = (SHARED / "datasets" / "mnist.npz").is_file()
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="needs ../shared/datasets/mnist.npz")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
