@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-quick bench soundness-table clean
+.PHONY: install demo lint test test-quick bench soundness-table clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ demo: install
 	$(BIN)/python -m lirpa_diffai train examples/goals/mnist_small.yaml --out $(DEMO) --resume --threads $(THREADS)
 	$(BIN)/python -m lirpa_diffai certify $(DEMO) --methods hzono,IBP,CROWN-IBP,CROWN --limit 1000 --threads $(THREADS) --json $(DEMO)/certify.json
 
-test: install
+# ruff with the rules of ruff.toml; make test runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-quick: install

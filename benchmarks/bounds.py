@@ -38,10 +38,10 @@ import torch
 
 import lirpa_diffai
 from benchmarks.bench_hzono import timed  # one memory/time measurement for both scripts
-from lirpa_diffai.evaluation import budget, margins as certify# noqa: E402
-from lirpa_diffai import data, models# noqa: E402
-from lirpa_diffai.bounded_module import parse_correlate_input  # noqa: E402
-from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
+from lirpa_diffai.evaluation import budget, margins as certify
+from lirpa_diffai import data, models
+from lirpa_diffai.bounded_module import parse_correlate_input
+from lirpa_diffai.runtime import keep_freed_memory
 
 # label -> method passed to compute_bounds
 METHODS = {
@@ -265,7 +265,8 @@ def format_row(r: Row) -> str:
 
 def markdown(results: list[dict]) -> str:
     """The figures as one markdown table, then the ratios per network."""
-    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved | verified |",
+    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved "
+             "| verified |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for res in results:
         eps = f"{res['eps'] * 255:.0f}/255" if res["dataset"] == "cifar10" else f"{res['eps']:g}"

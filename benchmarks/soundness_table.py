@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS  # noqa: E402
-from lirpa_diffai.domain.methods import DOMAINS  # noqa: E402
-from tests.soundness.check import Outcome  # noqa: E402
-from tests.soundness.known import KNOWN, case_key, expected_failure, finding_id  # noqa: E402
-from tests.soundness.methods import METHODS  # noqa: E402
-from tests.soundness.sweep import Record, graph_case, operator_case, run  # noqa: E402
+from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS
+from lirpa_diffai.domain.methods import DOMAINS
+from tests.soundness.check import Outcome
+from tests.soundness.known import KNOWN, case_key, expected_failure, finding_id
+from tests.soundness.methods import METHODS
+from tests.soundness.sweep import Record, graph_case, operator_case, run
 
 # README columns: groups of methods (a cell sums up every method of its group, eval and train)
 COLUMNS = {
@@ -115,8 +115,8 @@ def markdown(records) -> str:
     lines.append("")
     lines.append("Refused because: " + "; ".join(f"({letter}) {text}" for text, letter in legend.items()) + ".")
     lines.append("")
-    lines.append("Not traceable from torch (no snippet): "
-                 + "; ".join(f"{k.removeprefix('Bound') or 'Bound'} ({v})" for k, v in sorted(NOT_TRACEABLE.items())) + ".")
+    untraceable = (f"{k.removeprefix('Bound') or 'Bound'} ({v})" for k, v in sorted(NOT_TRACEABLE.items()))
+    lines.append("Not traceable from torch (no snippet): " + "; ".join(untraceable) + ".")
     return "\n".join(lines)
 
 

@@ -24,8 +24,9 @@ def keep_freed_memory() -> bool:
 
     The process's resident memory then stays at its peak instead of shrinking after each large
     tensor is freed, and the heap fragments (DenseNet-100 with 16 rows: a peak of 1.2-1.5 GiB
-    instead of 0.4-0.8 GiB, for about a quarter less time). Our command-line tools and benchmarks call this at start (the benchmark for
-    every method it times alike); call it in your own scripts for the same effect, or set
+    instead of 0.4-0.8 GiB, for about a quarter less time). Our command-line tools and benchmarks
+    call this at start (the benchmark for every method it times alike); call it in your own
+    scripts for the same effect, or set
     ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`` before
     Python starts. Returns whether the settings took effect (False off glibc)."""
     path = ctypes.util.find_library("c")

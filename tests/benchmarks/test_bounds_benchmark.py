@@ -1,9 +1,7 @@
 """benchmarks/bounds.py: its pieces on tiny inputs, and one small end-to-end run."""
 import json
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch

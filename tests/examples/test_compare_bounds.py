@@ -2,8 +2,6 @@
 own --help, training checkpoints, progress per method, size limits, failed methods."""
 import json
 import shlex
-import sys
-from pathlib import Path
 
 import pytest
 import torch

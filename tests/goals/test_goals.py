@@ -1,5 +1,4 @@
 """Goal semantics (paper Table 1): the boxes and points each goal trains on, and its loss."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """The goal DSL's notation and YAML forms, and the training-configuration loader."""
 import re
-from pathlib import Path
 
 import pytest
 import yaml

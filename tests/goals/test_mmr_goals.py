@@ -14,7 +14,7 @@ from tests.support import EXAMPLE_GOALS, assert_goal_refused_at
 from lirpa_diffai import training
 from lirpa_diffai.goals import GoalContext, GoalSyntaxError, parse_goal, to_mapping
 from lirpa_diffai.training.config import load_config
-from lirpa_diffai.goals.catalogue import DList, MMR, PGD, Point
+from lirpa_diffai.goals.catalogue import MMR, PGD
 from lirpa_diffai.mmr import mmr_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -96,7 +96,8 @@ def batch():
     return torch.rand(6, 1, 7, 7), torch.tensor([0, 1, 2, 3, 0, 1])
 
 
-@pytest.mark.parametrize("text", ["MMR(0.3, 0.3, 0.2, 4)", "PGD5", RECIPE.replace("PGD(40", "PGD(3").replace(", 10)", ", 4)"),
+@pytest.mark.parametrize("text", ["MMR(0.3, 0.3, 0.2, 4)", "PGD5",
+                                  RECIPE.replace("PGD(40", "PGD(3").replace(", 10)", ", 4)"),
                                   "DList((Point, 1), (MMR(0.3, 0.3, 6, 4, 2), 0.5))"])
 def test_one_training_step_changes_every_layer(text):
     """One optimizer step on the goal: a finite loss with a gradient on every layer."""

@@ -27,7 +27,8 @@ def ibp_unstable_by_hand(net, x, eps):
     out = []
     for lin in (lin1, lin2):
         c, r = (hi + lo) / 2, (hi - lo) / 2
-        l, u = c @ lin.weight.T + lin.bias - r @ lin.weight.abs().T, c @ lin.weight.T + lin.bias + r @ lin.weight.abs().T
+        center, radius = c @ lin.weight.T + lin.bias, r @ lin.weight.abs().T
+        l, u = center - radius, center + radius
         out.append((l < 0) & (u > 0))
         lo, hi = l.clamp(min=0), u.clamp(min=0)
     return out

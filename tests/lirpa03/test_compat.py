@@ -87,7 +87,8 @@ import numpy as np, torch
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 2))
 x = torch.rand(1, 1, 4, 4)
-lb, ub = BoundedModule(net, x).compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)),), method="CROWN")
+box = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1))
+lb, ub = BoundedModule(net, x).compute_bounds(x=(box,), method="CROWN")
 assert (lb <= ub).all()
 print("ok")
 """

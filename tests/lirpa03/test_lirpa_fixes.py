@@ -129,8 +129,8 @@ def test_dilated_convolutions_in_crown(conv_mode, training):
 
 @pytest.mark.parametrize("groups", [2, 4])
 def test_grouped_convolutions_in_patches_mode_bound_as_in_matrix_mode(groups):
-    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=groups), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, groups=groups),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+    net = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=groups), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, padding=1, groups=groups), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
     x = torch.randn(2, 4, 6, 6)
     patches = bounds(BoundedModule(net, x, bound_opts={"conv_mode": "patches"}), x, 0.1, "CROWN")
     matrix = bounds(BoundedModule(net, x, bound_opts={"conv_mode": "matrix"}), x, 0.1, "CROWN")
@@ -249,7 +249,8 @@ def test_reflect_and_edge_padding_are_refused_by_node(padding_mode):
 @pytest.mark.parametrize("conv_mode", ["patches", "matrix"])
 def test_circular_padding_is_traced_exactly_and_bounded(conv_mode):
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(),
-                        nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(), nn.Linear(48, 2))
+                        nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(48, 2))
     assert_sound(net, torch.randn(2, 2, 4, 4), 0.1, BACKWARD + ("IBP",), conv_mode=conv_mode)
 
 
@@ -341,8 +342,8 @@ def test_failures_inside_auto_lirpa_name_the_node_and_operator(name):
         "slice_step": (Lambda(lambda x: torch.relu(x)[:, 0::2]), "Slice", AssertionError),
         "reduce_max": (nn.Sequential(nn.Linear(4, 4), Lambda(lambda x: x.amax(1, keepdim=True))), "ReduceMax",
                        NotImplementedError),
-        "max_pool_padding": (nn.Sequential(Lambda(lambda x: x.view(2, 1, 2, 2)), nn.MaxPool2d(2, padding=1), nn.Flatten()),
-                             "MaxPool", ValueError),
+        "max_pool_padding": (nn.Sequential(Lambda(lambda x: x.view(2, 1, 2, 2)), nn.MaxPool2d(2, padding=1),
+                                           nn.Flatten()), "MaxPool", ValueError),
     }[name]
     x = torch.randn(2, 4)
     with pytest.raises(error, match=rf"graph node '/\d+' \(operator {operator}, Bound{operator}\)"):
@@ -461,8 +462,8 @@ def test_crown_family_refuses_nodes_that_read_across_the_batch_axis(name, traini
     x = torch.randn(*shape)
     bm = BoundedModule(per_sample_head(body).train(training), x).train(training)
     for method in CROWN_FAMILY:
-        with pytest.raises(UnsupportedOperatorError,
-                           match=rf"{method}: graph node '/[\w.]+' \(operator {operator}, Bound{operator}\).*batch axis"):
+        message = rf"{method}: graph node '/[\w.]+' \(operator {operator}, Bound{operator}\).*batch axis"
+        with pytest.raises(UnsupportedOperatorError, match=message):
             bounds(bm, x, 0.1, method)
 
 

@@ -74,7 +74,8 @@ class Record:
         mode = "training" if self.training else "eval"
         return (f"{self.outcome.kind}: {self.method} ({mode} mode), seed {self.seed}\n"
                 f"  {self.outcome.detail}\n  graph:\n    " + self.code.replace("\n", "\n    ")
-                + f"\n  replay: {replay_command(kind, self.seed, self.method, self.training, self.operator if kind == 'operator' else '')}")
+                + "\n  replay: " + replay_command(kind, self.seed, self.method, self.training,
+                                                  self.operator if kind == "operator" else ""))
 
 
 def run(case: Case, operator: str, method: str, training: bool, witness=None) -> Record:
