@@ -21,6 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 HOOK := $(VENV)/.hook
 
 $(HOOK): $(STAMP) $(wildcard lirpa_diffai/lirpa03/*.py)
+	rm -f $(VENV)/lib/python3*/site-packages/lirpa_diffai_compat.pth  # an older hook may not load this tree
 	$(BIN)/python -m lirpa_diffai install-hook
 	touch $@
 

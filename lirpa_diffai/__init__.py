@@ -3,9 +3,10 @@
 ``import lirpa_diffai`` patches auto_LiRPA 0.3 (see :mod:`lirpa_diffai.lirpa03`) and registers
 this package's Bound classes with auto_LiRPA.
 """
-from .lirpa03 import compat as _compat
+from . import lirpa03  # bound here too when the start-up hook loaded it without this package
+from .lirpa03.hook import install_import_hook
 
-_compat.install_import_hook()
+install_import_hook()
 
 from .hybrid_zono import HybridZonotope  # noqa: E402
 from .domain.perturbation import PerturbationHybridZonotope  # noqa: E402

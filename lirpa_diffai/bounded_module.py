@@ -21,6 +21,7 @@ from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.zono import zono_transformer_for
 from .domain.methods import DIFFAI_NAMES, DOMAINS, random_count, valid_rows
 from .hybrid_zono import HybridZonotope
+from .lirpa03.state import default_dtype_of, keep_modes_and_buffers, keep_requires_grad
 from .lirpa03.input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .domain.perturbation import input_zonotope
 
@@ -74,53 +75,6 @@ def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
     if random_count(rows) is not None:
         return hz.correlate_random(z, random_count(rows))
     return hz.correlate_max_k(z, rows) if rows else z
-
-
-@contextlib.contextmanager
-def default_dtype_of(x):
-    """torch's default dtype set to the inputs' floating dtype inside the block: auto_LiRPA
-    0.3's alpha-CROWN casts its final bounds to the default dtype, which rounded a float64
-    network's bounds to float32."""
-    inputs = [t for t in (x or ()) if torch.is_tensor(t) and t.is_floating_point()]
-    before = torch.get_default_dtype()
-    if inputs and inputs[0].dtype in (torch.float32, torch.float64) and inputs[0].dtype != before:
-        torch.set_default_dtype(inputs[0].dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
-@contextlib.contextmanager
-def keep_requires_grad(parameters):
-    """Restore the ``requires_grad`` of ``parameters`` on exit. auto_LiRPA 0.3's parameter nodes
-    call ``param.requires_grad_(node.training)`` on the network's own (shared) parameters at
-    every pass, so bounding in eval mode silently froze the network being trained, and a
-    training-mode pass unfroze the layers a user had frozen."""
-    flags = [(p, p.requires_grad) for p in parameters]
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def keep_modes_and_buffers(model):
-    """Restore the train/eval flag of every submodule of ``model``, and its buffers (BatchNorm
-    statistics), on exit. auto_LiRPA 0.3 switches the user's network to ``train()`` when it
-    holds Dropout (and to ``eval()`` with BatchNorm1d), and runs it in training mode without
-    restoring its statistics when it holds BatchNorm1d."""
-    flags = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
 
 
 @contextlib.contextmanager

@@ -1,17 +1,16 @@
 """Soundness fixes for auto_LiRPA 0.3's linear operators in CROWN's backward pass (pooling,
-padding, convolutions, patches, concatenation, gathering, constants), applied by
-``_compat.patch_loaded`` after auto_LiRPA is imported (this file is loaded as ``_compat`` is,
-without the package).
+padding, convolutions, patches, concatenation, gathering, constants); :mod:`.manifest` applies
+them.
 
-Each patch (applied for auto_LiRPA ``FOR_VERSION`` only) changes one method, and leaves the cases
-that were already right on their old code path, so their bounds stay bit-identical.
+Each fix leaves the cases that were already right on their old code path, so their bounds stay
+bit-identical.
 """
 from __future__ import annotations
 
 import types
 from math import prod
 
-FOR_VERSION = "0.3"  # _compat applies these patches to this auto_LiRPA version only
+from .fix import fix
 
 
 def dense_coefficients(last_A, node_output_shape):
@@ -62,7 +61,8 @@ def pool_as_convolution(node, like):
     return conv, types.SimpleNamespace(lower=kernel.contiguous())
 
 
-def average_pool_settings() -> bool:
+@fix(test="test_average_pool_settings_are_bounded_as_traced", after=('contiguous_backward_coefficients',))
+def average_pool_settings():
     """auto_LiRPA 0.3 bug: ``BoundAveragePool`` hard-codes ``ceil_mode=False`` and
     ``count_include_pad=True`` (``avg_pool2d(count_include_pad=False)`` is traced as another
     function), and its backward pass for dense coefficients assumes stride == kernel and no
@@ -93,12 +93,12 @@ def average_pool_settings() -> bool:
             return linear_transpose(self.forward, dense_coefficients(last_A, self.output_shape),
                                     self.input_shape)
         return [(transpose(last_lA), transpose(last_uA))], 0, 0
-    BoundAveragePool.__init__ = __init__
-    BoundAveragePool.bound_backward = bound_backward
-    return True
+    return {(BoundAveragePool, "__init__"): __init__,
+            (BoundAveragePool, "bound_backward"): bound_backward}
 
 
-def pad_constant_backward() -> bool:
+@fix(test="test_pad_with_a_constant_keeps_its_contribution_in_crown")
+def pad_constant_backward():
     """auto_LiRPA 0.3 bug: ``BoundPad``'s backward pass drops the padding constant: ``A pad(x, c)
     = A' x + A c_pad`` with ``c_pad`` the padded image of zeros. Add ``A c_pad``. Also records
     the ``mode`` attribute (reflect / edge padding is traced as constant padding; the
@@ -123,9 +123,7 @@ def pad_constant_backward() -> bool:
         padded = F.pad(torch.zeros(self.input_shape, dtype=like.dtype, device=like.device),
                        self.padding, value=value)
         return As, lbias + self.get_bias(last_lA, padded), ubias + self.get_bias(last_uA, padded)
-    BoundPad.__init__ = __init__
-    BoundPad.bound_backward = bound_backward
-    return True
+    return {(BoundPad, "__init__"): __init__, (BoundPad, "bound_backward"): bound_backward}
 
 
 def dilate_kernel(weight, dilation):
@@ -147,7 +145,8 @@ def ungroup_kernel(weight, groups: int):
     return out
 
 
-def conv_dilation_groups_backward() -> bool:
+@fix(test="test_dilated_convolutions_in_crown")
+def conv_dilation_groups_backward():
     """auto_LiRPA 0.3 bugs: ``BoundConv``'s backward pass ignores ``dilation`` in patches mode
     (and reads ``dilation[0]`` for both axes in matrix mode), and ``groups`` in patches mode
     (a depthwise convolution got other bounds than in matrix mode, or failed). A dilated
@@ -170,11 +169,11 @@ def conv_dilation_groups_backward() -> bool:
             return backward(self, last_lA, last_uA, x[0], types.SimpleNamespace(lower=kernel), *x[2:])
         finally:
             self.dilation, self.groups = saved
-    BoundConv.bound_backward = bound_backward
-    return True
+    return {(BoundConv, "bound_backward"): bound_backward}
 
 
-def patches_to_matrix_rectangular() -> bool:
+@fix(test="test_patches_of_a_rectangular_kernel_become_the_right_matrix")
+def patches_to_matrix_rectangular():
     """auto_LiRPA 0.3 bug: ``patches_to_matrix`` steps from one output row to the next by the
     padded input *height* where the padded *width* is meant, so patches whose padded input is
     not square (a rectangular or dilated kernel, or asymmetric padding, met when CROWN turns
@@ -189,13 +188,13 @@ def patches_to_matrix_rectangular() -> bool:
         height, width = input_shape[-2] + top + bottom, input_shape[-1] + left + right
         padding = (left, right + max(height - width, 0), top, bottom + max(width - height, 0))
         return original(pieces, input_shape, stride, padding, output_shape, unstable_idx)
-    for name, module in list(sys.modules.items()):
-        if name.startswith("auto_LiRPA") and getattr(module, "patches_to_matrix", None) is original:
-            module.patches_to_matrix = patches_to_matrix
-    return True
+    # every auto_LiRPA module that imported the function by name
+    return {(module, "patches_to_matrix"): patches_to_matrix for name, module in list(sys.modules.items())
+            if name.startswith("auto_LiRPA") and getattr(module, "patches_to_matrix", None) is original}
 
 
-def concat_backward_any_axis() -> bool:
+@fix(test="test_circular_padding_is_traced_exactly_and_bounded")
+def concat_backward_any_axis():
     """auto_LiRPA 0.3 gap: ``BoundConcat``'s backward pass splits patches coefficients along the
     channel axis only (``padding_mode="circular"`` concatenates along height and width) and
     fails with a bare assertion otherwise. Make such coefficients dense first (exact)."""
@@ -209,11 +208,11 @@ def concat_backward_any_axis() -> bool:
             last_lA, last_uA = (dense_coefficients(A, self.output_shape) if isinstance(A, Patches) else A
                                 for A in (last_lA, last_uA))
         return backward(self, last_lA, last_uA, *x)
-    BoundConcat.bound_backward = bound_backward
-    return True
+    return {(BoundConcat, "bound_backward"): bound_backward}
 
 
-def gather_elements_repeated_indices() -> bool:
+@fix(test="test_fuzzer_findings_are_bounded_soundly")
+def gather_elements_repeated_indices():
     """auto_LiRPA 0.3 bug: ``BoundGatherElements``'s backward pass scatters the coefficients
     with ``scatter_``, so an input element gathered twice keeps one of its coefficients
     (``A gather(x) = scatter_add(A) x``). Accumulate them."""
@@ -232,8 +231,7 @@ def gather_elements_repeated_indices() -> bool:
             A = torch.zeros(*last_A.shape[:2], *x.output_shape[1:], dtype=last_A.dtype, device=last_A.device)
             return A.scatter_add(dim + 1, self.index.unsqueeze(0).expand(last_A.shape[0], *self.index.shape), last_A)
         return [(scatter(last_lA), scatter(last_uA)), (None, None)], 0, 0
-    BoundGatherElements.bound_backward = bound_backward
-    return True
+    return {(BoundGatherElements, "bound_backward"): bound_backward}
 
 
 def one_row_per_sample(A, value) -> bool:
@@ -272,7 +270,8 @@ def in_layout_of(new, bias):
     return new.movedim(1, -1).reshape(bias.shape) if bias.ndim == 2 else new.reshape(bias.shape)
 
 
-def batched_constant_contribution() -> bool:
+@fix(test="test_fuzzer_findings_are_bounded_soundly")
+def batched_constant_contribution():
     """auto_LiRPA 0.3 bugs: CROWN adds a constant node's contribution ``A c`` as if ``c`` had no
     batch axis, so a constant with one row per sample (``torch.cat([f(x), c], 1)``, ``c`` of
     shape (B, k)) is summed over all samples' rows; with patches coefficients (a constant
@@ -286,11 +285,11 @@ def batched_constant_contribution() -> bool:
         if new[0] is None and new[1] is None:
             return original(lb, ub, node)
         return lb + in_layout_of(new[0], lb), ub + in_layout_of(new[1], ub)
-    backward_bound.add_constant_node = add_constant_node
-    return True
+    return {(backward_bound, "add_constant_node"): add_constant_node}
 
 
-def constant_operand_coefficients() -> bool:
+@fix(test="test_fuzzer_findings_are_bounded_soundly")
+def constant_operand_coefficients():
     """auto_LiRPA 0.3 fails (an assertion) in CROWN on ``x + c`` / ``x - c`` when the constant
     ``c`` has the output's rank, batch axis included (``c`` of shape (1, D) or (B, D)): its
     ``broadcast_backward`` prepends a batch axis ``c`` already has. The coefficients of such a
@@ -314,11 +313,11 @@ def constant_operand_coefficients() -> bool:
             return original(self, A, x)
         dims = [i + 1 for i in range(1, len(shape)) if shape[i] == 1 and A.shape[i + 1] != 1]
         return A.sum(dims, keepdim=True) if dims else A
-    Bound.broadcast_backward = broadcast_backward
-    return True
+    return {(Bound, "broadcast_backward"): broadcast_backward}
 
 
-def buffers_without_batch_axis() -> bool:
+@fix(test="test_buffers_and_constants_of_a_broadcast_shape_in_crown")
+def buffers_without_batch_axis():
     """auto_LiRPA 0.3 bug: ``BoundBuffers`` (a registered buffer) inherits ``from_input = True``
     from ``BoundInput``, so CROWN took a buffer's first axis for the batch axis: a buffer of
     shape (D,) added to a (B, D) value had its coefficients summed over the samples (a crash,
@@ -330,11 +329,11 @@ def buffers_without_batch_axis() -> bool:
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
         self.from_input = False
-    BoundBuffers.__init__ = __init__
-    return True
+    return {(BoundBuffers, "__init__"): __init__}
 
 
-def constant_root_contribution() -> bool:
+@fix(test="test_buffers_and_constants_of_a_broadcast_shape_in_crown")
+def constant_root_contribution():
     """auto_LiRPA 0.3 bug: CROWN's final step (``concretize``) adds an unperturbed buffer's or
     parameter's contribution ``A c`` as if ``c`` had no batch axis, so ``x + buf`` with
     ``buf`` of shape (B, 1, 1, 1) failed there, and with patches coefficients it broadcast
@@ -361,10 +360,29 @@ def constant_root_contribution() -> bool:
                 r.lA, r.uA = lA, uA
         return tuple(None if b is None else b + (e.reshape(b.shape) if b.ndim and getattr(e, "ndim", 0) else e)
                      for b, e in zip((lb, ub), extra))
-    backward_bound.concretize = concretize
-    return True
+    return {(backward_bound, "concretize"): concretize}
 
 
-PATCHES = (average_pool_settings, pad_constant_backward, conv_dilation_groups_backward, patches_to_matrix_rectangular,
-           concat_backward_any_axis, gather_elements_repeated_indices, batched_constant_contribution,
-           constant_operand_coefficients, buffers_without_batch_axis, constant_root_contribution)
+
+@fix(test="test_crown_through_normalisation_in_patches_mode_equals_matrix_mode")
+def patches_broadcast_constant():
+    """auto_LiRPA 0.3 bug: in patches mode (its default), multiplying the coefficients by a
+    per-channel constant shaped (1, C, 1, 1), as an input normalisation traces to, hits an
+    assertion; only a constant with an explicit batch dimension is handled. Expand it.
+    Patches of an intermediate node (out_c, B, out_h, out_w, in_c, kh, kw), as CROWN builds
+    for every pre-activation bound, need the constant as (1, B, 1, 1, C, 1, 1); auto_LiRPA
+    multiplies it unshaped, which fails for B not in (1, out_w)."""
+    import torch
+    from auto_LiRPA.operators import BoundMul
+    from auto_LiRPA.patches import Patches
+    original = BoundMul._multiply_by_const
+
+    def multiply_by_const(x, const):
+        if (isinstance(x, Patches) and isinstance(const, torch.Tensor) and const.ndim == 4
+                and const.size(0) == 1 and const.shape[2:] == (1, 1)):
+            const = const.expand(x.patches.size(1), -1, -1, -1)
+            if x.patches.ndim == 7 and const.size(1) == x.patches.size(4):
+                per_channel = const.reshape(1, const.size(0), 1, 1, const.size(1), 1, 1)
+                return x.create_similar(x.patches * per_channel)
+        return original(x, const)
+    return {(BoundMul, "_multiply_by_const"): staticmethod(multiply_by_const)}

@@ -1,14 +1,13 @@
-"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt) and its
-``BoundedModule`` (nested ``load_state_dict``, CROWN's start, alpha-CROWN, errors that name no
-node), applied by ``_compat.patch_loaded`` after the linear-operator fixes of
-``_lirpa_fixes_linear`` (this file is loaded as ``_compat`` is, without the package).
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt, sin,
+Heaviside, tan) and its ``BoundedModule`` (nested ``load_state_dict``, CROWN's start,
+alpha-CROWN, errors that name no node); :mod:`.manifest` applies them.
 
-Each patch (applied for auto_LiRPA ``FOR_VERSION`` only) changes one method, and leaves the cases
-that were already right on their old code path, so their bounds stay bit-identical.
+Each fix leaves the cases that were already right on their old code path, so their bounds stay
+bit-identical.
 """
 from __future__ import annotations
 
-FOR_VERSION = "0.3"  # _compat applies these patches to this auto_LiRPA version only
+from .fix import fix
 
 
 def concave_leaky_relu_relaxation(lower, upper, slope):
@@ -36,7 +35,8 @@ def relaxed_side(node, last_A, pos_d, pos_b, neg_d, neg_b):
     return pos * pos_d + neg * neg_d, node.get_bias(pos, pos_b) + node.get_bias(neg, neg_b)
 
 
-def leaky_relu_bounds() -> bool:
+@fix(test="test_leaky_relu_of_any_slope")
+def leaky_relu_bounds():
     """auto_LiRPA 0.3 bugs in ``BoundLeakyRelu``: IBP takes ``[f(l), f(u)]``, wrong for a
     negative slope (``f`` is not monotone: the minimum is ``f(0) = 0`` when ``l < 0 < u``), and
     CROWN takes the chord as the upper bound, wrong for slope > 1 (``f`` concave). IBP: the
@@ -65,9 +65,8 @@ def leaky_relu_bounds() -> bool:
         lA, lbias = relaxed_side(self, last_lA, lower_d, lower_b, upper_d, upper_b)
         uA, ubias = relaxed_side(self, last_uA, upper_d, upper_b, lower_d, lower_b)
         return [(lA, uA)], lbias, ubias
-    BoundLeakyRelu.interval_propagate = interval_propagate
-    BoundLeakyRelu.bound_backward = bound_backward
-    return True
+    return {(BoundLeakyRelu, "interval_propagate"): interval_propagate,
+            (BoundLeakyRelu, "bound_backward"): bound_backward}
 
 
 def _nested(prefix: str) -> bool:
@@ -75,7 +74,8 @@ def _nested(prefix: str) -> bool:
     return len(prefix.split(".")) != 2
 
 
-def nested_load_state_dict() -> bool:
+@fix(test="test_a_bounded_module_inside_another_loads_its_parameters")
+def nested_load_state_dict():
     """auto_LiRPA 0.3 bug under torch 2: a ``BoundedModule`` inside another module never loads
     its parameters through the parent's ``load_state_dict``. Its leaf nodes look up
     ``<parent prefix>.<original name>``, but torch 2 hands each child only the keys under
@@ -113,12 +113,12 @@ def nested_load_state_dict() -> bool:
                     tensors[0].copy_(value)
         module_load(self, state_dict, prefix, local_metadata, strict, missing_keys,
                     unexpected_keys, error_msgs)
-    BoundInput._load_from_state_dict = load_leaf
-    BoundedModule._load_from_state_dict = load_module
-    return True
+    return {(BoundInput, "_load_from_state_dict"): load_leaf,
+            (BoundedModule, "_load_from_state_dict"): load_module}
 
 
-def division_interval() -> bool:
+@fix(test="test_division_by_an_interval_around_zero_is_refused_by_node")
+def division_interval():
     """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
     ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
     Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
@@ -137,11 +137,11 @@ def division_interval() -> bool:
                                       "bounds contain 0, so the quotient is unbounded")
         corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
         return corners.min(0).values, corners.max(0).values
-    BoundDiv.interval_propagate = interval_propagate
-    return True
+    return {(BoundDiv, "interval_propagate"): interval_propagate}
 
 
-def sqrt_upper_tangent() -> bool:
+@fix(test="test_fuzzer_findings_are_bounded_soundly")
+def sqrt_upper_tangent():
     """auto_LiRPA 0.3 bug: ``BoundSqrt``'s backward pass gives its upper tangent (at the
     midpoint ``m``) the slope ``-0.5 m^-1.5`` instead of ``sqrt'(m) = 0.5 m^-0.5``, so the upper
     bound is wrong. Bound with the chord below and the midpoint tangent above (``sqrt`` is
@@ -162,11 +162,11 @@ def sqrt_upper_tangent() -> bool:
         lA, lbias = relaxed_side(self, last_lA, chord_d, chord_b, tangent_d, tangent_b)
         uA, ubias = relaxed_side(self, last_uA, tangent_d, tangent_b, chord_d, chord_b)
         return [(lA, uA), (None, None)], lbias, ubias
-    BoundSqrt.bound_backward = bound_backward
-    return True
+    return {(BoundSqrt, "bound_backward"): bound_backward}
 
 
-def start_coefficients_without_patches() -> bool:
+@fix(test="test_operator_sound_or_refused")
+def start_coefficients_without_patches():
     """auto_LiRPA 0.3 crashes when CROWN starts at a node: an Add / Sub with a non-image
     output in patches mode gets identity patches (``output_shape[-3]``), and a network without
     parameters has no dtype for them (``list(self.parameters())[0]``). Start such an Add / Sub
@@ -194,11 +194,11 @@ def start_coefficients_without_patches() -> bool:
                 node.mode = "patches"
             if anchor:
                 del self.parameters
-    BoundedModule.get_sparse_C = get_sparse_C
-    return True
+    return {(BoundedModule, "get_sparse_C"): get_sparse_C}
 
 
-def alpha_crown_output_shape() -> bool:
+@fix(test="test_alpha_crown_refuses_an_image_output_by_node")
+def alpha_crown_output_shape():
     """auto_LiRPA 0.3's alpha-CROWN keeps its best bounds per (batch, output) row and fails
     with an ``IndexError`` when the final node's value has more axes and no specification
     ``C`` reduces it: refuse that by node. On a graph without an optimizable activation it
@@ -220,11 +220,11 @@ def alpha_crown_output_shape() -> bool:
             return BoundedModule.compute_bounds(self, method="backward",
                                                 **{k: v for k, v in kwargs.items() if k in keep})
         return original(self, *args, **kwargs)
-    BoundedModule.get_optimized_bounds = get_optimized_bounds
-    return True
+    return {(BoundedModule, "get_optimized_bounds"): get_optimized_bounds}
 
 
-def unsound_relaxations_refused() -> bool:
+@fix(test="test_unsound_relaxations_are_refused_by_node")
+def unsound_relaxations_refused():
     """auto_LiRPA 0.3's linear relaxations of Heaviside (its lower line lies above its upper one)
     and of sin / cos (NaN coefficients on an interval of zero width, e.g. at eps = 0) give
     bounds the function escapes: CROWN, alpha-CROWN and the CROWN-hzono methods refuse these
@@ -238,8 +238,6 @@ def unsound_relaxations_refused() -> bool:
             raise NotImplementedError(f"auto_LiRPA 0.3's linear relaxation of this operator is "
                                       f"unsound ({why}); bound it with IBP")
         return bound_backward
-    BoundATenHeaviside.bound_backward = refuse("its lower line lies above its upper line")
-    BoundSin.bound_backward = refuse("NaN coefficients on an interval of zero width")
     relax = BoundTan.bound_relax
 
     def bound_relax(self, x):
@@ -248,11 +246,31 @@ def unsound_relaxations_refused() -> bool:
                                       "tangent lines, inverted) misses tan(x), even at eps = 0; bound it "
                                       "with CROWN or IBP")
         return relax(self, x)
-    BoundTan.bound_relax = bound_relax
-    return True
+    return {(BoundATenHeaviside, "bound_backward"): refuse("its lower line lies above its upper line"),
+            (BoundSin, "bound_backward"): refuse("NaN coefficients on an interval of zero width"),
+            (BoundTan, "bound_relax"): bound_relax}
 
 
-def full_alpha_of_any_rank() -> bool:
+@fix(test="test_alpha_crown_with_a_mostly_unstable_layer")
+def relu_full_alpha_indices():
+    """auto_LiRPA 0.3 bug (an indentation slip in ``BoundRelu.init_opt_parameters``): when more
+    than ``minimum_sparsity`` of a ReLU layer is unstable it creates full-size alphas but
+    resets ``alpha_indices`` to None only when verbose, so alpha-CROWN then scatters the full
+    alphas as if sparse and fails. Reset it as the verbose path does."""
+    from auto_LiRPA.operators import BoundRelu
+    original = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        original(self, start_nodes)
+        if self.alpha_indices is not None:
+            total = self.inputs[0].lower[0].numel()
+            if self.alpha_indices[0].size(0) > self.options.get("minimum_sparsity", 0.9) * total:
+                self.alpha_indices = None
+    return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
+
+
+@fix(test="test_alpha_crown_optimizes_a_relu_of_three_axes", after=('relu_full_alpha_indices',))
+def full_alpha_of_any_rank():
     """auto_LiRPA 0.3's alpha-CROWN stores the slopes of a ReLU's unstable neurons only
     ("sparse features") after a linear or convolutional layer (an input of 2 or 4 axes), and
     fails with a bare ``ValueError`` for any other rank ((B, C, L) from a reshape). Give those
@@ -269,8 +287,7 @@ def full_alpha_of_any_rank() -> bool:
             return init(self, start_nodes)
         finally:
             self.use_sparse_features_alpha = True
-    BoundRelu.init_opt_parameters = init_opt_parameters
-    return True
+    return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
 
 
 NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward", "init_opt_parameters")
@@ -288,7 +305,8 @@ def name_node_in(error: Exception, node, method: str) -> None:
     error._names_graph_node = True
 
 
-def failing_nodes_named() -> bool:
+@fix(test="test_failures_inside_auto_lirpa_name_the_node_and_operator", after=("*",))
+def failing_nodes_named():
     """auto_LiRPA 0.3 fails on many graphs it accepts with errors that name no node (bare
     assertions, shape errors deep in its operators). Every error raised in a node's
     ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
@@ -307,13 +325,5 @@ def failing_nodes_named() -> bool:
                 name_node_in(error, self, method)
                 raise
         return named
-    for cls in classes:
-        for method in NODE_METHODS:
-            if method in vars(cls):
-                setattr(cls, method, wrap(vars(cls)[method], method))
-    return True
-
-
-PATCHES = (leaky_relu_bounds, division_interval, sqrt_upper_tangent, nested_load_state_dict,
-           start_coefficients_without_patches, alpha_crown_output_shape, full_alpha_of_any_rank,
-           unsound_relaxations_refused, failing_nodes_named)  # last: it wraps the methods the others replaced
+    return {(cls, method): wrap(vars(cls)[method], method)
+            for cls in classes for method in NODE_METHODS if method in vars(cls)}

@@ -1,22 +1,80 @@
-"""Each auto_LiRPA 0.3 compatibility patch, and ``import auto_LiRPA`` in any import order."""
+"""The manifest of fixes to auto_LiRPA 0.3, each torch 2 / NumPy 2 compatibility fix, and
+``import auto_LiRPA`` in any import order."""
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lirpa_diffai.lirpa03 import compat as _compat
+from lirpa_diffai.lirpa03 import manifest
+from lirpa_diffai.lirpa03.fix import fix
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_patch_needed_here_was_applied_once():
-    names = [p.__name__ for p in _compat.PRE_IMPORT + _compat.POST_IMPORT]
-    assert set(_compat.APPLIED) <= set(names)
-    assert len(_compat.APPLIED) == len(set(_compat.APPLIED))
-    for patch in _compat.PRE_IMPORT + _compat.POST_IMPORT:
-        patch()  # a second call changes nothing
-    assert len(_compat.APPLIED) == len(set(_compat.APPLIED))
+def test_every_fix_of_the_manifest_was_applied_once_in_its_order():
+    import auto_LiRPA  # noqa: F401
+    names = [f.name for f in manifest.FIXES]
+    assert len(names) == len(set(names))
+    assert manifest.APPLIED == names  # torch 2.9+, NumPy 2, auto_LiRPA 0.3: every fix is needed here
+    manifest.apply("post-import")  # a second call changes nothing
+    manifest.apply("pre-import")
+    assert manifest.APPLIED == names
+
+
+def test_every_fix_names_a_test_that_exists():
+    sources = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    missing = [f"{f.name}: {f.test}" for f in manifest.FIXES
+               if not re.search(rf"^def {re.escape(f.test)}\(", sources, re.M)]
+    assert not missing, missing
+    assert all(f.reason for f in manifest.FIXES)
+
+
+def test_a_second_fix_of_one_attribute_must_declare_what_it_wraps(monkeypatch):
+    class Target:
+        def method(self):
+            return 1
+    monkeypatch.setattr(manifest, "APPLIED", [])
+    monkeypatch.setattr(manifest, "PATCHED", {})
+    monkeypatch.setattr(manifest, "REPLACED", {})
+
+    @fix(test="-")
+    def first():
+        original = Target.method
+        return {(Target, "method"): lambda self: original(self) + 1}
+
+    @fix(test="-")
+    def undeclared():
+        return {(Target, "method"): lambda self: 0}
+
+    @fix(test="-", after=("first",))
+    def declared():
+        original = Target.method
+        return {(Target, "method"): lambda self: original(self) * 10}
+    with pytest.raises(manifest.ManifestError, match="undeclared replaces .*Target.method, which first"):
+        manifest.apply("post-import", (first, undeclared))
+    assert Target().method() == 2
+    manifest.apply("post-import", (declared,))
+    assert Target().method() == 20 and manifest.APPLIED == ["first", "declared"]
+
+
+def test_another_auto_lirpa_version_gets_no_fix_and_a_warning(monkeypatch):
+    versions = {"auto_LiRPA": "0.7.1", "torch": torch.__version__}
+    monkeypatch.setattr(manifest, "installed", versions.get)
+    monkeypatch.setattr(manifest, "APPLIED", [])
+    assert not manifest.supported()
+    with pytest.warns(RuntimeWarning, match="auto_LiRPA 0.3 .* found auto_LiRPA 0.7.1"):
+        manifest.apply("post-import")
+    assert manifest.APPLIED == []
+
+
+def test_the_docs_table_of_fixes_is_the_manifests():
+    assert (ROOT / "docs" / "auto-lirpa-fixes.md").read_text() == manifest.fixes_markdown(), \
+        "regenerate it: python -m lirpa_diffai.lirpa03 --markdown > docs/auto-lirpa-fixes.md"
 
 
 def test_numpy_arraysetops_shim():
@@ -139,11 +197,12 @@ def run_python(script: str, cwd) -> subprocess.CompletedProcess:
 
 def test_startup_hook_imports_nothing_heavy(tmp_path):
     """The .pth hook runs at every interpreter start (twice in a Linux venv: lib and lib64):
-    it loads the compat module alone, not torch or the package, and installs one finder."""
-    result = run_python("import sys; from lirpa_diffai.lirpa03.compat import _AutoLirpaFinder\n"
-                        "print('torch' in sys.modules, 'auto_LiRPA' in sys.modules,"
-                        " sum(isinstance(f, _AutoLirpaFinder) for f in sys.meta_path))", tmp_path)
-    assert result.returncode == 0 and result.stdout.split() == ["False", "False", "1"], result.stderr[-2000:]
+    it loads the lirpa03 package alone, not torch or lirpa_diffai, and installs one finder."""
+    result = run_python("import sys; finder = sys.modules['lirpa_diffai.lirpa03.hook'].AutoLirpaFinder\n"
+                        "print('torch' in sys.modules, 'auto_LiRPA' in sys.modules, 'lirpa_diffai' in sys.modules,"
+                        " sum(isinstance(f, finder) for f in sys.meta_path))", tmp_path)
+    assert result.returncode == 0 and result.stdout.split() == ["False", "False", "False", "1"], \
+        result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("first", ["import auto_LiRPA", "import lirpa_diffai"])

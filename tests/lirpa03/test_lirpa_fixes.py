@@ -371,7 +371,7 @@ def test_the_start_up_hook_applies_the_fixes_without_the_package(tmp_path):
     import subprocess
     import sys
     script = ("import sys, auto_LiRPA\n"
-              "applied = sys.modules['lirpa_diffai.lirpa03.compat'].APPLIED\n"
+              "applied = sys.modules['lirpa_diffai.lirpa03.manifest'].APPLIED\n"
               "print('lirpa_diffai' in sys.modules, 'leaky_relu_bounds' in applied, 'failing_nodes_named' in applied)")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.split() == ["False", "True", "True"], result.stderr[-2000:]
