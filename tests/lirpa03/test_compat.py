@@ -3,7 +3,6 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,7 @@ import torch.nn.functional as F
 
 from lirpa_diffai.lirpa03 import manifest
 from lirpa_diffai.lirpa03.fix import fix
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import REPO as ROOT
 
 
 def test_every_fix_of_the_manifest_was_applied_once_in_its_order():
