@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data import eps_box
-from ..lirpa03.graph_check import eval_mode
+from ..lirpa03.state import eval_mode
 from . import falsify
 from .bab import BaBOptions, branch_and_bound
 from .bounding import Domains, root_bounds, split_relus
