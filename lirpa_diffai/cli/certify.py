@@ -1,10 +1,10 @@
 """``python -m lirpa_diffai certify CHECKPOINT [--methods ...] [--eps E] [--limit N]
 [--json PATH] [--batch-size B] [--regions]``."""
-HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
-        "certified accuracy per bound method")
-
 from ..evaluation.margins import DEFAULT_METHODS
 from .common import EXIT_INTERRUPTED
+
+HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
+        "certified accuracy per bound method")
 
 DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 

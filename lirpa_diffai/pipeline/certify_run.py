@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ from ..training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, lo
                                   read_weights)
 from ..training.errors import TrainingError
 from ..training.step import build_network
+
+if TYPE_CHECKING:
+    from ..training.config import TrainConfig
 
 
 @dataclass
