@@ -18,7 +18,7 @@ of another ``--n``, eps or timeout is refused.
         --plot docs/bab_time_curve.png
     python benchmarks/bench_bab.py --checkpoint runs/mnist_small --eps 0.1 --n 1000 \\
         --timeout 10 --methods IBP,hzono,CROWN-IBP,CROWN,CROWN-hzono   # the demo network
-    python benchmarks/bench_bab.py --networks mnist_conv_small_nat --n 25 --timeout 30 \\
+    python -m benchmarks.bench_bab --networks mnist_conv_small_nat --n 25 --timeout 30 \\
         --heuristics intercept,babsr,fsb,kfsb --json benchmarks/results/bab_heuristics.json
 
 Every image counts in the accuracies (misclassified ones are never verified). BaB only

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from lirpa_diffai import BoundedModule
-from lirpa_diffai.verify import BaBOptions, Status, robustness_spec, verify
+from lirpa_diffai.verify import BaBOptions, robustness_spec, verify
 from lirpa_diffai.verify import bab, branching, escalation
 from lirpa_diffai.verify.bounding import Domains, root_bounds
 from lirpa_diffai.verify.branching import babsr, fsb, intercept
 
-from test_verify import assert_agrees_with_mip, box, mlp
+from tests.verify.test_verify import assert_agrees_with_mip, box, mlp
 
 pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy")
 pytestmark = pytest.mark.usefixtures("one_thread")
