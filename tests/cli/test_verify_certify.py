@@ -1,6 +1,7 @@
 """``certify --methods ...,BaB --timeout T``: the complete verifier's counts, verified accuracy
 and per-sample statuses in the JSON, a resumed run that keeps the decided samples, and the
-refusals (non-positive timeout, a state file of another run)."""
+refusals (non-positive timeout, a state file of another run); ``BaB:NAME`` picks the branching
+heuristic."""
 import json
 
 import pytest
@@ -90,3 +91,19 @@ def test_refusals(checkpoint, tmp_path, capsys):
     assert certify(checkpoint, out) == 2
     err = capsys.readouterr().err
     assert "holds another run" in err and "Traceback" not in err
+
+
+def test_bab_takes_its_branching_heuristic_after_a_colon(checkpoint, tmp_path, capsys):
+    """``BaB:babsr``: the row is named for the heuristic and counts every sample; an unknown
+    heuristic is refused before anything runs, with the known ones."""
+    out = tmp_path / "h.json"
+    assert main(["certify", checkpoint, "--methods", "CROWN,BaB:BaBSR", "--limit", "4",
+                 "--eps", "0.05", "--timeout", "3", "--json", str(out)]) == 0
+    assert "certified, BaB:babsr" in capsys.readouterr().out
+    bab = json.loads(out.read_text())["methods"][1]
+    assert bab["method"] == "BaB:babsr"
+    summary = bab["complete"]
+    assert summary["verified"] + summary["falsified"] + summary["timed_out"] == 4
+    assert main(["certify", checkpoint, "--methods", "CROWN,BaB:widest"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown branching heuristic 'widest'" in err and "kfsb" in err
