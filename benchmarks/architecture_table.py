@@ -19,9 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import architectures  # noqa: E402
+from tests import architectures
 
 
 def run_all(witness=None) -> dict:

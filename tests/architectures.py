@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soundness.check import Case, Outcome, run_case
-from soundness.methods import METHODS
+from tests.soundness.check import Case, Outcome, run_case
+from tests.soundness.methods import METHODS
 
 # the table's columns: (column title, the fuzzer's method label)
 METHOD_COLUMNS = (

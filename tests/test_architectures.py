@@ -14,7 +14,7 @@ import torch
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
 import lirpa_diffai
-from architectures import BY_NAME, FAMILIES, METHOD_COLUMNS, ViT, check, family_case, parse_markdown
+from tests.architectures import BY_NAME, FAMILIES, METHOD_COLUMNS, ViT, check, family_case, parse_markdown
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,7 +77,7 @@ def test_alpha_crown_refuses_by_node_where_it_cannot_make_alphas():
 def test_never_nan_on_a_deep_network_at_large_eps(method):
     """A deep residual network at random initialisation: at eps = 1e38 the bounds overflow,
     and overflow gives infinite bounds, never NaN (``inf - inf``, ``0 * inf``)."""
-    from architectures import BasicBlock, head
+    from tests.architectures import BasicBlock, head
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
                               *[BasicBlock(4) for _ in range(8)], *head(4)).eval()
@@ -112,8 +112,8 @@ class StridedShortcut(torch.nn.Module):
 @pytest.mark.parametrize("label", ["IBP", "hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZNIPS", "CROWN-IBP",
                                    "CROWN", "alpha-CROWN", "CROWN-hzono"])
 def test_strided_slice_is_bounded_by_every_method(label):
-    from soundness.check import Case, run_case
-    from soundness.methods import METHODS
+    from tests.soundness.check import Case, run_case
+    from tests.soundness.methods import METHODS
     torch.manual_seed(0)
     case = Case(StridedShortcut().eval(), torch.rand(2, 3, 8, 8), eps=0.05, seed=0)
     outcome = run_case(case, METHODS[label], False, samples=100, pgd_steps=8, pgd_targets=8)
