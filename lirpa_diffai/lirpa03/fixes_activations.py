@@ -210,6 +210,18 @@ def global_average_pool_patches():
     return {(BoundGlobalAveragePool, "bound_backward"): bound_backward}
 
 
+def dense_or_refused(A, node):
+    """``A`` if dense; ``Patches`` are refused (made dense here, they would meet the biases of
+    the patches-mode backward pass in another layout)."""
+    from auto_LiRPA.patches import Patches
+    if isinstance(A, Patches):
+        raise NotImplementedError(
+            f"CROWN: graph node '{node.name}' (operator {type(node).__name__.removeprefix('Bound')}, "
+            f"{type(node).__name__}) receives patches-mode coefficients, which its transpose here "
+            "does not take; use bound_opts={'conv_mode': 'matrix'}")
+    return A
+
+
 def slice_range(size: int, start, end, step) -> range:
     """The indices ``Slice(start, end, step)`` selects on an axis of ``size`` for a positive
     step: Python's slice clamping, which is ONNX's (negative ``start``/``end`` count from the end)."""
@@ -222,13 +234,11 @@ def slice_any_step():
     shortcut of CIFAR ResNets, ``x[:, :, ::2, ::2]``, failed in every method. A step > 1 now
     selects ``range(start, end, step)`` in ``forward`` (IBP, hzono) and the backward pass
     scatters the coefficients back to those indices of a zero tensor (its exact transpose;
-    ``Patches`` on the channel axis stay patches, others are made dense first). Steps 1 and -1
+    ``Patches`` on the channel axis stay patches; on another axis they are refused by node). Steps 1 and -1
     run as before; other negative steps are refused."""
     import torch
     from auto_LiRPA.operators import BoundSlice
     from auto_LiRPA.patches import Patches
-
-    from .fixes_linear import dense_coefficients
     forward, backward = BoundSlice.forward, BoundSlice.bound_backward
 
     def strided_forward(self, x, start=None, end=None, axes=None, steps=1):
@@ -258,7 +268,7 @@ def slice_any_step():
                 p = A.patches
                 zeros = p.new_zeros(p.shape[:4] + (self.input_shape[1],) + p.shape[-2:])
                 return A.create_similar(zeros.index_copy(-3, index.to(p.device), p))
-            A = dense_coefficients(A, self.output_shape)
+            A = dense_or_refused(A, self)
             zeros = A.new_zeros(tuple(A.shape[:2]) + tuple(self.input_shape[1:]))
             return zeros.index_copy(axis + 1, index.to(A.device), A)
         return [(spread(last_lA), spread(last_uA))] + [(None, None)] * (len(x) - 1), 0, 0
@@ -277,13 +287,12 @@ def pad_any_axis():
     otherwise), so the option-A shortcut's channel padding, ``F.pad(x, (0, 0, 0, 0, p, p))``,
     failed in every method. Padding of any non-batch axis now runs as ``F.pad`` in ``forward``
     (IBP, hzono), and the backward pass takes its exact transpose, the crop of the
-    coefficients, plus the padding constant's contribution ``A c_pad``. Spatial-only padding
+    coefficients (dense ones; ``Patches`` are refused by node), plus the padding constant's
+    contribution ``A c_pad``. Spatial-only padding
     runs as before; padding the batch axis is refused."""
     import torch
     import torch.nn.functional as F
     from auto_LiRPA.operators import BoundPad
-
-    from .fixes_linear import dense_coefficients
     forward, backward = BoundPad.forward, BoundPad.bound_backward
 
     def spatial_only(pads, ndim):
@@ -309,13 +318,13 @@ def pad_any_axis():
                      for axis, (begin, end) in enumerate(pairs))
 
         def transpose(A):
-            return None if A is None else dense_coefficients(A, self.output_shape)[(slice(None),) + crop]
+            return None if A is None else dense_or_refused(A, self)[(slice(None),) + crop]
         lA, uA = transpose(last_lA), transpose(last_uA)
         some = lA if lA is not None else uA
         padded = F.pad(torch.zeros(self.input_shape, dtype=some.dtype, device=some.device), self.general_pads,
                        value=float(self.value))
-        lbias = 0 if last_lA is None or not self.value else self.get_bias(dense_coefficients(last_lA, self.output_shape), padded)
-        ubias = 0 if last_uA is None or not self.value else self.get_bias(dense_coefficients(last_uA, self.output_shape), padded)
+        lbias = 0 if last_lA is None or not self.value else self.get_bias(dense_or_refused(last_lA, self), padded)
+        ubias = 0 if last_uA is None or not self.value else self.get_bias(dense_or_refused(last_uA, self), padded)
         return [(lA, uA)] + [(None, None)] * (len(x) - 1), lbias, ubias
     return {(BoundPad, "forward"): any_axis_forward, (BoundPad, "bound_backward"): any_axis_backward}
 
@@ -345,3 +354,55 @@ def patches_of_scalars_and_pools():
         return pool_backward(self, contiguous(last_lA), contiguous(last_uA), x)
     return {(BoundMul, "_multiply_by_const"): staticmethod(multiply_by_const),
             (BoundAveragePool, "bound_backward"): bound_backward}
+
+
+@fix(test="test_a_constant_subtracted_before_a_padded_convolution_in_patches_mode",
+     after=("batched_constant_contribution",))
+def scalar_constant_before_padding_refused():
+    """auto_LiRPA 0.3 bug (found by the architecture table): in patches mode, the contribution
+    ``A c`` of a scalar constant (``x - 0.1307`` before a zero-padded convolution) multiplies the
+    patches' sums by ``c``, counting ``c`` at the padding too: CROWN's bounds miss the network's
+    values (by about 1e-4 on a small CNN). Where the patches have padding, such a constant is
+    refused by node (``bound_opts={"conv_mode": "matrix"}`` bounds it soundly)."""
+    import torch
+    import auto_LiRPA.backward_bound as backward_bound
+    from auto_LiRPA.patches import Patches
+    add_constant_node = backward_bound.add_constant_node
+
+    def padded(A):
+        pads = A.padding if isinstance(A.padding, (tuple, list)) else (A.padding,)
+        return isinstance(A, Patches) and getattr(A, "broadcast_to", None) is None and any(int(p) for p in pads)
+
+    def checked(lb, ub, node):
+        value = node.forward_value
+        if (torch.is_tensor(value) and value.numel() == 1 and bool(value.reshape(()) != 0)
+                and any(A is not None and padded(A) for A in (node.lA, node.uA))):
+            raise NotImplementedError(
+                f"CROWN: graph node '{node.name}' (operator Constant, {type(node).__name__}): auto_LiRPA "
+                "0.3's patches mode counts this scalar at the zero padding of a convolution after it; "
+                "use bound_opts={'conv_mode': 'matrix'}")
+        return add_constant_node(lb, ub, node)
+    return {(backward_bound, "add_constant_node"): checked}
+
+
+@fix(test="test_sound_or_refused_in_training_mode_with_more_witnesses", after=("overflow_never_nan",))
+def backward_failures_named():
+    """auto_LiRPA 0.3's CROWN fails in its final step (``concretize``, no node's method) on some
+    graphs it accepts, e.g. a shape mismatch when it bounds a training-mode batch norm after a
+    strided convolution in patches mode (the option-A CIFAR ResNet). Such an error now names
+    the graph node whose bounds were being computed and its operator (same exception type)."""
+    from auto_LiRPA import BoundedModule
+    backward = BoundedModule.backward_general
+
+    def backward_general(self, C, node=None, *args, **kwargs):
+        try:
+            return backward(self, C, node, *args, **kwargs)
+        except (RuntimeError, AssertionError, IndexError) as error:
+            if node is None or getattr(error, "_names_graph_node", False) or "graph node '" in str(error):
+                raise
+            operator = type(node).__name__
+            error.args = (f"CROWN bounding graph node '{node.name}' (operator {operator.removeprefix('Bound')}, "
+                          f"{operator}): {str(error) or type(error).__name__}",)
+            error._names_graph_node = True
+            raise
+    return {(BoundedModule, "backward_general"): backward_general}

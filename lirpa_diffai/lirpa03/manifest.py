@@ -52,6 +52,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_activations.unsupported_operations_named, fixes_activations.alpha_crown_start_nodes_named,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
     fixes_activations.slice_any_step, fixes_activations.pad_any_axis, fixes_activations.patches_of_scalars_and_pools,
+    fixes_activations.scalar_constant_before_padding_refused, fixes_activations.backward_failures_named,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )
