@@ -370,8 +370,10 @@ def scalar_constant_before_padding_refused():
     add_constant_node = backward_bound.add_constant_node
 
     def padded(A):
+        if not isinstance(A, Patches) or getattr(A, "broadcast_to", None) is not None:
+            return False
         pads = A.padding if isinstance(A.padding, (tuple, list)) else (A.padding,)
-        return isinstance(A, Patches) and getattr(A, "broadcast_to", None) is None and any(int(p) for p in pads)
+        return any(int(p) for p in pads)
 
     def checked(lb, ub, node):
         value = node.forward_value
