@@ -54,8 +54,8 @@ from .readouts import format_duration, format_metrics, goal_eps, progress_fields
     schedule_values
 from .rng import rng_state, set_rng_state
 from .run import Run, check_device, output_dir, remove_leftovers, start_run
-from .step import GoalLoss, wrap_for_training, is_out_of_memory, out_of_memory_error, \
-    training_step
+from .preflight import preflight
+from .step import GoalLoss, is_out_of_memory, out_of_memory_error, training_step
 
 TIMING_STEPS = 4   # the time per step is measured on steps 2..4 (step 1 warms caches up)
 
@@ -125,10 +125,11 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
     if rng_states is not None:
         say(resume_message(run, total, out_dir))
     (x_train, y_train), (x_test, y_test) = load_data(cfg)
+    batch = max(cfg.batch_size // dist.world, 1)
+    bm = preflight(model, cfg, x_train[:batch].to(dist.device), y_train[:batch].to(dist.device))
     if dist.is_main and max_steps is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(out_dir / METRICS, run.metrics)
-    bm = wrap_for_training(model, cfg, x_train[:1].to(dist.device))
     model.train()
     bm.train()
     loss_module: nn.Module = GoalLoss(model, bm, cfg)
