@@ -224,7 +224,7 @@ def main(argv=None) -> int:
                                  else None))
     results = []
     if args.checkpoint:
-        from lirpa_diffai.pipeline.certify_run import load_trained
+        from lirpa_diffai.pipeline.model_source import load_trained
         model, cfg = load_trained(args.checkpoint)
         x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
         results.append(run_network(f"{cfg.network} ({args.checkpoint})", model, x[:args.n],
