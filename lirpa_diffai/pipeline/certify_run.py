@@ -204,6 +204,15 @@ SPELLING = {**{key: domain.name for key, domain in DOMAINS.items()},
             "crown-hzono": "CROWN-hzono", "alpha-crown-hzono": "alpha-CROWN-hzono"}
 
 
+# what other tools call methods that have another name here
+OTHER_NAMES = {
+    "deepz": "DeepZ is 'ZNIPS' here (a pure zonotope with DeepZ's ReLU, as ERAN has it), or "
+             "'HNIPS' (the hybrid zonotope with DeepZ's ReLU).",
+    "deeppoly": "DeepPoly's relaxation is auto_LiRPA's 'CROWN' (backward linear bounds).",
+    "zonotope": "a zonotope is 'ZNIPS', 'ZBox', 'ZSwitch' or 'ZSmooth' here (by ReLU).",
+}
+
+
 def parse_methods(text: str) -> list[str]:
     """``"hzono,IBP"`` -> ``["hzono", "IBP"]``; an unknown name is a ValueError with the
     nearest known one."""
@@ -216,7 +225,8 @@ def parse_methods(text: str) -> list[str]:
         key = name.lower().replace("_", "-")
         if key not in known:
             near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.0)
-            raise ValueError(f"unknown bound method {name!r}; did you mean {known[near[0]]!r}? "
+            hint = OTHER_NAMES.get(key, f"did you mean {known[near[0]]!r}?")
+            raise ValueError(f"unknown bound method {name!r}; {hint} "
                              f"Known: {', '.join(sorted(set(known.values())))}")
         out.append(known[key])
     if not out:

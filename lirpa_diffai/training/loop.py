@@ -101,12 +101,15 @@ def evaluate(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
 
 def train(config_path: str, out: str | None = None, epochs: int | None = None,
           resume: bool = False, progress: bool = True, log=print, overrides=(),
-          max_steps: int | None = None) -> list[dict]:
+          max_steps: int | None = None, keep_smoke: bool = False,
+          command_options: tuple = ()) -> list[dict]:
     """Train as the configuration (with the ``--set`` ``overrides``, ``key=value``) says;
     ``epochs`` overrides its epoch count, ``max_steps`` stops after that many steps without
-    writing anything. Returns the metrics of every epoch so far (a ``max_steps`` run: of
-    the epochs it trained in, the last one partial). See the module docstring for what is
-    written."""
+    writing anything, or with ``keep_smoke`` writing its checkpoint and metrics marked as a
+    smoke run (``smoke``: the steps taken; not resumable). Returns the metrics of every
+    epoch so far (a ``max_steps`` run: of the epochs it trained in, the last one partial).
+    ``command_options``: command-line options (``--threads 1``) that the printed resume
+    command repeats. See the module docstring for what is written."""
     path = Path(config_path)
     if not path.is_file():
         raise TrainingError(f"configuration file {config_path} not found")
@@ -127,7 +130,7 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
     (x_train, y_train), (x_test, y_test) = load_data(cfg)
     batch = max(cfg.batch_size // dist.world, 1)
     bm = preflight(model, cfg, x_train[:batch].to(dist.device), y_train[:batch].to(dist.device))
-    if dist.is_main and max_steps is None:
+    if dist.is_main and (max_steps is None or keep_smoke):
         out_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(out_dir / METRICS, run.metrics)
     model.train()
@@ -167,15 +170,28 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
             saved = run.epoch
     except KeyboardInterrupt:
         raise Interrupted(interrupted_message(saved, out_dir, config_path, overrides,
-                                              max_steps)) from None
-    if max_steps is not None:
+                                              max_steps, command_options)) from None
+    if max_steps is not None and keep_smoke:
+        keep_smoke_run(run, smoke, max_steps - steps_left, out_dir, dist)
+        say(f"stopped after {max_steps - steps_left} steps (--max-steps {max_steps}); kept as "
+            f"a smoke run (not resumable) in {out_dir / CHECKPOINT} and {out_dir / METRICS}")
+    elif max_steps is not None:
         say(f"stopped after {max_steps - steps_left} steps (--max-steps {max_steps}); "
-            "nothing written")
+            "nothing written (--keep-smoke keeps it)")
     if dist.active:
         import torch.distributed as tdist
         tdist.barrier()
         tdist.destroy_process_group()
     return run.metrics + smoke
+
+
+def keep_smoke_run(run: Run, metrics: list, steps: int, out_dir: Path, dist: Dist) -> None:
+    """Write a smoke run's checkpoint and metrics, both marked ``smoke``."""
+    run.metrics = [{**m, "smoke": True} for m in metrics]
+    states = gather_objects(rng_state(), dist)
+    if dist.is_main:
+        save_atomic({**run.checkpoint(states), "smoke": {"steps": steps}}, out_dir / CHECKPOINT)
+        write_metrics(out_dir / METRICS, run.metrics)
 
 
 def resume_message(run: Run, total: int, out_dir: Path) -> str:
@@ -190,9 +206,9 @@ def resume_message(run: Run, total: int, out_dir: Path) -> str:
 
 
 def interrupted_message(saved: int, out_dir: Path, config_path: str, overrides,
-                        max_steps: int | None) -> str:
+                        max_steps: int | None, command_options: tuple = ()) -> str:
     """Where an interrupted run stands (``saved``: the epoch of its last checkpoint) and how
-    to continue it."""
+    to continue it (the command repeats ``command_options``)."""
     if max_steps is not None:
         return "interrupted (a --max-steps run writes no checkpoint)"
     ckpt = out_dir / CHECKPOINT
@@ -203,6 +219,7 @@ def interrupted_message(saved: int, out_dir: Path, config_path: str, overrides,
                "--resume"]
     for argument in overrides:
         command += ["--set", argument]
+    command += list(command_options)
     return (f"interrupted; the last checkpoint is {ckpt} (after epoch {saved}). Resume "
             f"with:\n  {shlex.join(command)}")
 
