@@ -17,7 +17,7 @@ dependable path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -47,7 +47,7 @@ class LoadedModel:
     description: str
     cfg: TrainConfig | None = None
     eps: float | None = None
-    base: dict | None = field(default=None)
+    base: dict | None = None
 
 
 def load_model(source, network: str | None = None, network_args: dict | None = None,

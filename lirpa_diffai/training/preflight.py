@@ -99,7 +99,9 @@ def check_forward(model: nn.Module, x: torch.Tensor, cfg: TrainConfig) -> None:
     """The network's forward and backward pass on ``x``; a failure names the layer."""
     with running_layers(model) as stack:
         try:
-            model(x).float().sum().backward()
+            output = model(x)
+            if output.requires_grad:
+                output.float().sum().backward()
         except Exception as err:  # noqa: BLE001 -- any failure here is the network's
             if is_out_of_memory(err):
                 raise out_of_memory_error(cfg, "in the pre-flight check (the network's "
