@@ -4,16 +4,18 @@ HELP = ("evaluate a network (a training run, a graft output, a pretrained networ
         "dict): standard accuracy, accuracy under MI-FGSM and certified accuracy per bound "
         "method")
 
-DEFAULT_METHODS = "hzono,IBP,CROWN-IBP,CROWN"
-EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
+from ..evaluation.margins import DEFAULT_METHODS
+from .common import EXIT_INTERRUPTED
+
+DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 
 
 def add_arguments(parser) -> None:
     from .common import MODEL_HELP, add_model_options, number
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     add_model_options(parser)
-    parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated bound methods (default: {DEFAULT_METHODS})")
+    parser.add_argument("--methods", default=DEFAULT_METHOD_LIST,
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST})")
     parser.add_argument("--eps", type=number, default=None,
                         help="L-inf radius, a number or a fraction such as 8/255 (default: the "
                              "training configuration's; needed for other networks)")
