@@ -195,7 +195,7 @@ def test_deepz_is_answered_with_its_names_here():
 
 
 def test_an_unquoted_yaml_mapping_in_a_value_hints_to_quote_it():
-    from lirpa_diffai.goals import ConfigError
+    from lirpa_diffai.training.errors import ConfigError
     from lirpa_diffai.training.config import parse_config
     text = "network: conv_small\ndataset: mnist\neps: 0.1\nepochs: 1\ngoal: Mix(Point, w: Box)\n"
     with pytest.raises(ConfigError, match="line 5.*|quote a value") as info:
