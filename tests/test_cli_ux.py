@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from lirpa_diffai.__main__ import main
-from lirpa_diffai.cli.common import number
 
 from conftest import SHARED
 
@@ -174,6 +173,7 @@ def test_plot_layers_and_graft_take_the_same_sources(smoke_run, tmp_path, capsys
 # ------------------------------------------------------------------------ small things
 
 def test_eps_takes_fractions_parsed_not_evaluated():
+    from lirpa_diffai.cli.common import number
     assert number("8/255") == 8 / 255 and number("0.1") == 0.1 and number("1e-2") == 0.01
     for text in ("8/0", "__import__('os')", "1/2/3", "nan", "8 / x"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected a"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 
 import torch
 from auto_LiRPA.utils import logger as lirpa_logger
@@ -53,7 +54,8 @@ def scoped_nodes(model: torch.nn.Module, inputs: tuple) -> list:
     saved = trace._trace_module_map
     trace._trace_module_map = {m: name or ROOT_SCOPE for name, m in model.named_modules()}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the first trace has shown the tracer's warnings
             nodes, *_ = parse_module(model, inputs)
     finally:
         trace._trace_module_map = saved
