@@ -22,7 +22,9 @@ The order of the training examples in epoch e is a function of ``(seed, e)`` onl
 restored RNG states, ``--resume`` continues exactly where the interrupted run stopped.
 Ctrl-C stops a run with :class:`Interrupted` (the CLI exits 130) naming the last checkpoint
 and the command that resumes it. ``max_steps`` (``--max-steps``, a smoke run) stops after that
-many optimizer steps, evaluates on the test subset, and writes nothing.
+many optimizer steps, evaluates on the test subset, and writes nothing, or with
+``keep_smoke`` (``--keep-smoke``) its checkpoint and metrics, marked ``smoke``. Before the
+first step, :mod:`.preflight` checks on one batch everything the run will do.
 
 Several processes (``torchrun --nproc_per_node=N``): gloo on CPU, nccl on CUDA. The goal's
 loss -- concrete forward passes and ``bm.compute_bounds`` alike -- is computed inside the
