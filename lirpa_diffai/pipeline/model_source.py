@@ -130,11 +130,10 @@ def trained(ckpt: dict, path: Path, dataset: str | None) -> LoadedModel:
     cfg = config_of(ckpt)
     model = build_network(cfg)
     load_state_checked(model, ckpt["state_dict"], cfg.network)
-    where = path.parent if path.name == CHECKPOINT else path
     smoke = f", a smoke run of {ckpt['smoke']['steps']} steps" if "smoke" in ckpt else ""
     return LoadedModel(model.eval(), cfg.network,
                        agreed(cfg.dataset, dataset, f"{path}'s {cfg.network}"),
-                       f"{cfg.network} ({where}{smoke})", cfg, cfg.eps,
+                       f"{cfg.network} ({path.name}{smoke})", cfg, cfg.eps,
                        {"kind": "zoo", "network": cfg.network, "dataset": cfg.dataset})
 
 
