@@ -268,3 +268,16 @@ def test_auto_lirpa_prints_go_to_its_debug_log(capsys):
     from auto_LiRPA import optimized_bounds
     optimized_bounds.print("\nall verified at 2th iter")
     assert capsys.readouterr().out == ""
+
+
+@needs_data
+def test_certify_refuses_an_untraceable_network_with_an_error_line(tmp_path, capsys, nets):
+    import importlib
+    path = tmp_path / "rnn.pth"
+    torch.save(importlib.import_module(nets).Recurrent().state_dict(), path)
+    code = main(["certify", str(path), "--network", f"{nets}:Recurrent", "--dataset", "mnist",
+                 "--eps", "0.1", "--methods", "IBP", "--limit", "2", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: auto_LiRPA cannot bound 1 operator of this network: "
+                          "onnx::LSTM in module 'rnn' (LSTM)")
