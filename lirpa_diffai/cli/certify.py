@@ -1,11 +1,11 @@
 """``python -m lirpa_diffai certify MODEL [--methods ...] [--eps E] [--limit N] [--json PATH]
 [--batch-size B] [--regions] [--network NAME [--network-args YAML] --dataset D]``."""
+from ..evaluation.margins import DEFAULT_METHODS
+from .common import EXIT_INTERRUPTED
+
 HELP = ("evaluate a network (a training run, a graft output, a pretrained network or a state "
         "dict): standard accuracy, accuracy under MI-FGSM and certified accuracy per bound "
         "method")
-
-from ..evaluation.margins import DEFAULT_METHODS
-from .common import EXIT_INTERRUPTED
 
 DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 
@@ -15,7 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     add_model_options(parser)
     parser.add_argument("--methods", default=DEFAULT_METHOD_LIST,
-                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST})")
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST}); "
+                             f"BaB is the complete verifier, BaB:NAME with the branching "
+                             f"heuristic NAME (intercept, babsr, fsb, kfsb)")
     parser.add_argument("--eps", type=number, default=None,
                         help="L-inf radius, a number or a fraction such as 8/255 (default: the "
                              "training configuration's; needed for other networks)")
