@@ -24,7 +24,10 @@ nearest known one). Keys (``*`` = required)::
                   e.g. "Mix(Point, Sub(Lin(0,1,150,10), Box), Lin(0,0.5,150,10))"
     epochs*       number of training epochs (positive integer)
     method        bound method of abstract goals (Box): hzono (default) | IBP | CROWN-IBP |
-                  CROWN, case-insensitive
+                  CROWN | CROWN-hzono, case-insensitive
+    loss_fusion   true: every Box goal takes the fused bound of the cross-entropy (one
+                  backward pass whatever the number of classes; lirpa_diffai.training.
+                  loss_fusion); needs method CROWN-IBP, CROWN-hzono or CROWN (default false)
     hzono:        options of the hzono method (bound_opts["hzono"])
       relu        boxy (default) | deepz | switch | smooth
       correlate_input  input rows: 0 (a box, default), k (CorrelateMax k) or all
@@ -68,7 +71,9 @@ from .goals import Goal
 from .parser import from_node, parse_goal, yaml_value
 from .schedules import Const, Schedule, as_schedule, step_schedule
 
-METHODS = {"hzono": "hzono", "ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN"}
+METHODS = {"hzono": "hzono", "ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN",
+           "crown-hzono": "CROWN-hzono"}
+FUSED = ("CROWN-IBP", "CROWN-hzono", "CROWN")  # methods with a fused loss bound
 DATASETS = ("mnist", "cifar10")
 DATA_RANGE = (0.0, 1.0)
 
@@ -97,6 +102,7 @@ class TrainConfig:
     init: str = "default"
     grad_clip: float | None = None
     method: str = "hzono"
+    loss_fusion: bool = False
     hzono: dict = field(default_factory=lambda: {"relu": "boxy"})
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: Schedule = Const(1)
@@ -319,6 +325,7 @@ TOP_KEYS = {
     "goal": goal_value,
     "epochs": POSITIVE_INT,
     "method": choice(METHODS, lambda s: s.lower().replace("_", "-")),
+    "loss_fusion": typed(bool, "true or false"),
     "hzono": section(HZONO_KEYS, "hzono"),
     "optimizer": section(OPTIMIZER_KEYS, "optimizer"),
     "lr_schedule": lr_schedule_value,
@@ -440,6 +447,9 @@ def parse_config(text: str, source: str = "<string>",
                                                       "only")
     values["optimizer"] = OptimizerConfig(**optimizer)
     values["hzono"] = {"relu": "boxy", **values.get("hzono", {})}
+    if values.get("loss_fusion") and values.get("method", "hzono") not in FUSED:
+        raise reader.error(key_nodes["loss_fusion"][1], "loss_fusion needs method CROWN-IBP, "
+                                                        "CROWN-hzono or CROWN")
     if values.get("augment") is None:
         values["augment"] = values["dataset"] == "cifar10"
     return TrainConfig(**values, source=source)
