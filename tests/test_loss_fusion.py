@@ -112,12 +112,14 @@ def test_the_fused_bound_holds_with_200_classes_and_large_logits():
 
 
 def test_the_chord_lies_above_exp_and_is_the_tangent_at_zero_width():
-    lower = torch.tensor([-3.0, 0.5, 2.0, 1.0, -50.0])
-    upper = torch.tensor([1.0, 0.5, 2.0 + 1e-8, 4.0, -49.0])
+    lower = torch.tensor([-3.0, 0.5, 2.0, 1.0, -50.0, -1e4, 0.9], requires_grad=True)
+    upper = torch.tensor([1.0, 0.5, 2.0 + 1e-8, 4.0, -49.0, 1.5, 1.6], requires_grad=True)
     shift = torch.tensor(1.5)
     slope, intercept = exp_chord(lower, upper, shift)
+    (grad_l, grad_u) = torch.autograd.grad((slope + intercept).sum(), (lower, upper))
+    assert torch.isfinite(torch.cat([slope, intercept, grad_l, grad_u])).all()
     m = lower + (upper - lower) * torch.linspace(0, 1, 101).unsqueeze(1)
-    assert (slope * m + intercept >= torch.exp(m - shift) * (1 - 1e-6)).all()
+    assert (slope * m + intercept >= torch.exp(m - shift) * (1 - 1e-6) - 1e-7).all()
     torch.testing.assert_close(slope[1], torch.exp(lower[1] - shift))
 
 

@@ -47,14 +47,15 @@ def unfused_loss_bound(margin_upper: Tensor) -> Tensor:
 
 def exp_chord(lower: Tensor, upper: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
     """``(a, b)`` with ``exp(m - shift) <= a m + b`` for every ``m`` in ``[lower, upper]``: the
-    chord, ``a = exp(l - s) (exp(u - l) - 1) / (u - l)``, ``b = exp(l - s) - a l``; the
-    tangent ``a = exp(l - s)`` when ``u = l`` (``(e^d - 1) / d`` by its series below 1e-6)."""
+    chord, ``a = (exp(u - s) - exp(l - s)) / (u - l)`` (as ``exp(l - s) (e^d - 1) / d``, d =
+    u - l, below d = 1, by its series below 1e-6: never inf * 0), ``b = exp(l - s) - a l``;
+    the tangent ``a = exp(l - s)`` when ``u = l``."""
     width = (upper - lower).clamp(min=0)
-    wide = width > _TINY_WIDTH
-    ratio = torch.where(wide, torch.expm1(width) / torch.where(wide, width, torch.ones_like(width)),
-                        1 + width / 2 + width * width / 6)
     at_lower = torch.exp(lower - shift)
-    slope = at_lower * ratio
+    safe = torch.where(width > _TINY_WIDTH, width, torch.ones_like(width))
+    narrow = torch.where(width > _TINY_WIDTH, torch.expm1(width.clamp(max=1)) / safe,
+                         1 + width / 2 + width * width / 6)
+    slope = torch.where(width > 1, (torch.exp(upper - shift) - at_lower) / safe, at_lower * narrow)
     return slope, at_lower - slope * lower
 
 
