@@ -165,3 +165,14 @@ def test_the_trainer_option_needs_a_fusable_method():
     with pytest.raises(ConfigError, match="loss_fusion needs method") as err:
         parse_config(CONFIG + "method: IBP\nloss_fusion: true\n", validate_network=str)
     assert err.value.line == 7
+
+
+def test_the_trainers_loss_is_the_fused_bound_with_loss_fusion():
+    from lirpa_diffai.training.step import GoalLoss
+    net, bm, x, y = setup(10, training=True)
+    cfg = parse_config(CONFIG + "method: CROWN-IBP\nloss_fusion: true\n", validate_network=str)
+    loss = GoalLoss(net, bm, cfg)(x, y, 0.0)
+    x_L, x_U = (x - 0.1).clamp(0, 1), (x + 0.1).clamp(0, 1)
+    torch.testing.assert_close(loss, fused_loss_bound(bm, box_input(x_L, x_U), y, 10, "CROWN-IBP").mean())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
