@@ -99,6 +99,21 @@ def test_the_fused_bound_holds_under_sampling_and_attack(method, training, eps):
         assert (bound - worst < 5).all()
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_the_fused_bound_holds_on_a_residual_network(method):
+    from lirpa_diffai.models import ParSum
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+                        ParSum(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+                                             nn.Conv2d(4, 4, 3, padding=1)), nn.Identity()),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(100, 9))
+    x, y = 0.2 + 0.6 * torch.rand(4, 2, 5, 5), torch.randint(0, 9, (4,))
+    bm = BoundedModule(net, x[:1])
+    x_L, x_U = x - 0.05, x + 0.05
+    bound = fused_loss_bound(bm, box_input(x_L, x_U), y, 9, method).detach()
+    worst = worst_sampled_loss(eval_reference(net, x, False), x_L, x_U, y)
+    assert (worst <= bound + 1e-5 * (1 + bound.abs())).all(), (worst, bound)
+
+
 def test_the_fused_bound_holds_with_200_classes_and_large_logits():
     net, bm, x, y = setup(200, training=False, batch=3)
     with torch.no_grad():
