@@ -4,23 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-quick bench soundness-table clean
+.PHONY: install demo lint test test-quick bench soundness-table docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# The CPU wheel: a plain `torch` requirement would pull the multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai._compat makes it run on torch 2.
+	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai.lirpa03 makes it run on torch 2.
 	$(BIN)/pip install --no-deps auto_LiRPA==0.3
-	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI)
-	$(BIN)/pip install -e '.[test,complete]'
+	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI);
+	# docs: mkdocs, whose strict build of the documentation site is a test
+	$(BIN)/pip install -e '.[test,complete,docs]'
 	touch $@
 
 # The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.
 HOOK := $(VENV)/.hook
 
-$(HOOK): $(STAMP) lirpa_diffai/_compat.py lirpa_diffai/_lirpa_fixes.py lirpa_diffai/_lirpa_fixes_linear.py
+$(HOOK): $(STAMP) $(wildcard lirpa_diffai/lirpa03/*.py)
+	rm -f $(VENV)/lib/python3*/site-packages/lirpa_diffai_compat.pth  # an older hook may not load this tree
 	$(BIN)/python -m lirpa_diffai install-hook
 	touch $@
 
@@ -36,20 +38,28 @@ demo: install
 	$(BIN)/python -m lirpa_diffai train examples/goals/mnist_small.yaml --out $(DEMO) --resume --threads $(THREADS)
 	$(BIN)/python -m lirpa_diffai certify $(DEMO) --methods hzono,IBP,CROWN-IBP,CROWN --limit 1000 --threads $(THREADS) --json $(DEMO)/certify.json
 
-test: install
+# ruff with the rules of ruff.toml; make test runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-quick: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
-	$(BIN)/python benchmarks/bounds.py
+	$(BIN)/python -m benchmarks.bounds
 
-# The soundness fuzzer's operator-by-method table (README) and its list of known failing
+# The soundness fuzzer's operator-by-method table (docs/soundness-table.md) and its list of known failing
 # cases (tests/soundness/expected_failures.txt); about a minute on one core.
 soundness-table: install
-	$(BIN)/python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json \
-		--write-expected tests/soundness/expected_failures.txt --markdown
+	$(BIN)/python -m benchmarks.soundness_table --seeds 1 --json runs/soundness.json \
+		--write-expected tests/soundness/expected_failures.txt --markdown-out docs/soundness-table.md
+
+# The documentation site (mkdocs.yml, docs/*.md) into ./site
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -39,13 +39,14 @@ to 0, on the first ``--train-images`` training images for ``--epochs`` epochs.
 
 Results go to ``--out``/results.json after every row; a rerun skips the rows already there
 (and refuses a results.json of other settings). Parallel processes need one ``--out`` each.
-The run in the README, one process per network (``runs/madry_cifar_conv_med`` from the
+The run in docs/grafting.md, one process per network (``runs/madry_cifar_conv_med`` from the
 example config; on resnet2b auto_LiRPA's alpha-CROWN cost 36 to 66 s per image at 20
 iterations and 16 s at 5 at 1 thread here, so its column is skipped there)::
 
     python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --bab-timeout 5 --out runs/grafting_full_cs
     python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --bab-timeout 5 --out runs/grafting_full_cm
-    python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 0 --bab-timeout 5 --out runs/grafting_full_r2b
+    python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 0 --bab-timeout 5 \\
+        --out runs/grafting_full_r2b
 """
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ import torch
 import torch.nn.functional as F
 
 from lirpa_diffai import BoundedModule, data
-from lirpa_diffai.certify import margin_spec
+from lirpa_diffai.evaluation.margins import margin_spec
 from lirpa_diffai.cli.graft import source_network
-from lirpa_diffai.evaluation import load_trained
+from lirpa_diffai.pipeline.certify_run import load_trained
 from lirpa_diffai.grafting import choose_masks, graft, grafted_modules
 from lirpa_diffai.grafting.checkpoint import (GRAFTED_FILE, base_network, grafted_checkpoint,
                                               read_grafted)

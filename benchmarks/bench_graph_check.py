@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from lirpa_diffai import BoundedModule, graph_check
+from lirpa_diffai import BoundedModule
+from lirpa_diffai.lirpa03 import graph_check
 from lirpa_diffai.models import registry
 
 

@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 
 import lirpa_diffai
-from lirpa_diffai import certify, data, models
+from lirpa_diffai.evaluation import margins as certify
+from lirpa_diffai import data, models
 from lirpa_diffai.runtime import keep_freed_memory
 
 TARGETS = {"hzono0_over_ibp": 1.25, "hzono16_over_17_forward": 1.5}

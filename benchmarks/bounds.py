@@ -1,8 +1,8 @@
 """Bound methods side by side on real test images: IBP, hzono (boxy, deepz), CROWN-IBP,
 CROWN-hzono, CROWN and alpha-CROWN, in one process, with the same inputs for every method.
 
-    python benchmarks/bounds.py                                   # the default networks
-    python benchmarks/bounds.py --networks conv_small:mnist,resnet2b --batch 4 \\
+    python -m benchmarks.bounds                                   # the default networks
+    python -m benchmarks.bounds --networks conv_small:mnist,resnet2b --batch 4 \\
         --methods IBP,CROWN-hzono,CROWN --json out.json --markdown out.md
 
 For each network and method: wall-clock seconds of one call (after one IBP warm-up call per
@@ -12,7 +12,7 @@ the mean width of the margin bounds ``y_label - y_j`` over the L-inf box clipped
 the fraction of margins proved (lower bound > 0) and of samples verified (all margins proved).
 A method that fails (auto_LiRPA error, out of memory, over ``--timeout-per-method``) gets its
 error text in the table; CROWN and alpha-CROWN are skipped where the network and batch exceed
-their size limit (``lirpa_diffai.budget``, as ``examples/compare_bounds.py`` does;
+their size limit (``lirpa_diffai.evaluation.budget``, as ``examples/compare_bounds.py`` does;
 ``--no-size-limit`` runs them anyway). Then, per network,
 time(CROWN-hzono)/time(CROWN), width(CROWN-hzono)/width(CROWN) and, as a check,
 width(CROWN-hzono)/width(CROWN-IBP) (<= 1 expected with the boxy ReLU).
@@ -36,13 +36,12 @@ from typing import Callable, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hzono import timed  # noqa: E402  (one memory/time measurement for both scripts)
-
-import lirpa_diffai  # noqa: E402
-from lirpa_diffai import budget, certify, data, models  # noqa: E402
-from lirpa_diffai.bounded_module import parse_correlate_input  # noqa: E402
-from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
+import lirpa_diffai
+from benchmarks.bench_hzono import timed  # one memory/time measurement for both scripts
+from lirpa_diffai.evaluation import budget, margins as certify
+from lirpa_diffai import data, models
+from lirpa_diffai.bounded_module import parse_correlate_input
+from lirpa_diffai.runtime import keep_freed_memory
 
 # label -> method passed to compute_bounds
 METHODS = {
@@ -85,7 +84,7 @@ class NetworkSpec:
 
 
 # Over this machine's budget (2 shared cores, 20 minutes for the default run), by the size
-# limits of lirpa_diffai.budget: alpha-CROWN beyond the ConvSmalls, and both CROWN and
+# limits of lirpa_diffai.evaluation.budget: alpha-CROWN beyond the ConvSmalls, and both CROWN and
 # alpha-CROWN from ResNet-Tiny on, where CROWN alone ran out of 12 GiB or past 150 s on one image.
 # hzono rows: CorrelateMax 64 on the input where CROWN runs, which keeps CROWN-hzono's time
 # well below CROWN's (an hzono pass costs about rows + 1 forward passes; with one row per
@@ -266,7 +265,8 @@ def format_row(r: Row) -> str:
 
 def markdown(results: list[dict]) -> str:
     """The figures as one markdown table, then the ratios per network."""
-    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved | verified |",
+    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved "
+             "| verified |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for res in results:
         eps = f"{res['eps'] * 255:.0f}/255" if res["dataset"] == "cifar10" else f"{res['eps']:g}"

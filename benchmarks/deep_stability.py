@@ -28,12 +28,11 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lirpa_diffai import training
+from lirpa_diffai.training import Dist, GoalLoss
+from lirpa_diffai.training.config import parse_config
 
-from lirpa_diffai import training  # noqa: E402
-from lirpa_diffai.goals.config import parse_config  # noqa: E402
-from lirpa_diffai.training import Dist, GoalLoss  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIGS = ("baseline_resnet_tiny", "insamplpar34_resnet34", "adv5islpad100_densenet100")
 VARIANTS = {"default": ("init=default", "grad_clip=null"),
@@ -59,7 +58,7 @@ def short_run(config: str, variant: str, steps: int, batch: int, n_test: int,
     (x_train, y_train), (x_test, y_test) = training.load_data(cfg)
     training.seed_everything(cfg.seed)
     model = training.build_network(cfg)
-    bm = training.bounded_module(model, cfg, x_train[:1])
+    bm = training.wrap_for_training(model, cfg, x_train[:1])
     model.train()
     bm.train()
     loss_module, optimizer = GoalLoss(model, bm, cfg), training.make_optimizer(model, cfg)

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA)
-from lirpa_diffai.evaluation import certify_checkpoint
+from lirpa_diffai.pipeline.certify_run import certify_checkpoint
 from lirpa_diffai.training import train
 from lirpa_diffai.training.checkpoint import CHECKPOINT, METRICS
 

@@ -94,7 +94,8 @@ def timed(fn: Callable[[], dict], device: torch.device, repeats: int) -> tuple[d
 
 def margin_bounds(net, x, y, cfg, method: str, rows) -> Callable[[], dict]:
     """A function computing the margin bounds of ``method`` on the device of ``x``."""
-    from lirpa_diffai import BoundedModule, certify
+    from lirpa_diffai import BoundedModule
+    from lirpa_diffai.evaluation import margins as certify
     options = {**cfg.bound_opts, "hzono": {**cfg.bound_opts.get("hzono", {}), "correlate_input": rows}}
     bm = BoundedModule(net, x[:1], bound_opts=options, device=str(x.device)).eval()
 
@@ -107,10 +108,10 @@ def margin_bounds(net, x, y, cfg, method: str, rows) -> Callable[[], dict]:
 def training_step(net, x, y, cfg, t: float) -> Callable[[], dict]:
     """A function doing one training step of ``cfg`` at time ``t`` from ``net``'s current
     weights (restored before each call), returning the loss and the gradients."""
-    from lirpa_diffai.training import GoalLoss, bounded_module, make_optimizer
+    from lirpa_diffai.training import GoalLoss, wrap_for_training, make_optimizer
     from lirpa_diffai.training import training_step as step
     start = copy.deepcopy(net.state_dict())
-    bm = bounded_module(net, cfg, x[:1]).train()
+    bm = wrap_for_training(net, cfg, x[:1]).train()
     loss_module = GoalLoss(net.train(), bm, cfg)
     optimizer = make_optimizer(net, cfg)
 
@@ -139,10 +140,10 @@ def verify_spec(net, x, cfg):
 def bab_bounds(net, x, y, cfg, t) -> Callable[[], dict]:
     """A function computing alpha-CROWN's root bounds and beta-CROWN's bounds of four split
     subdomains of the first image on the device of ``x``."""
-    from lirpa_diffai.verify.api import bounded_module
+    from lirpa_diffai.verify import bounded_for_verify
     from lirpa_diffai.verify.bounding import bound_domains, root_bounds
     _, spec, x_L, x_U = verify_spec(net, x, cfg)
-    bm = bounded_module(net, x)
+    bm = bounded_for_verify(net, x)
 
     def run():
         lb, lower, upper = root_bounds(bm, x_L, x_U, spec.C, spec.threshold, iterations=5)
@@ -163,10 +164,10 @@ def complete_verification(net, x, y, cfg, t, timeout: float = VERIFY_TIMEOUT
     """A function running ``verify`` on the first 6 images on the device of ``x``: per image
     its status code, or 3 where branch and bound ran."""
     from lirpa_diffai.verify import verify
-    from lirpa_diffai.verify.api import bounded_module
+    from lirpa_diffai.verify import bounded_for_verify
     x = x[:6]
     labels, _, _, _ = verify_spec(net, x, cfg)
-    bm = bounded_module(net, x)
+    bm = bounded_for_verify(net, x)
 
     def run():
         results = verify(net, x, labels, VERIFY_EPS, timeout=timeout, bounded=bm)
@@ -199,7 +200,7 @@ def run_checks(device: torch.device, batch: int, t: float, repeats: int, rtol: f
     """Every check of ``checks`` (default ``CHECKS``) on the CPU and on ``device``,
     compared."""
     from lirpa_diffai import data
-    from lirpa_diffai.goals.config import parse_config
+    from lirpa_diffai.training.config import parse_config
     from lirpa_diffai.training import build_network, seed_everything
     cfg = parse_config(config.read_text(), str(config))
     seed_everything(cfg.seed)

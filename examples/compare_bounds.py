@@ -12,8 +12,8 @@ checkpoint of ``python -m lirpa_diffai train`` (or its run directory), which nam
 and dataset. ``--dataset`` defaults to the network's. Images come from
 ``lirpa_diffai.data.load_dataset``. Methods: the names ``certify`` takes. Each method's line
 is printed as it finishes; CROWN and alpha-CROWN are skipped where the network and batch
-exceed their size limit (``lirpa_diffai.budget``, as ``benchmarks/bounds.py`` does).
-"""
+exceed their size limit (``lirpa_diffai.evaluation.budget``, as ``benchmarks/bounds.py`` does).
+"""  # noqa: E501  (a command line of the examples above, run as it stands by the tests)
 from __future__ import annotations
 
 import argparse
@@ -23,10 +23,11 @@ import sys
 import torch
 
 import lirpa_diffai
-from lirpa_diffai import budget, certify, data
+from lirpa_diffai.evaluation import budget, margins as certify
+from lirpa_diffai import data
 from lirpa_diffai.bounded_module import parse_correlate_input
 from lirpa_diffai.cli.common import CommandError, check_output_path
-from lirpa_diffai.evaluation import check_eps, load_network, parse_methods
+from lirpa_diffai.pipeline.certify_run import check_eps, load_network, parse_methods
 
 
 def say(line: str) -> None:

@@ -1,5 +1,5 @@
 """``lirpa_diffai.BoundedModule``: auto_LiRPA's BoundedModule with ``method="hzono"``, DiffAI's
-domain names (``lirpa_diffai.domains``) and the combined methods ``"CROWN-hzono"`` /
+domain names (``lirpa_diffai.domain.methods``) and the combined methods ``"CROWN-hzono"`` /
 ``"alpha-CROWN-hzono"``."""
 from __future__ import annotations
 
@@ -12,20 +12,18 @@ import auto_LiRPA
 import torch
 from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout, BoundLinear
 
-from . import batch_axis, graph_check
+from .lirpa03 import batch_axis, graph_check
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
 from .bound_ops.linear import linear_with_spec
 from .bound_ops.registry import is_perturbed, joined
 from .bound_ops.zono import zono_transformer_for
-from .domains import DIFFAI_NAMES, DOMAINS, random_count, valid_rows
+from .domain.methods import DIFFAI_NAMES, DOMAINS, random_count, valid_rows
 from .hybrid_zono import HybridZonotope
-from .input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
-from .perturbation import input_zonotope
-
-# method name (lower case) -> its Domain: ReLU, input element, hybrid or pure zonotope
-HZONO_METHODS = DOMAINS
+from .lirpa03.state import default_dtype_of, keep_modes_and_buffers, keep_requires_grad
+from .lirpa03.input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
+from .domain.perturbation import input_zonotope
 
 # combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
 CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
@@ -80,53 +78,6 @@ def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
 
 
 @contextlib.contextmanager
-def default_dtype_of(x):
-    """torch's default dtype set to the inputs' floating dtype inside the block: auto_LiRPA
-    0.3's alpha-CROWN casts its final bounds to the default dtype, which rounded a float64
-    network's bounds to float32."""
-    inputs = [t for t in (x or ()) if torch.is_tensor(t) and t.is_floating_point()]
-    before = torch.get_default_dtype()
-    if inputs and inputs[0].dtype in (torch.float32, torch.float64) and inputs[0].dtype != before:
-        torch.set_default_dtype(inputs[0].dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
-@contextlib.contextmanager
-def keep_requires_grad(parameters):
-    """Restore the ``requires_grad`` of ``parameters`` on exit. auto_LiRPA 0.3's parameter nodes
-    call ``param.requires_grad_(node.training)`` on the network's own (shared) parameters at
-    every pass, so bounding in eval mode silently froze the network being trained, and a
-    training-mode pass unfroze the layers a user had frozen."""
-    flags = [(p, p.requires_grad) for p in parameters]
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def keep_modes_and_buffers(model):
-    """Restore the train/eval flag of every submodule of ``model``, and its buffers (BatchNorm
-    statistics), on exit. auto_LiRPA 0.3 switches the user's network to ``train()`` when it
-    holds Dropout (and to ``eval()`` with BatchNorm1d), and runs it in training mode without
-    restoring its statistics when it holds BatchNorm1d."""
-    flags = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-
-
-@contextlib.contextmanager
 def optimize_args(bm, **temporary):
     """``bm.bound_opts["optimize_bound_args"]`` with ``temporary`` values inside the block."""
     args = bm.bound_opts["optimize_bound_args"]
@@ -146,7 +97,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     rows, as DiffAI's ``Box``; k: CorrelateMax k on the input; ``"all"``: one row per input
     dim; ``"random:k"``: k random dims). DiffAI's domain names (``"Box"``, ``"HBox"``,
     ``"HSwitch"``, ``"HSmooth"``, ``"HNIPS"``, ``"ZBox"``, ``"ZSwitch"``, ``"ZSmooth"``,
-    ``"ZNIPS"``, ``"HRand"``; see ``lirpa_diffai.domains``) fix the ReLU, the input rows and
+    ``"ZNIPS"``, ``"HRand"``; see ``lirpa_diffai.domain.methods``) fix the ReLU, the input rows and
     whether the value is a pure zonotope, whatever the options say.
     After an hzono pass, ``hzono_output`` is the output zonotope (after ``C``) and
     ``hzono_aux_losses`` the ``(weight, loss)`` pairs recorded by DeepLoss layers.
@@ -208,9 +159,9 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         check_inputs(x)
         C = self._checked_spec(x, C, kwargs.get("final_node_name"))
         with keep_requires_grad(self._shared_parameters), default_dtype_of(x):
-            if key not in HZONO_METHODS and key != "ibp":
+            if key not in DOMAINS and key != "ibp":
                 self._check_batch_axis(x, kwargs.get("final_node_name"), method)
-            if key in HZONO_METHODS:
+            if key in DOMAINS:
                 return self.compute_hzono_bounds(x, C=C, domain=key, **kwargs)
             if key in CROWN_HZONO_METHODS:
                 if args:
@@ -220,10 +171,14 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                 self._use_batch_statistics(x, kwargs.get("final_node_name"))
             return super().compute_bounds(x, aux, C, method, *args, **kwargs)
 
+    def _final(self, final_node_name=None):
+        """The node bounds are computed for: ``final_node_name``'s, else the output node."""
+        return self.final_node() if final_node_name is None else self[final_node_name]
+
     def _check_batch_axis(self, x, final_node_name, method):
         """Refuse, by node, a graph whose perturbed nodes move values across the batch axis
         (``batch_axis``): once per input shapes and final node."""
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         inputs = x if x is not None else [self[name].value for name in self.input_name]
         key = (final.name,) + tuple((tuple(getattr(t, "shape", ())), getattr(t, "ptb", None) is not None)
                                     for t in inputs)
@@ -241,12 +196,13 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         whatever forward pass ran last; take those of the clean batch ``x``, as hzono does."""
         if x is not None:
             self._set_input(*x)
-        self._refresh_batch_statistics(self.final_node() if final_node_name is None else self[final_node_name])
+        self._refresh_batch_statistics(self._final(final_node_name))
+
     def _checked_spec(self, x, C, final_node_name):
         """``C`` in the shape (B, S, n_out) and dtype of the inputs (``input_checks``)."""
         if C is None:
             return None
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         if x is None:  # the inputs of the last call
             x = [getattr(self[name], "value", None) for name in self.input_name]
         inputs = [t for t in x if torch.is_tensor(t)]
@@ -278,7 +234,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         # bounds it returns carry no gradient either).
         common["intermediate_layer_bounds"] = {
             name: (lo.detach(), up.detach()) for name, (lo, up) in bounds.items()}
-        for node in self._topological_order(self.final_node() if final_node_name is None else self[final_node_name]):
+        for node in self._topological_order(self._final(final_node_name)):
             if isinstance(node, BoundBatchNormalization) and node.training:  # statistics of the hzono pass
                 node.current_mean, node.current_var = node.current_mean.detach(), node.current_var.detach()
         results = []
@@ -299,7 +255,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         """``{node name: (lower, upper)}`` from one hzono pass, for every perturbed node that
         the final node depends on (the final node itself excluded)."""
         self.compute_hzono_bounds(x, C=C, final_node_name=final_node_name, store_bounds=True)
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         return {name: b for name, b in self.hzono_node_bounds.items() if name != final.name}
 
     def _current_inputs(self) -> tuple:
@@ -313,15 +269,15 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     def compute_hzono_bounds(self, x=None, C=None, domain="hzono", final_node_name=None,
                              bound_lower=True, bound_upper=True, store_bounds=False):
         """One forward pass of hybrid (or pure) zonotopes over the graph in topological order,
-        in the named ``domain`` (a key of ``HZONO_METHODS``).
+        in the named ``domain`` (a key of ``DOMAINS``).
 
         ``C`` (B, S, n_out) is applied to the output zonotope before concretization.
         ``store_bounds`` also concretizes every perturbed node into ``node.lower/upper``
         (intermediate bounds for CROWN) and into ``hzono_node_bounds`` by node name."""
-        relu, rows, pure = HZONO_METHODS[domain].resolve(self.bound_opts["hzono"])
+        relu, rows, pure = DOMAINS[domain].resolve(self.bound_opts["hzono"])
         if x is not None:
             self._set_input(*x)
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         ctx = HzonoContext(relu=relu, training=self.training, input_rows=rows, pure_input=pure)
         if self.training:
             self._refresh_batch_statistics(final)

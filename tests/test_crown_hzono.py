@@ -10,11 +10,11 @@ import torch
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from torch import nn
 
-from lirpa_diffai import (BoundedModule, Concretize, CorrelateAll, CorrelateMaxK, DecorrelateMin,
-                          certify, data, models)
+from lirpa_diffai import BoundedModule, Concretize, CorrelateAll, CorrelateMaxK, DecorrelateMin, data, models
+from lirpa_diffai.evaluation import margins as certify
 from lirpa_diffai.models import ParSum, SkipCat
 
-from conftest import assert_inside, attack_points, box_samples
+from tests.support import assert_inside, attack_points, box_samples
 
 SHARED_MODELS = data.shared_root() / "models"
 

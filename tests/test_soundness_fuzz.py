@@ -13,11 +13,11 @@ from functools import lru_cache
 
 import pytest
 
-from soundness.catalogue import NOT_TRACEABLE, SNIPPETS, bound_classes
-from soundness.check import classify_error
-from soundness.known import case_key, expected_failure, finding_id, load_expected
-from soundness.methods import METHODS, QUICK
-from soundness.sweep import Record, graph_case, operator_case, run, traced_classes
+from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS, bound_classes
+from tests.soundness.check import classify_error
+from tests.soundness.known import case_key, expected_failure, finding_id, load_expected
+from tests.soundness.methods import METHODS, QUICK
+from tests.soundness.sweep import Record, graph_case, operator_case, run, traced_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

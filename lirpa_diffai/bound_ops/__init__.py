@@ -3,7 +3,7 @@ and the Bound classes this package adds to auto_LiRPA."""
 from auto_LiRPA import register_custom_op
 
 from .registry import HZONO_TRANSFORMERS, HzonoContext, UnsupportedOperatorError, register, transformer_for
-from .clip import BoundClip
+from ..lirpa03.clip import BoundClip
 from . import activation, arithmetic, linear, pooling, shape  # noqa: F401  (fill the registry)
 from . import abstract  # noqa: F401  (abstract layers: registers their custom ops)
 from . import grafted  # noqa: F401  (linearity grafting's activation: registers its custom op)
@@ -11,5 +11,5 @@ from .zono import ZONO_TRANSFORMERS, zono_transformer_for
 
 register_custom_op("onnx::Clip", BoundClip)
 
-__all__ = ["HZONO_TRANSFORMERS", "ZONO_TRANSFORMERS", "zono_transformer_for", "HzonoContext", "UnsupportedOperatorError", "register",
-           "transformer_for", "BoundClip"]
+__all__ = ["HZONO_TRANSFORMERS", "ZONO_TRANSFORMERS", "zono_transformer_for", "HzonoContext",
+           "UnsupportedOperatorError", "register", "transformer_for", "BoundClip"]

@@ -1,4 +1,4 @@
-"""Bound classes of DiffAI's abstract layers (``lirpa_diffai.abstract_layers``, paper section 3)
+"""Bound classes of DiffAI's abstract layers (``lirpa_diffai.domain.abstract_layers``, paper section 3)
 and their hzono transformers.
 
 Every abstract layer is the identity for auto_LiRPA's methods (forward, IBP, CROWN, forward
@@ -14,8 +14,8 @@ from auto_LiRPA import register_custom_op
 from auto_LiRPA.operators import Bound, BoundInput
 
 from .. import hybrid_zono as hz
-from .. import zonotope
-from ..abstract_layers import TRACED_DEEP_LOSSES
+from ..domain import zonotope
+from ..domain.abstract_layers import TRACED_DEEP_LOSSES
 from ..hybrid_zono import HybridZonotope
 from .registry import register
 

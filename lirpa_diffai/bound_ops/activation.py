@@ -5,7 +5,7 @@ import torch
 from auto_LiRPA.operators import BoundAtan, BoundLeakyRelu, BoundRelu, BoundSigmoid, BoundTanh
 
 from .. import hybrid_zono as hz
-from .clip import BoundClip, clip_limit
+from ..lirpa03.clip import BoundClip, clip_limit
 from .registry import register
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Union
 import torch
 
 from .. import hybrid_zono as hz
+from ..errors import UnsupportedOperatorError, operator_name
 
 HZONO_TRANSFORMERS: dict[type, Callable] = {}
 
@@ -33,17 +34,13 @@ def register(*bound_classes: type, reads_parts: bool = False):
     return decorate
 
 
-class UnsupportedOperatorError(NotImplementedError):
-    """A graph node whose operator has no hzono transformer."""
-
-
 def transformer_for(node) -> Callable:
     """The transformer registered for the node's exact Bound class; a class without its own
     entry is refused, whatever its base classes (a subclass overrides ``forward``)."""
     transformer = HZONO_TRANSFORMERS.get(type(node))
     if transformer is not None:
         return transformer
-    onnx_op = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+    onnx_op = operator_name(node)
     registered_base = next((c.__name__ for c in type(node).__mro__[1:] if c in HZONO_TRANSFORMERS), None)
     why = (f"; it subclasses {registered_base}, whose transformer bounds another function"
            if registered_base else "")

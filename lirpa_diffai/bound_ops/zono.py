@@ -1,9 +1,9 @@
-"""The pure zonotope domain (``lirpa_diffai.zonotope``) as one table: auto_LiRPA Bound class ->
+"""The pure zonotope domain (``lirpa_diffai.domain.zonotope``) as one table: auto_LiRPA Bound class ->
 transformer, keyed by exact class as the hzono registry is.
 
 An affine operator (its rows map exactly, no box part is created from rows) takes hzono's
 transformer as it is; a non-linear one takes hzono's transformer followed by
-:func:`~lirpa_diffai.zonotope.box_to_rows` (DiffAI's ``applySuper``). A class in neither list
+:func:`~lirpa_diffai.domain.zonotope.box_to_rows` (DiffAI's ``applySuper``). A class in neither list
 has no pure-zonotope transformer and is refused, naming the node, even where hzono has one
 for it or for a base class: a new transformer must be classified here first.
 """
@@ -20,9 +20,10 @@ from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBa
                                   BoundSqueeze, BoundSub, BoundTanh, BoundTranspose,
                                   BoundUnsqueeze)
 
-from .. import zonotope
+from ..domain import zonotope
+from ..errors import operator_name
 from .abstract import ABSTRACT_OPS
-from .clip import BoundClip
+from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
 from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 
@@ -61,7 +62,7 @@ def zono_transformer_for(node) -> Callable:
     transformer = ZONO_TRANSFORMERS.get(type(node))
     if transformer is not None:
         return transformer
-    onnx_op = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+    onnx_op = operator_name(node)
     raise UnsupportedOperatorError(
         f"the pure zonotope domain (ZBox/ZSwitch/ZSmooth/ZNIPS, ToZono) has no transformer for "
         f"graph node '{node.name}' (operator {onnx_op}, bound class {type(node).__name__}); "

@@ -1,16 +1,20 @@
 """``python -m lirpa_diffai certify CHECKPOINT [--methods ...] [--eps E] [--limit N]
 [--json PATH] [--batch-size B] [--regions]``."""
+from ..evaluation.margins import DEFAULT_METHODS
+from .common import EXIT_INTERRUPTED
+
 HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
         "certified accuracy per bound method")
 
-DEFAULT_METHODS = "hzono,IBP,CROWN-IBP,CROWN"
-EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
+DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train` (or its directory)")
-    parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated bound methods (default: {DEFAULT_METHODS})")
+    parser.add_argument("--methods", default=DEFAULT_METHOD_LIST,
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST}); "
+                             f"BaB is the complete verifier, BaB:NAME with the branching "
+                             f"heuristic NAME (intercept, babsr, fsb, kfsb)")
     parser.add_argument("--eps", type=float, default=None,
                         help="L-inf radius (default: the training configuration's eps)")
     parser.add_argument("--limit", type=int, default=None,
@@ -35,7 +39,7 @@ def run(args) -> int:
     check_output_path(args.json, "--json")
     from ..goals import SourceError
     from ..training import TrainingError
-    from ..evaluation import certify_checkpoint
+    from ..pipeline.certify_run import certify_checkpoint
     try:
         report, table = certify_checkpoint(args.checkpoint, args.methods, args.eps, args.limit,
                                            args.batch_size, args.json, hzono_rows=args.hzono_rows,

@@ -12,9 +12,9 @@ def run(args) -> int:
     from .common import CommandError, check_output_path
     check_output_path(args.onnx, "--onnx")
     from .. import data
-    from ..evaluation import load_trained
+    from ..pipeline.certify_run import load_trained
     from ..goals import SourceError
-    from ..onnx_export import ExportError, export_onnx
+    from ..pipeline.onnx_export import ExportError, export_onnx
     from ..training import TrainingError
     try:
         model, cfg = load_trained(args.checkpoint)

@@ -61,7 +61,7 @@ def source_network(checkpoint: str):
     """``(network in eval mode, base entry, default eps or None)`` of the ``graft`` argument."""
     from pathlib import Path
     from .. import models
-    from ..evaluation import load_trained
+    from ..pipeline.certify_run import load_trained
     from ..models.pretrained import PRETRAINED
     from ..grafting.rewrite import GraftingError
     if checkpoint in PRETRAINED or Path(checkpoint).stem in PRETRAINED and Path(checkpoint).is_file():

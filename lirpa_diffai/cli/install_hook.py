@@ -7,6 +7,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .._compat import write_pth
+    from ..lirpa03.hook import write_pth
     print(f"wrote {write_pth(args.site_dir)}")
     return 0

@@ -2,9 +2,9 @@
 
 ``plot layers``    mean bound width per layer (each activation's input and the output) for
                    several bound methods on one network and real test images
-                   (data: ``lirpa_diffai.layer_bounds``);
+                   (data: ``lirpa_diffai.evaluation.layer_widths``);
 ``plot training``  training curves from a training run's ``metrics.jsonl``
-                   (data: ``lirpa_diffai.curves``).
+                   (data: ``lirpa_diffai.evaluation.curves``).
 
 Drawing needs matplotlib, an optional dependency (``pip install lirpa-diffai[plot]``);
 ``plot layers --json PATH`` without ``--out`` computes the widths without it.
@@ -95,7 +95,7 @@ def require_matplotlib():
 def parse_methods(text: str) -> list[str]:
     """``"IBP, hzono"`` -> ``["IBP", "hzono"]``: the names ``certify`` accepts (an unknown one
     is a ValueError naming the nearest), in the user's capitalisation; a repeat is an error."""
-    from ..evaluation import parse_methods as certify_methods
+    from ..pipeline.certify_run import parse_methods as certify_methods
     canonical = certify_methods(text)
     spelled = [part.strip() for part in text.split(",") if part.strip()]
     methods = [s if s.lower() == c.lower() else c for s, c in zip(spelled, canonical)]
@@ -119,8 +119,8 @@ def run_layers(args) -> int:
 
     from .. import data
     from ..bounded_module import BoundedModule
-    from ..evaluation import check_eps, load_network
-    from ..layer_bounds import format_table, measure_layer_widths
+    from ..pipeline.certify_run import check_eps, load_network
+    from ..evaluation.layer_widths import format_table, measure_layer_widths
     net, dataset, description = load_network(args.network, args.checkpoint, args.dataset)
     check_eps(args.eps, data.data_range(dataset))
     x = data.load_dataset(dataset, "test", args.data_root).tensors[0][:args.limit]
@@ -140,11 +140,11 @@ def run_layers(args) -> int:
 def method_label(method: str, options: dict) -> str:
     """Legend text: hzono methods (and combined ones such as CROWN-hzono) name the ReLU and
     input rows of their hzono pass."""
-    from ..bounded_module import HZONO_METHODS
+    from ..domain.methods import DOMAINS
     key = method.lower()
-    if key not in HZONO_METHODS and "hzono" not in key:
+    if key not in DOMAINS and "hzono" not in key:
         return method
-    domain = HZONO_METHODS.get(key, HZONO_METHODS["hzono"])
+    domain = DOMAINS.get(key, DOMAINS["hzono"])
     relu = domain.relu or options.get("relu", "boxy")
     rows = options.get("correlate_input", 0) if domain.input_rows is None else domain.input_rows
     rows = "box input" if rows == 0 else f"input rows: {rows}"
@@ -188,7 +188,7 @@ def run_training(args) -> int:
     out = args.out or str(metrics.with_name("training_curves.png"))
     check_output_path(out, "--out")
     figure = require_matplotlib()
-    from ..curves import read_metrics, series
+    from ..evaluation.curves import read_metrics, series
     curves = series(read_metrics(metrics))
     if not any(k in curves for _, keys in PANELS for k in keys):
         raise ValueError(f"{metrics}: no plottable metric in any line "

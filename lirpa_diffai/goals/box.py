@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..certify import margin_spec
+from ..evaluation.margins import margin_spec
 from .core import Goal, keyword_notation, margin_loss
 
 
@@ -35,7 +35,7 @@ class BoxGoal(Goal):
 
     def bound_method(self) -> dict:
         """Keywords for ``ctx.bounds``: none, the configured method (a named domain of
-        ``lirpa_diffai.goals.domains`` gives its own)."""
+        ``lirpa_diffai.goals.domain_goals`` gives its own)."""
         return {}
 
     def fuses(self, ctx) -> bool:

@@ -27,7 +27,7 @@ import torch
 from .box import Box
 from .core import COERCE, Goal, as_goal, as_number, keyword_notation
 from .sampling import Point
-from .schedules import Const, Schedule, as_schedule, describe, format_number
+from ..schedules import Const, Schedule, as_schedule, describe, format_number
 
 
 def weighted_sum(parts, evaluate: Callable[[Goal], object]):

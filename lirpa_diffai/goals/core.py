@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .schedules import COERCE, Const, Schedule, Term, as_int, as_schedule, describe, format_number
+from ..schedules import COERCE, Const, Schedule, Term, as_int, as_schedule, describe, format_number
 
 Interval = tuple[Tensor, Tensor]
 BoundsFn = Callable[..., tuple[Tensor, Tensor]]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .core import Goal, PointGoal, center
-from .schedules import Schedule
+from ..schedules import Schedule
 
 
 def input_gradient(model, x: Tensor, y: Tensor, create_graph: bool = False) -> Tensor:

@@ -48,11 +48,11 @@ from typing import NamedTuple
 
 import yaml
 
-from .domains import DOMAIN_GOALS
+from .domain_goals import DOMAIN_GOALS
 from .errors import GoalSyntaxError, Origin, caret_snippet
 from .fast_adversarial import FAST_ADVERSARIAL_GOALS
-from .goals import GOALS, Goal
-from .schedules import COERCE, SCHEDULES, Const, Schedule, Term, as_schedule, describe
+from .catalogue import GOALS, Goal
+from ..schedules import COERCE, SCHEDULES, Const, Schedule, Term, as_schedule, describe
 
 CONSTRUCTORS: dict[str, type[Term]] = {**GOALS, **FAST_ADVERSARIAL_GOALS, **DOMAIN_GOALS, **SCHEDULES}
 _SUFFIXED = re.compile(r"(IFGSM|PGD)(\d+)$")   # the paper's IFGSMk, and PGDk

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from .box import Box
 from .core import (Goal, GoalContext, Interval, PointGoal, Reboxing, center, keyword_notation,
                    require_region, scaled_box)
-from .schedules import Schedule
+from ..schedules import Schedule
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..abstract_layers import (Concretize, CorrelateAll, CorrelateFixed, CorrelateMaxK,
-                               DecorrelateMin, DeepLoss)
-from ..goals.schedules import Lin, Until
+from ..domain.abstract_layers import (Concretize, CorrelateAll, CorrelateFixed, CorrelateMaxK,
+                                      DecorrelateMin, DeepLoss)
+from ..schedules import Lin, Until
 from . import resnet
 from .common import Insert
 

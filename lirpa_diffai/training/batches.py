@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import data
-from ..goals.config import TrainConfig
+from .config import TrainConfig
 from .distributed import Dist
 from .errors import TrainingError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..goals.config import TrainConfig, parse_config
+from .config import TrainConfig, parse_config
 from .errors import CheckpointError
 
 CHECKPOINT = "checkpoint.pt"

@@ -1,6 +1,6 @@
 """The training loop (``python -m lirpa_diffai train``).
 
-One :class:`~lirpa_diffai.goals.config.TrainConfig` drives a run. The network and one
+One :class:`~lirpa_diffai.training.config.TrainConfig` drives a run. The network and one
 ``lirpa_diffai.BoundedModule`` around it are built once; each step evaluates the goal's loss
 at the fractional epoch ``t`` (so schedules move within an epoch), sets the learning rate to
 ``cfg.lr_at(t)`` and takes an optimizer step. After each epoch the run writes, in its output
@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..certify import certified_mask
-from ..goals.config import TrainConfig, parse_config
+from ..evaluation.margins import certified_mask
+from .config import TrainConfig, parse_config
 from .batches import augment, epoch_batches, load_data
 from .checkpoint import CHECKPOINT, METRICS, save_atomic, write_metrics
 from .distributed import Dist, all_sum, gather_objects, init_distributed
@@ -54,7 +54,7 @@ from .readouts import format_duration, format_metrics, goal_eps, progress_fields
     schedule_values
 from .rng import rng_state, set_rng_state
 from .run import Run, check_device, output_dir, remove_leftovers, start_run
-from .step import GoalLoss, bounded_module, is_out_of_memory, out_of_memory_error, \
+from .step import GoalLoss, wrap_for_training, is_out_of_memory, out_of_memory_error, \
     training_step
 
 TIMING_STEPS = 4   # the time per step is measured on steps 2..4 (step 1 warms caches up)
@@ -128,7 +128,7 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
     if dist.is_main and max_steps is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(out_dir / METRICS, run.metrics)
-    bm = bounded_module(model, cfg, x_train[:1].to(dist.device))
+    bm = wrap_for_training(model, cfg, x_train[:1].to(dist.device))
     model.train()
     bm.train()
     loss_module: nn.Module = GoalLoss(model, bm, cfg)

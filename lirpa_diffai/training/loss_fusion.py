@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..certify import margin_spec
+from ..evaluation.margins import margin_spec
 
 FUSED_METHODS = {"crown-ibp": "IBP", "crown-hzono": "hzono", "crown": "CROWN"}
 _TINY_WIDTH = 1e-6

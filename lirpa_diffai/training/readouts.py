@@ -6,8 +6,8 @@ from dataclasses import fields
 
 from ..goals import AdvInclusion, Goal, InclusionSample, NormalAdv, Sample, Sub
 from ..goals.box import BoxGoal
-from ..goals.config import TrainConfig
-from ..goals.schedules import Const, Schedule
+from .config import TrainConfig
+from ..schedules import Const, Schedule
 
 
 def eps_factor(goal: Goal, t: float) -> float | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..goals.config import TrainConfig
+from .config import TrainConfig
 from .checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, METRICS, config_differences, \
     config_of, load_checkpoint, load_state_checked
 from .distributed import Dist

@@ -8,8 +8,8 @@ from torch import nn
 
 from .. import models
 from ..goals import GoalContext
-from ..goals.config import TrainConfig
 from . import loss_fusion
+from .config import TrainConfig
 from .errors import TrainingError
 from .initialisation import initialise
 
@@ -33,7 +33,7 @@ def build_network(cfg: TrainConfig) -> nn.Module:
     return model
 
 
-def bounded_module(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
+def wrap_for_training(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
     """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options."""
     from ..bounded_module import BoundedModule
     return BoundedModule(model, example[:1], bound_opts=cfg.bound_opts,
@@ -83,7 +83,7 @@ class GoalLoss(nn.Module):
                                    loss_fusion=cfg.loss_fusion)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
-        from ..abstract_layers import set_epoch
+        from ..domain.abstract_layers import set_epoch
         set_epoch(self.model, t)
         return self.goal.loss(self.context, x, y, t)
 
@@ -131,7 +131,7 @@ def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: t
     loss = loss_module(x, y, t)
     if not torch.isfinite(loss):
         raise TrainingError(f"the training loss is {loss.item()} at epoch {t:.3f}; for deep "
-                            "networks set init: ibp and grad_clip (examples/goals/README.md, "
+                            "networks set init: ibp and grad_clip (docs/configuration.md, "
                             "'Deep networks')")
     loss.backward()
     if grad_clip is not None:
@@ -154,6 +154,6 @@ def out_of_memory_error(cfg: TrainConfig, where: str, batch: int) -> TrainingErr
     return TrainingError(
         f"out of memory {where} with batch_size {batch} (per process) and method "
         f"{cfg.method} on {cfg.network}; use a smaller batch (--set batch_size=...){crown}, "
-        "or measure the peak first with --max-steps (examples/goals/README.md)")
+        "or measure the peak first with --max-steps (docs/cli.md)")
 
 

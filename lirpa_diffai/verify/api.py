@@ -8,7 +8,6 @@ the samples in it.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Callable, Optional
@@ -16,7 +15,9 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from . import attack
+from ..data import eps_box
+from ..lirpa03.state import eval_mode
+from . import falsify
 from .bab import BaBOptions, branch_and_bound
 from .bounding import Domains, root_bounds, split_relus
 from .input_split import input_branch_and_bound
@@ -42,7 +43,7 @@ class _Collect(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def bounded_module(model: nn.Module, x: torch.Tensor):
+def bounded_for_verify(model: nn.Module, x: torch.Tensor):
     """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode); auto_LiRPA's refusal
     becomes a VerificationError with the nodes and operators it logged."""
     from ..bounded_module import BoundedModule
@@ -75,17 +76,6 @@ def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
     return lb - spec.threshold, boxes
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """``model`` in eval mode inside the block, its own mode again after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
            eps: float | None = None, *, timeout: float, spec: Optional[Spec] = None,
            x_L: Optional[torch.Tensor] = None, x_U: Optional[torch.Tensor] = None,
@@ -111,8 +101,7 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
         if x_L is None or x_U is None:
             if eps is None or not eps >= 0:
                 raise VerificationError(f"give eps >= 0 or both x_L and x_U (eps={eps!r})")
-            lo, hi = data_range
-            x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+            x_L, x_U = eps_box(x, eps, data_range)
         x_L, x_U = x_L.to(device), x_U.to(device)
         if x_L.shape != x.shape or x_U.shape != x.shape or bool((x_L > x_U).any()):
             raise VerificationError(f"x_L and x_U must have x's shape {tuple(x.shape)} with "
@@ -125,7 +114,7 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
             spec = robustness_spec(y.to(device), num_classes or outputs.shape[1])
         spec = check_spec(spec, len(x), outputs.shape[1])
         spec = Spec(spec.C.to(device), spec.threshold.to(device))
-        bm = bounded if bounded is not None else bounded_module(model, x)
+        bm = bounded if bounded is not None else bounded_for_verify(model, x)
         return decide_batch(bm, model, x_L, x_U, spec, timeout, options or BaBOptions(),
                             input_split_dims, attack_restarts, tuple(incomplete), progress)
 
@@ -153,11 +142,11 @@ class Ledger:
 def attack_stage(ledger: Ledger, model, x_L, x_U, spec: Spec, restarts: int) -> None:
     """PGD on every sample; a checked counterexample falsifies it."""
     start = time.perf_counter()
-    points, margins = attack.pgd(model, x_L, x_U, spec, restarts=restarts)
+    points, margins = falsify.pgd(model, x_L, x_U, spec, restarts=restarts)
     ledger.share(list(range(len(x_L))), time.perf_counter() - start)
     for i in range(len(x_L)):
         one = slice(i, i + 1)
-        if margins[i] <= 0 and attack.checked_counterexample(model, points[one], x_L[one],
+        if margins[i] <= 0 and falsify.checked_counterexample(model, points[one], x_L[one],
                                                              x_U[one], spec.select(one)):
             ledger.settle(i, Status.FALSIFIED, "PGD", counterexample=points[one].detach())
 

@@ -85,7 +85,7 @@ def append_state(path: Optional[Path], key: dict, sample: dict) -> None:
         f.flush()
 
 
-def certify_complete(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+def verify_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                      timeout: float, data_range=(0.0, 1.0), num_classes: int = 10,
                      proved: Optional[dict] = None, state_path=None, network: str = "",
                      progress: bool = True, **verify_options) -> CompleteSummary:
@@ -103,7 +103,7 @@ def certify_complete(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     for method, mask in (proved or {}).items():
         for i in mask.nonzero().flatten().tolist():
             proved_by.setdefault(i, method)
-    from .api import bounded_module
+    from .api import bounded_for_verify
     start = time.perf_counter()
     decided_here = 0
     bounded = None
@@ -119,7 +119,7 @@ def certify_complete(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
                 sample = {"index": i, "status": Status.VERIFIED.value, "method": proved_by[i],
                           "seconds": 0.0, "subdomains": 0}
             else:
-                bounded = bounded or bounded_module(model, x[i:i + 1])
+                bounded = bounded or bounded_for_verify(model, x[i:i + 1])
                 [result] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
                                   data_range=data_range, num_classes=num_classes,
                                   bounded=bounded, **verify_options)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from ..certify import margin_spec
+from ..evaluation.margins import margin_spec
 
 
 class VerificationError(ValueError):

@@ -26,7 +26,7 @@ Shape = tuple
 
 class Step(nn.Module):
     """One operator application ``fn(self, *inputs)``; ``text`` is its torch code on inputs
-    named ``x`` (and ``y``), for replay messages and the README table. ``batch``: the step
+    named ``x`` (and ``y``), for replay messages and the docs' soundness table. ``batch``: the step
     reads across, or changes the size of, the batch axis."""
 
     def __init__(self, text: str, fn: Callable, arity: int = 1, batch: bool = False, **modules):
@@ -421,7 +421,8 @@ SNIPPETS: dict[str, Callable] = {
     "BoundCorrelateAll": make_abstract("CorrelateAll", lambda: lirpa_diffai.CorrelateAll()),
     "BoundCorrelateFixed": make_abstract("CorrelateFixed", lambda: lirpa_diffai.CorrelateFixed(2, only_train=False)),
     "BoundCorrelateMaxK": make_abstract("CorrelateMaxK", lambda: lirpa_diffai.CorrelateMaxK(2, only_train=False)),
-    "BoundCorrelateMaxPool": make_abstract("CorrelateMaxPool", lambda: lirpa_diffai.CorrelateMaxPool(2, only_train=False), rank=4),
+    "BoundCorrelateMaxPool": make_abstract("CorrelateMaxPool",
+                                           lambda: lirpa_diffai.CorrelateMaxPool(2, only_train=False), rank=4),
     "BoundDecorrelateAll": make_abstract("DecorrelateAll", lambda: lirpa_diffai.DecorrelateAll(only_train=False)),
     "BoundDecorrelateMin": make_abstract("DecorrelateMin", lambda: lirpa_diffai.DecorrelateMin(2, only_train=False)),
     "BoundCorrRand": make_abstract("CorrRand", lambda: lirpa_diffai.CorrRand(2, only_train=False)),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lirpa_diffai.domains import DIFFAI_NAMES
+from lirpa_diffai.domain.methods import DIFFAI_NAMES
 from lirpa_diffai.hybrid_zono import RELU_VARIANTS
 
 # few alpha-CROWN iterations: the fuzzer checks soundness, not tightness

@@ -1,0 +1,1 @@
+"""The abstract domain's value types besides HybridZonotope."""

@@ -1,0 +1,1 @@
+"""Evaluating a network over a BoundedModule: margins, attacks, layer widths."""

@@ -1,0 +1,329 @@
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt, sin,
+Heaviside, tan) and its ``BoundedModule`` (nested ``load_state_dict``, CROWN's start,
+alpha-CROWN, errors that name no node); :mod:`.manifest` applies them.
+
+Each fix leaves the cases that were already right on their old code path, so their bounds stay
+bit-identical.
+"""
+from __future__ import annotations
+
+from .fix import fix
+
+
+def concave_leaky_relu_relaxation(lower, upper, slope):
+    """Linear bounds ``(lower_d, lower_b, upper_d, upper_b)`` of ``leaky_relu(x, slope)``,
+    ``slope > 1``, on ``[lower, upper]``. The function is concave there: the chord through
+    ``(l', f(l'))`` and ``(u', f(u'))`` (``l' = min(l, 0)``, ``u' = max(u, 0)``) lies below it,
+    and a line through 0 with a slope in ``[1, slope]`` above it (the one nearer the chord's)."""
+    import torch
+    l = lower.clamp(max=0)
+    u = torch.max(upper.clamp(min=0), l + 1e-8)
+    chord_d = (u - slope * l) / (u - l)
+    chord_b = l * (slope - chord_d)
+    tangent_d = torch.where(chord_d > (1 + slope) / 2, torch.full_like(chord_d, slope),
+                            torch.ones_like(chord_d))
+    return chord_d, chord_b, tangent_d, torch.zeros_like(chord_b)
+
+
+def relaxed_side(node, last_A, pos_d, pos_b, neg_d, neg_b):
+    """One side of CROWN's backward step through an elementwise relaxation: the positive part
+    of ``last_A`` takes the line ``pos_d x + pos_b``, the negative part ``neg_d x + neg_b``;
+    returns the new coefficients and the bias (``None, 0`` when ``last_A`` is None)."""
+    if last_A is None:
+        return None, 0
+    pos, neg = last_A.clamp(min=0), last_A.clamp(max=0)
+    return pos * pos_d + neg * neg_d, node.get_bias(pos, pos_b) + node.get_bias(neg, neg_b)
+
+
+@fix(test="test_leaky_relu_of_any_slope")
+def leaky_relu_bounds():
+    """auto_LiRPA 0.3 bugs in ``BoundLeakyRelu``: IBP takes ``[f(l), f(u)]``, wrong for a
+    negative slope (``f`` is not monotone: the minimum is ``f(0) = 0`` when ``l < 0 < u``), and
+    CROWN takes the chord as the upper bound, wrong for slope > 1 (``f`` concave). IBP: the
+    exact range (``f`` convex or concave, so its extremes lie at ``l``, ``u`` or 0); CROWN for
+    slope > 1: :func:`concave_leaky_relu_relaxation`."""
+    import torch
+    from auto_LiRPA.operators import BoundLeakyRelu
+    backward = BoundLeakyRelu.bound_backward
+
+    def interval_propagate(self, *v):
+        lower, upper = v[0][0], v[0][1]
+        if self.alpha >= 0:
+            return self.forward(lower), self.forward(upper)
+        ends_l, ends_u = self.forward(lower), self.forward(upper)
+        crossing = (lower < 0) & (upper > 0)
+        return torch.where(crossing, torch.zeros_like(ends_l), torch.min(ends_l, ends_u)), \
+            torch.max(ends_l, ends_u)
+
+    def bound_backward(self, last_lA, last_uA, x=None, start_node=None, start_shape=None):
+        if self.alpha <= 1:
+            return backward(self, last_lA, last_uA, x, start_node, start_shape)
+        bounds = (x.lower, x.upper) if x is not None else (self.lower, self.upper)
+        lower_d, lower_b, upper_d, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in
+                                              enumerate(concave_leaky_relu_relaxation(*bounds, self.alpha)))
+
+        lA, lbias = relaxed_side(self, last_lA, lower_d, lower_b, upper_d, upper_b)
+        uA, ubias = relaxed_side(self, last_uA, upper_d, upper_b, lower_d, lower_b)
+        return [(lA, uA)], lbias, ubias
+    return {(BoundLeakyRelu, "interval_propagate"): interval_propagate,
+            (BoundLeakyRelu, "bound_backward"): bound_backward}
+
+
+def _nested(prefix: str) -> bool:
+    """auto_LiRPA's own test for a leaf node of a BoundedModule that is itself a child module."""
+    return len(prefix.split(".")) != 2
+
+
+@fix(test="test_a_bounded_module_inside_another_loads_its_parameters")
+def nested_load_state_dict():
+    """auto_LiRPA 0.3 bug under torch 2: a ``BoundedModule`` inside another module never loads
+    its parameters through the parent's ``load_state_dict``. Its leaf nodes look up
+    ``<parent prefix>.<original name>``, but torch 2 hands each child only the keys under
+    its own prefix (``<parent prefix>./<node>.``). The BoundedModule, which sees all of its
+    keys, now loads its leaves itself (and reports missing or unexpected keys as torch does)."""
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundInput
+    leaf_load, module_load = BoundInput._load_from_state_dict, BoundedModule._load_from_state_dict
+
+    def load_leaf(self, state_dict, prefix, *args):
+        if not _nested(prefix):
+            leaf_load(self, state_dict, prefix, *args)
+
+    def load_module(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs):
+        if prefix:
+            state_dict = dict(state_dict)
+            for node in self._modules.values():
+                tensors = [t for t in (*node._parameters.values(), *node._buffers.values()) if t is not None]
+                if not isinstance(node, BoundInput) or not tensors:
+                    continue
+                key = prefix + node.ori_name
+                if key not in state_dict:
+                    if strict:
+                        missing_keys.append(key)
+                    continue
+                value = state_dict.pop(key)
+                if value.shape != tensors[0].shape:
+                    error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                                      f"{tuple(value.shape)} from checkpoint, the shape in current "
+                                      f"model is {tuple(tensors[0].shape)}.")
+                    continue
+                with torch.no_grad():
+                    tensors[0].copy_(value)
+        module_load(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs)
+    return {(BoundInput, "_load_from_state_dict"): load_leaf,
+            (BoundedModule, "_load_from_state_dict"): load_module}
+
+
+@fix(test="test_division_by_an_interval_around_zero_is_refused_by_node")
+def division_interval():
+    """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
+    ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
+    Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
+    products), and refuse a denominator whose interval contains 0. Its layer-norm special
+    case (denominator a ``Sqrt`` node) is left as it is."""
+    import torch
+    from auto_LiRPA.operators import BoundDiv, BoundSqrt
+    original = BoundDiv.interval_propagate
+
+    def interval_propagate(self, *v):
+        if isinstance(self.inputs[1], BoundSqrt):
+            return original(self, *v)
+        (x_l, x_u), (y_l, y_u) = v[0][:2], v[1][:2]
+        if not bool(((y_l > 0) | (y_u < 0)).all()):
+            raise NotImplementedError(f"IBP: graph node '{self.name}' (operator Div): the denominator's "
+                                      "bounds contain 0, so the quotient is unbounded")
+        corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
+        return corners.min(0).values, corners.max(0).values
+    return {(BoundDiv, "interval_propagate"): interval_propagate}
+
+
+@fix(test="test_fuzzer_findings_are_bounded_soundly")
+def sqrt_upper_tangent():
+    """auto_LiRPA 0.3 bug: ``BoundSqrt``'s backward pass gives its upper tangent (at the
+    midpoint ``m``) the slope ``-0.5 m^-1.5`` instead of ``sqrt'(m) = 0.5 m^-0.5``, so the upper
+    bound is wrong. Bound with the chord below and the midpoint tangent above (``sqrt`` is
+    concave), on the interval clipped to ``x >= 0`` (its domain)."""
+    import torch
+    from auto_LiRPA.operators import BoundSqrt
+
+    def bound_backward(self, last_lA, last_uA, x):
+        x_l = x.lower.clamp(min=0)
+        x_u = torch.max(x.upper, x_l + 1e-8)
+        sqrt_l, sqrt_u = torch.sqrt(x_l), torch.sqrt(x_u)
+        chord_d = (sqrt_u - sqrt_l) / (x_u - x_l).clamp(min=1e-8)  # 0 when x_u rounds to x_l: still below
+        chord_b = sqrt_l - chord_d * x_l
+        x_m = (x_l + x_u) / 2
+        tangent_d = 0.5 / torch.sqrt(x_m)
+        tangent_b = torch.sqrt(x_m) - tangent_d * x_m
+
+        lA, lbias = relaxed_side(self, last_lA, chord_d, chord_b, tangent_d, tangent_b)
+        uA, ubias = relaxed_side(self, last_uA, tangent_d, tangent_b, chord_d, chord_b)
+        return [(lA, uA), (None, None)], lbias, ubias
+    return {(BoundSqrt, "bound_backward"): bound_backward}
+
+
+@fix(test="test_operator_sound_or_refused")
+def start_coefficients_without_patches():
+    """auto_LiRPA 0.3 crashes when CROWN starts at a node: an Add / Sub with a non-image
+    output in patches mode gets identity patches (``output_shape[-3]``), and a network without
+    parameters has no dtype for them (``list(self.parameters())[0]``). Start such an Add / Sub
+    as in matrix mode, and take the dtype from the node's value."""
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundAdd, BoundSub
+    original = BoundedModule.get_sparse_C
+
+    def get_sparse_C(self, node, *args, **kwargs):
+        flat = isinstance(node, (BoundAdd, BoundSub)) and getattr(node, "mode", None) == "patches" \
+            and len(node.output_shape) != 4
+        anchor = not any(True for _ in self.parameters())
+        inputs = [getattr(self[name], "value", None) for name in self.input_name]
+        dtype = next((v.dtype for v in inputs if isinstance(v, torch.Tensor) and v.is_floating_point()),
+                     torch.get_default_dtype())
+        if flat:
+            node.mode = "matrix"
+        if anchor:  # auto_LiRPA reads the dtype of the first parameter
+            self.parameters = lambda *a, **k: iter([torch.zeros((), dtype=dtype)])
+        try:
+            return original(self, node, *args, **kwargs)
+        finally:
+            if flat:
+                node.mode = "patches"
+            if anchor:
+                del self.parameters
+    return {(BoundedModule, "get_sparse_C"): get_sparse_C}
+
+
+@fix(test="test_alpha_crown_refuses_an_image_output_by_node")
+def alpha_crown_output_shape():
+    """auto_LiRPA 0.3's alpha-CROWN keeps its best bounds per (batch, output) row and fails
+    with an ``IndexError`` when the final node's value has more axes and no specification
+    ``C`` reduces it: refuse that by node. On a graph without an optimizable activation it
+    fails (nothing requires a gradient): bound it with CROWN, which is what it optimizes."""
+    from auto_LiRPA import BoundedModule
+    original = BoundedModule.get_optimized_bounds
+
+    def get_optimized_bounds(self, *args, **kwargs):
+        node = self[kwargs.get("final_node_name") or self.final_name]
+        shape = getattr(node, "output_shape", None)
+        if kwargs.get("C") is None and shape is not None and len(shape) > 2:
+            raise NotImplementedError(
+                f"alpha-CROWN: the final graph node '{node.name}' (operator {type(node).__name__[5:]}, "
+                f"{type(node).__name__}) has the shape {tuple(shape)}; alpha-CROWN bounds a (batch, n) "
+                "output: flatten it or pass a specification C")
+        if not self.optimizable_activations:  # nothing to optimize: alpha-CROWN is CROWN
+            keep = ("x", "C", "bound_lower", "bound_upper", "final_node_name", "intermediate_layer_bounds",
+                    "reference_bounds", "return_A", "needed_A_dict")
+            return BoundedModule.compute_bounds(self, method="backward",
+                                                **{k: v for k, v in kwargs.items() if k in keep})
+        return original(self, *args, **kwargs)
+    return {(BoundedModule, "get_optimized_bounds"): get_optimized_bounds}
+
+
+@fix(test="test_unsound_relaxations_are_refused_by_node")
+def unsound_relaxations_refused():
+    """auto_LiRPA 0.3's linear relaxations of Heaviside (its lower line lies above its upper one)
+    and of sin / cos (NaN coefficients on an interval of zero width, e.g. at eps = 0) give
+    bounds the function escapes: CROWN, alpha-CROWN and the CROWN-hzono methods refuse these
+    nodes (IBP's interval bounds of them are sound and stay). alpha-CROWN's optimized
+    relaxation of tan (atan's, inverted) misses tan(x) at eps = 0: alpha-CROWN refuses it
+    (CROWN's fixed relaxation of tan is sound and stays)."""
+    from auto_LiRPA.operators import BoundATenHeaviside, BoundSin, BoundTan
+
+    def refuse(why):
+        def bound_backward(self, *args, **kwargs):
+            raise NotImplementedError(f"auto_LiRPA 0.3's linear relaxation of this operator is "
+                                      f"unsound ({why}); bound it with IBP")
+        return bound_backward
+    relax = BoundTan.bound_relax
+
+    def bound_relax(self, x):
+        if self.opt_stage in ("opt", "reuse"):
+            raise NotImplementedError("auto_LiRPA 0.3's alpha-CROWN relaxation of tan (atan's optimized "
+                                      "tangent lines, inverted) misses tan(x), even at eps = 0; bound it "
+                                      "with CROWN or IBP")
+        return relax(self, x)
+    return {(BoundATenHeaviside, "bound_backward"): refuse("its lower line lies above its upper line"),
+            (BoundSin, "bound_backward"): refuse("NaN coefficients on an interval of zero width"),
+            (BoundTan, "bound_relax"): bound_relax}
+
+
+@fix(test="test_alpha_crown_with_a_mostly_unstable_layer")
+def relu_full_alpha_indices():
+    """auto_LiRPA 0.3 bug (an indentation slip in ``BoundRelu.init_opt_parameters``): when more
+    than ``minimum_sparsity`` of a ReLU layer is unstable it creates full-size alphas but
+    resets ``alpha_indices`` to None only when verbose, so alpha-CROWN then scatters the full
+    alphas as if sparse and fails. Reset it as the verbose path does."""
+    from auto_LiRPA.operators import BoundRelu
+    original = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        original(self, start_nodes)
+        if self.alpha_indices is not None:
+            total = self.inputs[0].lower[0].numel()
+            if self.alpha_indices[0].size(0) > self.options.get("minimum_sparsity", 0.9) * total:
+                self.alpha_indices = None
+    return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
+
+
+@fix(test="test_alpha_crown_optimizes_a_relu_of_three_axes", after=('relu_full_alpha_indices',))
+def full_alpha_of_any_rank():
+    """auto_LiRPA 0.3's alpha-CROWN stores the slopes of a ReLU's unstable neurons only
+    ("sparse features") after a linear or convolutional layer (an input of 2 or 4 axes), and
+    fails with a bare ``ValueError`` for any other rank ((B, C, L) from a reshape). Give those
+    ReLUs a slope for every neuron (what it does when most neurons are unstable)."""
+    from auto_LiRPA.operators import BoundRelu
+    init = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        lower = getattr(self.inputs[0], "lower", None)
+        if lower is None or lower.ndim in (2, 4) or not self.use_sparse_features_alpha:
+            return init(self, start_nodes)
+        self.use_sparse_features_alpha = False
+        try:
+            return init(self, start_nodes)
+        finally:
+            self.use_sparse_features_alpha = True
+    return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
+
+
+NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward", "init_opt_parameters")
+
+
+def name_node_in(error: Exception, node, method: str) -> None:
+    """Prefix ``error``'s message with the graph node and operator it came from (once); the
+    exception keeps its type."""
+    if getattr(error, "_names_graph_node", False):
+        return
+    operator = type(node).__name__
+    detail = str(error) or f"auto_LiRPA 0.3 failed an internal check ({type(error).__name__})"
+    error.args = (f"{method}: graph node '{getattr(node, 'name', '?')}' (operator {operator[5:]}, "
+                  f"{operator}): {detail}",)
+    error._names_graph_node = True
+
+
+@fix(test="test_failures_inside_auto_lirpa_name_the_node_and_operator", after=("*",))
+def failing_nodes_named():
+    """auto_LiRPA 0.3 fails on many graphs it accepts with errors that name no node (bare
+    assertions, shape errors deep in its operators). Every error raised in a node's
+    ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
+    graph node and its operator, so it is a refusal a user can act on (same exception type)."""
+    import functools
+    import inspect
+    import auto_LiRPA.operators as operators
+    classes = {c for c in vars(operators).values() if inspect.isclass(c) and issubclass(c, operators.Bound)}
+
+    def wrap(function, method):
+        @functools.wraps(function)
+        def named(self, *args, **kwargs):
+            try:
+                return function(self, *args, **kwargs)
+            except Exception as error:
+                name_node_in(error, self, method)
+                raise
+        return named
+    return {(cls, method): wrap(vars(cls)[method], method)
+            for cls in classes for method in NODE_METHODS if method in vars(cls)}

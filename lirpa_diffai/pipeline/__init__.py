@@ -1,0 +1,1 @@
+"""What the commands run: loading any model, certifying a run, exporting it."""
