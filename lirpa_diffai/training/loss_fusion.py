@@ -2,7 +2,8 @@
 loss over an input box from one backward pass of a single spec row, whatever the number of
 classes K.
 
-For label y, the margins ``m_j = z_j - z_y`` (j != y; ``margin_spec``'s rows negated) and the loss ``L(x) = log(1 + sum_j exp(m_j(x)))``:
+For label y, the margins ``m_j = z_j - z_y`` (j != y; ``margin_spec``'s rows negated) and the
+loss ``L(x) = log(1 + sum_j exp(m_j(x)))``:
 
 1. A first pass bounds every intermediate node and the margins, ``m_j in [l_j, u_j]``: IBP
    (``CROWN-IBP``), hzono (``CROWN-hzono``) or CROWN (``CROWN``). Its boxes stay on the nodes,
