@@ -28,7 +28,8 @@ from ..schedules import Term
 from .config import TrainConfig
 from .errors import TrainingError
 from .rng import rng_state, set_rng_state
-from .step import box_bounds, is_out_of_memory, out_of_memory_error, wrap_for_training
+from .step import (box_bounds, fused_bounds, is_out_of_memory, out_of_memory_error,
+                   wrap_for_training)
 
 
 def goal_terms(term):
@@ -41,19 +42,30 @@ def goal_terms(term):
                 yield from goal_terms(item)
 
 
+FUSED = {"fused": True}   # the fused loss bound (loss fusion) in place of ctx.bounds
+
+
 def bound_calls(cfg: TrainConfig) -> list[dict]:
     """The keyword sets of ``ctx.bounds`` the run can use: ``{}`` (the configured method, used
-    by the evaluation after each epoch) and each bound-using goal's own."""
+    by the evaluation after each epoch) and each bound-using goal's own; :data:`FUSED` where a
+    goal takes the fused loss bound instead."""
+    from types import SimpleNamespace
     from ..goals.box import BoxGoal
+    context = SimpleNamespace(loss_fusion=cfg.loss_fusion)
     calls = [{}]
     for term in goal_terms(cfg.goal):
-        if isinstance(term, BoxGoal) and term.bound_method() not in calls:
-            calls.append(term.bound_method())
+        if not isinstance(term, BoxGoal):
+            continue
+        call = FUSED if term.fuses(context) else term.bound_method()
+        if call not in calls:
+            calls.append(call)
     return calls
 
 
 def describe_call(call: dict, cfg: TrainConfig) -> str:
     """A bound call as the user wrote it: the configured method, or the goal's domain."""
+    if call == FUSED:
+        return f"the fused loss bound of method {cfg.method} (loss fusion)"
     if not call:
         return f"method {cfg.method} (the configuration's)"
     if "hzono" in call:
@@ -119,18 +131,29 @@ def full_eps_box(x: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch
     return (x - cfg.eps).clamp(min=lo), (x + cfg.eps).clamp(max=hi)
 
 
+def bound_of(bm, call: dict, cfg: TrainConfig, x_L, x_U, y) -> torch.Tensor:
+    """What one of :func:`bound_calls` computes on the box: the lower bounds of the margins,
+    or the fused loss bound."""
+    if call == FUSED:
+        fused = fused_bounds(bm, cfg.method, cfg.num_classes)
+        if fused is None:
+            raise ValueError(f"loss fusion needs the method CROWN-IBP, CROWN-hzono or CROWN, "
+                             f"not {cfg.method}")
+        return fused(x_L, x_U, y)
+    lower, _ = box_bounds(bm, cfg.method)(x_L, x_U, margin_spec(y, cfg.num_classes), **call)
+    return lower
+
+
 def check_bounds(bm, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> None:
     """Each of :func:`bound_calls` on the full-eps box around ``x`` with the backward pass of
     its bounds; a failure names the method and what refused it."""
-    bounds = box_bounds(bm, cfg.method)
     x_L, x_U = full_eps_box(x, cfg)
-    spec = margin_spec(y, cfg.num_classes)
     for call in bound_calls(cfg):
         what = describe_call(call, cfg)
         try:
-            lower, _ = bounds(x_L, x_U, spec, **call)
-            if lower.requires_grad:
-                lower.sum().backward()
+            bound = bound_of(bm, call, cfg, x_L, x_U, y)
+            if bound.requires_grad:
+                bound.sum().backward()
         except METHOD_ERRORS as err:
             if is_out_of_memory(err):
                 raise out_of_memory_error(cfg, f"in the pre-flight check ({what} at eps "

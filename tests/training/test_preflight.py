@@ -278,3 +278,22 @@ def test_certify_refuses_an_untraceable_network_with_an_error_line(tmp_path, cap
     assert code == 2 and "Traceback" not in err
     assert err.startswith("error: auto_LiRPA cannot bound 1 operator of this network: "
                           "onnx::LSTM in module 'rnn' (LSTM)")
+
+
+@needs_mnist
+def test_loss_fusion_is_checked_with_the_other_bound_calls(tmp_path, capsys):
+    from lirpa_diffai.training.preflight import FUSED, bound_calls
+    from lirpa_diffai.training.config import parse_config
+    text = write_config(tmp_path, "conv_small", method="CROWN-IBP", goal="Mix(Point, Box, 0.5)")
+    cfg = parse_config(text.read_text() + "loss_fusion: true\n", "c.yaml")
+    assert bound_calls(cfg) == [{}, FUSED]
+    path = write_config(tmp_path, "conv_small", method="IBP",
+                        goal="Mix(Point, Box(fused=True), Until(1, 0, 0.5))", epochs=2)
+    code, out, err = train(capsys, path, "--out", tmp_path / "run")
+    assert code == 2 and "Traceback" not in err and "epoch 1" not in out
+    assert err.startswith("error: pre-flight check: the fused loss bound of method IBP (loss "
+                          "fusion) cannot bound conv_small at eps 0.1: loss fusion needs the "
+                          "method CROWN-IBP, CROWN-hzono or CROWN, not IBP"), err
+    path.write_text(path.read_text().replace("method: \"IBP\"", "method: \"CROWN-IBP\""))
+    code, out, err = train(capsys, path, "--out", tmp_path / "run2", "--max-steps", "1")
+    assert code == 0, err
