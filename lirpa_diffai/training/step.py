@@ -8,6 +8,7 @@ from torch import nn
 
 from .. import models
 from ..goals import GoalContext
+from . import loss_fusion
 from .config import TrainConfig
 from .errors import TrainingError
 from .initialisation import initialise
@@ -32,11 +33,26 @@ def build_network(cfg: TrainConfig) -> nn.Module:
     return model
 
 
+# torch's tracer warns about what auto_LiRPA's trace of a network in training mode does on
+# purpose: BatchNorm's running-statistics update (an in-place add) is left out of the graph,
+# and batch norm is traced with train=True (the bounds use the batch statistics)
+TRAINING_TRACE_WARNINGS = (r"ONNX Preprocess - Removing mutation from node aten::add_",
+                           r"ONNX export mode is set to TrainingMode\.EVAL, but operator "
+                           r"'batch_norm' is set to train=True")
+
+
 def wrap_for_training(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
-    """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options."""
+    """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options,
+    traced on the first two examples of ``example`` (BatchNorm1d in training mode needs more
+    than one value per channel), without the tracer's warnings about batch norm in training
+    mode (``TRAINING_TRACE_WARNINGS``)."""
+    import warnings
     from ..bounded_module import BoundedModule
-    return BoundedModule(model, example[:1], bound_opts=cfg.bound_opts,
-                         device=str(example.device))
+    with warnings.catch_warnings():
+        for message in TRAINING_TRACE_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        return BoundedModule(model, example[:2], bound_opts=cfg.bound_opts,
+                             device=str(example.device))
 
 
 def box_bounds(bm, method: str):
@@ -57,6 +73,15 @@ def box_bounds(bm, method: str):
     return bounds
 
 
+def fused_bounds(bm, method: str, num_classes: int):
+    """The trainer's fused loss bound ``(x_L, x_U, y) -> (B,)`` for the goals
+    (``GoalContext.loss_bound``), or None where ``method`` has no fused bound."""
+    if not loss_fusion.fusable(method):
+        return None
+    return lambda x_L, x_U, y: loss_fusion.fused_loss_bound(
+        bm, loss_fusion.box_input(x_L, x_U), y, num_classes, method)
+
+
 class GoalLoss(nn.Module):
     """``forward(x, y, t)`` = the goal's mean loss of the batch at time ``t``. The network
     (``.model``) and its BoundedModule (``.bm``, same parameters) are submodules, so one
@@ -68,7 +93,9 @@ class GoalLoss(nn.Module):
         self.goal = cfg.goal
         self.context = GoalContext(model=model, bounds=box_bounds(bm, cfg.method), eps=cfg.eps,
                                    data_range=cfg.data_range, num_classes=cfg.num_classes,
-                                   aux_losses=lambda: bm.hzono_aux_losses)
+                                   aux_losses=lambda: bm.hzono_aux_losses,
+                                   loss_bound=fused_bounds(bm, cfg.method, cfg.num_classes),
+                                   loss_fusion=cfg.loss_fusion)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
         from ..domain.abstract_layers import set_epoch
