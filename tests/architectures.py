@@ -99,7 +99,8 @@ class ShuffleBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
         h = c // 2
-        self.branch = nn.Sequential(*conv_bn(h, h, 1), nn.ReLU(), *conv_bn(h, h, 3, groups=h), *conv_bn(h, h, 1), nn.ReLU())
+        self.branch = nn.Sequential(*conv_bn(h, h, 1), nn.ReLU(), *conv_bn(h, h, 3, groups=h),
+                                    *conv_bn(h, h, 1), nn.ReLU())
 
     def forward(self, x):
         a, b = x.chunk(2, dim=1)
