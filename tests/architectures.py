@@ -267,12 +267,13 @@ def family_case(family: Family, seed: int = 0) -> Case:
     return Case(model, x, EPS, seed)
 
 
-NAMED_REFUSAL = re.compile(r"graph node '[^']+' \(operator [\w:]+")
+NAMED_REFUSAL = re.compile(r"graph node '[^']+' \(operator [\w:]+|[\w:]+ in module '[^']+'")
 
 
 def check(case: Case, label: str, training: bool = False, witness=None) -> Outcome:
-    """The fuzzer's outcome; an error naming an operator that has no Bound class at all
-    (``graph node '/96' (operator aten::ATen scaled_dot_product_attention)``) is a refusal too."""
+    """The fuzzer's outcome; an error naming an operator that has no Bound class at all, and
+    its node or module (``aten::ATen in module 'block.self_attn' (MultiheadAttention)``), is a
+    refusal too."""
     outcome = run_case(case, METHODS[label], training, **(witness or QUICK_WITNESS))
     if outcome.kind == "crash" and NAMED_REFUSAL.search(outcome.detail):
         return Outcome("refused", outcome.detail)

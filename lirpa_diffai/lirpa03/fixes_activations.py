@@ -89,51 +89,6 @@ def dropout_message_silenced():
     return {(BoundedModule, "check_incompatible_nodes"): check_incompatible_nodes}
 
 
-@fix(test="test_unsupported_operators_are_refused_by_node")
-def unsupported_operations_named():
-    """auto_LiRPA 0.3 refuses a graph holding operators it has no Bound class for (``aten::
-    scaled_dot_product_attention`` of ``nn.TransformerEncoderLayer``, ``aten::unflatten``) with
-    "There are unsupported operations", after logging each node as an ERROR line. The error
-    now names each node and its operator, and those log lines are not shown."""
-    import logging
-
-    from auto_LiRPA import BoundedModule
-    from auto_LiRPA.utils import logger
-    convert = BoundedModule._convert_nodes
-
-    class Unsupported(logging.Filter):
-        def __init__(self):
-            super().__init__()
-            self.nodes = []
-
-        def filter(self, record):
-            if record.getMessage().startswith(("The node has an unsupported operation", "Unsupported operations",
-                                               "Name: ")):
-                if record.args:
-                    self.nodes.append(record.args[0])
-                return False
-            return True
-
-    def named(node) -> str:
-        op = node.attr.get("operator") if node.op == "aten::ATen" else None
-        return f"graph node '{node.name}' (operator {node.op}{f' {op}' if op else ''})"
-
-    def convert_nodes(self, *args, **kwargs):
-        unsupported = Unsupported()
-        logger.addFilter(unsupported)
-        try:
-            return convert(self, *args, **kwargs)
-        except NotImplementedError as error:
-            if unsupported.nodes and "unsupported operations" in str(error):
-                raise NotImplementedError(
-                    "auto_LiRPA 0.3 has no Bound class for " + "; ".join(named(n) for n in unsupported.nodes)
-                    + ": no method can bound this graph") from None
-            raise
-        finally:
-            logger.removeFilter(unsupported)
-    return {(BoundedModule, "_convert_nodes"): convert_nodes}
-
-
 @fix(test="test_alpha_crown_refuses_by_node_where_it_cannot_make_alphas")
 def alpha_crown_start_nodes_named():
     """auto_LiRPA 0.3's alpha-CROWN fails a bare internal assertion when it creates the alphas
