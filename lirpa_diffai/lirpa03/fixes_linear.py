@@ -387,3 +387,41 @@ def patches_broadcast_constant():
                 return x.create_similar(x.patches * per_channel)
         return original(x, const)
     return {(BoundMul, "_multiply_by_const"): staticmethod(multiply_by_const)}
+
+
+def negated(bound):
+    """``-y`` as a forward-mode linear bound: ``(-uw, -ub)`` below, ``(-lw, -lb)`` above (a
+    constant operand has no coefficients: ``None`` stays ``None``)."""
+    from auto_LiRPA.linear_bound import LinearBound
+    neg = lambda t: None if t is None else -t  # noqa: E731
+    return LinearBound(neg(bound.uw), neg(bound.ub), neg(bound.lw), neg(bound.lb),
+                       neg(bound.upper), neg(bound.lower))
+
+
+@fix(test="test_forward_modes_through_a_constant_operand")
+def subtract_constant_forward():
+    """auto_LiRPA 0.3 crash: ``BoundSub``'s forward-mode bounds negate the second operand's
+    coefficients, which a constant (``x - 3``) does not have (``bad operand type for unary -:
+    'NoneType'``). Bound ``x - y`` as ``x + (-y)`` with ``BoundAdd``'s forward bounds."""
+    from auto_LiRPA.operators import BoundAdd, BoundSub
+
+    def bound_forward(self, dim_in, x, y):
+        return BoundAdd.bound_forward(self, dim_in, x, negated(y))
+    return {(BoundSub, "bound_forward"): bound_forward}
+
+
+@fix(test="test_forward_modes_through_a_constant_operand")
+def sparse_input_bounds():
+    """auto_LiRPA 0.3 crash: where at most half of an L-inf input is perturbed (``eps = 0``
+    above all), the forward modes switch to a "sparse" input, whose box a later backward pass
+    (``forward+backward``) reads from ``x_L`` / ``x_U``, which are None for an ``eps`` ball
+    (``'NoneType' object has no attribute 'reshape'``). Read ``x -+ eps`` there, as the
+    dense input does."""
+    from auto_LiRPA.perturbations import PerturbationLpNorm
+    original = PerturbationLpNorm.get_input_bounds
+
+    def get_input_bounds(self, x, A):
+        if self.sparse and self.x_L_sparse.shape[-1] != A.shape[-1] and self.x_L is None:
+            return x - self.eps, x + self.eps
+        return original(self, x, A)
+    return {(PerturbationLpNorm, "get_input_bounds"): get_input_bounds}

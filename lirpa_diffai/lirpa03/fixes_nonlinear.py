@@ -1,4 +1,4 @@
-"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt, sin,
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Sqrt, sin,
 Heaviside, tan) and its ``BoundedModule`` (nested ``load_state_dict``, CROWN's start,
 alpha-CROWN, errors that name no node); :mod:`.manifest` applies them.
 
@@ -115,29 +115,6 @@ def nested_load_state_dict():
                     unexpected_keys, error_msgs)
     return {(BoundInput, "_load_from_state_dict"): load_leaf,
             (BoundedModule, "_load_from_state_dict"): load_module}
-
-
-@fix(test="test_division_by_an_interval_around_zero_is_refused_by_node")
-def division_interval():
-    """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
-    ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
-    Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
-    products), and refuse a denominator whose interval contains 0. Its layer-norm special
-    case (denominator a ``Sqrt`` node) is left as it is."""
-    import torch
-    from auto_LiRPA.operators import BoundDiv, BoundSqrt
-    original = BoundDiv.interval_propagate
-
-    def interval_propagate(self, *v):
-        if isinstance(self.inputs[1], BoundSqrt):
-            return original(self, *v)
-        (x_l, x_u), (y_l, y_u) = v[0][:2], v[1][:2]
-        if not bool(((y_l > 0) | (y_u < 0)).all()):
-            raise NotImplementedError(f"IBP: graph node '{self.name}' (operator Div): the denominator's "
-                                      "bounds contain 0, so the quotient is unbounded")
-        corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
-        return corners.min(0).values, corners.max(0).values
-    return {(BoundDiv, "interval_propagate"): interval_propagate}
 
 
 @fix(test="test_fuzzer_findings_are_bounded_soundly")
