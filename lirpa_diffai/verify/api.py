@@ -1,7 +1,8 @@
 """``verify``: a complete verifier per sample.
 
-Per batch: PGD falsifies what it can (:mod:`attack`); CROWN-hzono, then alpha-CROWN, prove
-what they can (:mod:`bounding`); each sample left goes to branch and bound until its time is
+Only graphs whose operators' bounds are trusted (:mod:`trust`) are verified. Per batch: PGD
+falsifies what it can (:mod:`falsify`); CROWN-hzono, then alpha-CROWN, prove what they can
+(:mod:`bounding`); each sample left goes to branch and bound until its time is
 up (:mod:`bab` over ReLU splits, or :mod:`input_split` over input boxes when the input has at
 most ``input_split_dims`` dimensions). Time spent on a batch step is shared equally among
 the samples in it.
@@ -22,6 +23,7 @@ from .bounding import Domains, root_bounds, split_relus
 from .input_split import input_branch_and_bound
 from .spec import (SampleResult, Spec, Status, VerificationError, check_spec, check_timeout,
                    robustness_spec)
+from .trust import require_trusted
 
 INPUT_SPLIT_DIMS = 8
 
@@ -103,7 +105,8 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
     alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided.
     ``bounded``: a ``lirpa_diffai.BoundedModule`` of ``model`` (eval mode) to reuse across
     calls (tracing the graph again per sample costs about as much as bounding it). The
-    network is verified in eval mode (its mode is restored afterwards)."""
+    network is verified in eval mode (its mode is restored afterwards). A graph with an
+    operator outside :data:`.trust.TRUSTED` is refused by node (``VerificationError``)."""
     timeout = check_timeout(timeout)
     with eval_mode(model):
         device = model_device(model)
@@ -126,17 +129,20 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
         spec = check_spec(spec, len(x), outputs.shape[1])
         spec = Spec(spec.C.to(device), spec.threshold.to(device))
         bm = bounded if bounded is not None else bounded_for_verify(model, x)
+        require_trusted(bm)
         return decide_batch(bm, model, x_L, x_U, spec, timeout, options or BaBOptions(),
                             input_split_dims, attack_restarts, tuple(incomplete), progress)
 
 
 class Ledger:
-    """The answers of a batch so far and the seconds spent per sample."""
+    """The answers of a batch so far and the seconds spent per sample. ``refutes(i, point)``:
+    whether ``point`` violates sample ``i``'s spec on the model (every falsification passes it)."""
 
-    def __init__(self, n: int, progress):
+    def __init__(self, n: int, progress, refutes: Callable[[int, torch.Tensor], bool]):
         self.results: list = [None] * n
         self.spent = torch.zeros(n, dtype=torch.float64)
         self.say = progress or (lambda i, r: None)
+        self.refutes = refutes
 
     def open(self) -> list:
         return [i for i, r in enumerate(self.results) if r is None]
@@ -146,6 +152,10 @@ class Ledger:
         self.spent[samples] += seconds / max(len(samples), 1)
 
     def settle(self, i: int, status: Status, method: str, **kw) -> None:
+        point = kw.get("counterexample")
+        if status is Status.FALSIFIED and (point is None or not self.refutes(i, point)):
+            raise VerificationError(f"{method} answered 'falsified' for sample {i} without a point "
+                                    "of its box that violates the spec on the model")
         self.results[i] = SampleResult(status, method, float(self.spent[i]), **kw)
         self.say(i, self.results[i])
 
@@ -194,7 +204,10 @@ def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOp
                  input_split_dims: int, attack_restarts: int, incomplete: tuple,
                  progress) -> list[SampleResult]:
     """The pipeline of :func:`verify` on checked inputs."""
-    ledger = Ledger(len(x_L), progress)
+    def refutes(i: int, point: torch.Tensor) -> bool:
+        one = slice(i, i + 1)
+        return falsify.checked_counterexample(model, point, x_L[one], x_U[one], spec.select(one))
+    ledger = Ledger(len(x_L), progress, refutes)
     attack_stage(ledger, model, x_L, x_U, spec, attack_restarts)
     reference = incomplete_stage(ledger, bm, x_L, x_U, spec, incomplete)
     todo = ledger.open()
