@@ -13,6 +13,7 @@ import torch
 from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout, BoundLinear
 
 from .lirpa03 import batch_axis, graph_check
+from .lirpa03.follow import ModelTensors
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
@@ -120,14 +121,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         bound_opts["hzono"] = hzono_options(bound_opts.get("hzono"))
         # the network's parameters, which the graph's parameter nodes share (a tuple, not a
         # module: a module attribute would become a graph node); set first, as auto_LiRPA's
-        # __init__ already runs forward passes
+        # __init__ already runs forward passes (before the graph follows the model's tensors)
         self._shared_parameters = tuple(model.parameters())
+        self._model_tensors = None
         with keep_requires_grad(self._shared_parameters):
             with keep_modes_and_buffers(model), graph_check.first_output(model) as first:
                 super().__init__(model, global_input, bound_opts=bound_opts, device=device,
                                  verbose=verbose, custom_ops=custom_ops)
             graph_check.refuse_mistraced_nodes(self)
             graph_check.check_graph_matches_model(self, model, global_input, first)
+        self._model_tensors = ModelTensors(model, self)
         if not model.training:  # auto_LiRPA traced Dropout in training mode; the model is not
             for node in self._modules.values():
                 if isinstance(node, BoundDropout):
@@ -149,12 +152,20 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     def eval(self) -> "BoundedModule":
         return self.train(False)
 
+    def _follow_model(self) -> None:
+        """Bound the model as it is now (``lirpa03.follow``): its replaced tensors re-pointed,
+        what the graph cannot follow refused."""
+        if self._model_tensors is not None and self._model_tensors.sync():
+            self._shared_parameters = tuple(self._model_tensors.model.parameters())
+
     def forward(self, *x, **kwargs):
+        self._follow_model()
         with keep_requires_grad(self._shared_parameters):
             return super().forward(*x, **kwargs)
 
     def compute_bounds(self, x=None, aux=None, C=None, method="backward", *args, **kwargs):
         key = check_method(method, OWN_METHOD_NAMES)
+        self._follow_model()
         x = as_input_tuple(x)
         check_inputs(x)
         C = self._checked_spec(x, C, kwargs.get("final_node_name"))

@@ -1,12 +1,14 @@
 """Shared test helpers: seeded randomness, sampling inside input sets, the shared data path."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA before the tests import it)
 
@@ -201,3 +203,21 @@ def refused_by_node(error: BaseException, bm) -> bool:
     names = {node.name for node in bm._modules.values()}
     named = any(name in names for name in re.findall(r"node '([^']+)'", message))
     return named and re.search(r"operator \w+|\bBound[A-Z]\w*", message) is not None
+
+
+def with_clean_batch_statistics(net: nn.Module, x: torch.Tensor) -> nn.Module:
+    """The function every method bounds in training mode: ``net`` with each BatchNorm's
+    statistics those of the clean batch ``x`` at that layer, held fixed (an eval-mode copy)."""
+    ref = copy.deepcopy(net).train()
+    seen = {}
+    norms = [m for m in ref.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    hooks = [m.register_forward_pre_hook(lambda m, i: seen.setdefault(m, i[0].detach())) for m in norms]
+    with torch.no_grad():
+        ref(x)
+    for hook in hooks:
+        hook.remove()
+    for m, value in seen.items():
+        dims = [0] + list(range(2, value.ndim))
+        m.running_mean.copy_(value.mean(dims))
+        m.running_var.copy_(value.var(dims, unbiased=False))
+    return ref.eval()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_bounds_hold
+from conftest import assert_bounds_hold, bounds_of
 from lirpa_diffai import BoundedModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,3 +36,26 @@ def test_forward_modes_through_a_constant_operand(method):
              lin=nn.Linear(3, 3))
     x = torch.randn(2, 3)
     assert_bounds_hold(BoundedModule(net, x), net, x, 0.3, method)
+
+
+FORWARD_FINDINGS = {  # issue 21: lb > ub, NaN at eps = 0, crashes that named no node
+    "max_pool": (lambda: Fn(lambda self, x: torch.nn.functional.max_pool2d(x, 3, 2, 1).flatten(1)),
+                 (1, 2, 5, 5), "MaxPool"),
+    "sin_sin": (lambda: Fn(lambda self, x: torch.sin(torch.sin(self.lin(x))), lin=nn.Linear(3, 3)),
+                (2, 3), "Sin"),
+    "clamp": (lambda: Fn(lambda self, x: torch.clamp(self.lin(x), min=-0.3), lin=nn.Linear(3, 3)),
+              (2, 3), "Clip"),
+}
+
+
+@pytest.mark.parametrize("method", ["forward", "forward+backward", "forward-optimized"])
+@pytest.mark.parametrize("finding", sorted(FORWARD_FINDINGS))
+def test_forward_modes_refuse_what_they_bound_wrongly(finding, method):
+    """Sound bounds or a refusal naming the node; ``forward`` itself refuses these operators."""
+    make, shape, operator = FORWARD_FINDINGS[finding]
+    net, x = make(), torch.randn(*shape)
+    bm = BoundedModule(net, x)
+    assert_bounds_hold(bm, net, x, 0.3, method, refusal_allowed=True)
+    if method == "forward":
+        with pytest.raises(NotImplementedError, match=rf"graph node '/\d+' \(operator {operator}\b"):
+            bounds_of(bm, x, 0.0, method)

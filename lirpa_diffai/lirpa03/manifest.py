@@ -20,9 +20,9 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_division, fixes_linear, fixes_nonlinear = (
+compat, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_division", "fixes_linear", "fixes_nonlinear"))
+    for name in ("compat", "fixes_division", "fixes_forward", "fixes_linear", "fixes_nonlinear"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -40,8 +40,9 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.patches_to_matrix_rectangular, fixes_linear.concat_backward_any_axis,
     fixes_linear.gather_elements_repeated_indices, fixes_linear.batched_constant_contribution,
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
-    fixes_linear.constant_root_contribution, fixes_linear.subtract_constant_forward,
-    fixes_linear.sparse_input_bounds,
+    fixes_linear.constant_root_contribution,
+    # soundness: forward modes
+    fixes_forward.add_sub_forward, fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
     # soundness: nonlinear operators and BoundedModule
     fixes_nonlinear.relu_full_alpha_indices, fixes_nonlinear.leaky_relu_bounds,
     fixes_division.division_interval, fixes_division.reciprocal_of_either_sign,
