@@ -78,6 +78,12 @@ def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
     return hz.correlate_max_k(z, rows) if rows else z
 
 
+def input_device(global_input) -> torch.device:
+    """The device of the first tensor among the example inputs (CPU if none)."""
+    inputs = global_input if isinstance(global_input, (tuple, list)) else (global_input,)
+    return next((t.device for t in inputs if torch.is_tensor(t)), torch.device("cpu"))
+
+
 @contextlib.contextmanager
 def optimize_args(bm, **temporary):
     """``bm.bound_opts["optimize_bound_args"]`` with ``temporary`` values inside the block."""
@@ -119,6 +125,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                  custom_ops=None):
         bound_opts = dict(bound_opts or {})
         bound_opts["hzono"] = hzono_options(bound_opts.get("hzono"))
+        if device == "auto" and next(model.parameters(), None) is None:
+            device = input_device(global_input)  # auto_LiRPA 0.3 reads it from one tensor input
         # the network's parameters, which the graph's parameter nodes share (a tuple, not a
         # module: a module attribute would become a graph node); set first, as auto_LiRPA's
         # __init__ already runs forward passes (before the graph follows the model's tensors)

@@ -29,10 +29,11 @@ class Fn(nn.Module):
 
 @pytest.mark.parametrize("method", FORWARD)
 def test_forward_modes_through_a_constant_operand(method):
-    """``x - 3``, ``3 - x`` and ``x + c``: auto_LiRPA 0.3's forward mode negated the constant's
-    missing coefficients."""
+    """``x - 3``, ``3 - x``, ``x + c`` and ``c * x``: auto_LiRPA 0.3's forward mode negated the
+    constant's missing coefficients, and had no bounds of a product with a constant."""
     c = torch.tensor([[0.5, -1.0, 2.0]])
-    net = Fn(lambda self, x: torch.cat([self.lin(x) - 3, 3 - self.lin(x), self.lin(x) + c], 1),
+    net = Fn(lambda self, x: torch.cat([self.lin(x) - 3, 3 - self.lin(x), self.lin(x) + c,
+                                        c * self.lin(x), self.lin(x) * 0.5], 1),
              lin=nn.Linear(3, 3))
     x = torch.randn(2, 3)
     assert_bounds_hold(BoundedModule(net, x), net, x, 0.3, method)

@@ -62,6 +62,33 @@ def add_sub_forward():
     return {(BoundAdd, "bound_forward"): add_forward, (BoundSub, "bound_forward"): sub_forward}
 
 
+def scaled(bound, c):
+    """``c * y`` as a forward-mode bound of ``y`` for a constant ``c``: the positive part of
+    ``c`` keeps each side, the negative part swaps them; coefficients scale along the input
+    axis (``c`` broadcast to ``(batch, 1, *shape)``)."""
+    import torch
+    from auto_LiRPA.linear_bound import LinearBound
+    c = torch.broadcast_to(c, torch.broadcast_shapes(c.shape, bound.lb.shape))
+    pos, neg = c.clamp(min=0), c.clamp(max=0)
+    lw = pos.unsqueeze(1) * bound.lw + neg.unsqueeze(1) * bound.uw
+    uw = pos.unsqueeze(1) * bound.uw + neg.unsqueeze(1) * bound.lw
+    return LinearBound(lw, pos * bound.lb + neg * bound.ub, uw, pos * bound.ub + neg * bound.lb)
+
+
+@fix(test="test_forward_modes_through_a_constant_operand")
+def multiply_constant_forward():
+    """auto_LiRPA 0.3 has no forward-mode bounds of a product with a constant (``0.5 * x``
+    raises a bare ``NotImplementedError``): bound it with :func:`scaled`."""
+    from auto_LiRPA.operators import BoundMul
+    original = BoundMul.bound_forward
+
+    def bound_forward(self, dim_in, x, y):
+        if not self.is_constant_op or (x.lw is None) == (y.lw is None):
+            return original(self, dim_in, x, y)
+        return scaled(y, x.lb) if x.lw is None else scaled(x, y.lb)
+    return {(BoundMul, "bound_forward"): bound_forward}
+
+
 @fix(test="test_forward_modes_through_a_constant_operand")
 def dense_forward_input():
     """auto_LiRPA 0.3 crash: where at most half of an L-inf input is perturbed (``eps = 0``

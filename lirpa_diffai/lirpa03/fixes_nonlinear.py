@@ -267,7 +267,21 @@ def full_alpha_of_any_rank():
     return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
 
 
-NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward", "init_opt_parameters")
+NODE_METHODS = ("__init__", "forward", "interval_propagate", "bound_backward", "bound_forward",
+                "init_opt_parameters")
+
+
+def node_being_built() -> str:
+    """The name of the graph node auto_LiRPA 0.3 is building (``nodesOP[n]`` in the frame of
+    its ``BoundedModule._convert_nodes``, which names its nodes only after building them all);
+    ``"?"`` outside it."""
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_convert_nodes" and "nodesOP" in frame.f_locals:
+            return str(frame.f_locals["nodesOP"][frame.f_locals["n"]].name)
+        frame = frame.f_back
+    return "?"
 
 
 def name_node_in(error: Exception, node, method: str) -> None:
@@ -277,8 +291,8 @@ def name_node_in(error: Exception, node, method: str) -> None:
         return
     operator = type(node).__name__
     detail = str(error) or f"auto_LiRPA 0.3 failed an internal check ({type(error).__name__})"
-    error.args = (f"{method}: graph node '{getattr(node, 'name', '?')}' (operator {operator[5:]}, "
-                  f"{operator}): {detail}",)
+    name = getattr(node, "name", None) or node_being_built()
+    error.args = (f"{method}: graph node '{name}' (operator {operator[5:]}, {operator}): {detail}",)
     error._names_graph_node = True
 
 
@@ -287,7 +301,8 @@ def failing_nodes_named():
     """auto_LiRPA 0.3 fails on many graphs it accepts with errors that name no node (bare
     assertions, shape errors deep in its operators). Every error raised in a node's
     ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
-    graph node and its operator, so it is a refusal a user can act on (same exception type)."""
+    graph node and its operator, so it is a refusal a user can act on (same exception type);
+    so does every error raised while a node is built (``__init__``)."""
     import functools
     import inspect
     import auto_LiRPA.operators as operators

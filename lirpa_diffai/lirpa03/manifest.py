@@ -40,9 +40,10 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.patches_to_matrix_rectangular, fixes_linear.concat_backward_any_axis,
     fixes_linear.gather_elements_repeated_indices, fixes_linear.batched_constant_contribution,
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
-    fixes_linear.constant_root_contribution,
+    fixes_linear.constant_root_contribution, fixes_linear.layer_settings_refused,
     # soundness: forward modes
-    fixes_forward.add_sub_forward, fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
+    fixes_forward.add_sub_forward, fixes_forward.multiply_constant_forward,
+    fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
     # soundness: nonlinear operators and BoundedModule
     fixes_nonlinear.relu_full_alpha_indices, fixes_nonlinear.leaky_relu_bounds,
     fixes_division.division_interval, fixes_division.reciprocal_of_either_sign,
