@@ -25,6 +25,7 @@ from .hybrid_zono import HybridZonotope
 from .lirpa03.state import default_dtype_of, keep_modes_and_buffers, keep_requires_grad
 from .lirpa03.input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .domain.perturbation import input_zonotope
+from .errors import UnsupportedOperatorError
 
 # combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
 CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
@@ -178,17 +179,40 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         check_inputs(x)
         C = self._checked_spec(x, C, kwargs.get("final_node_name"))
         with keep_requires_grad(self._shared_parameters), default_dtype_of(x):
-            if key not in DOMAINS and key != "ibp":
-                self._check_batch_axis(x, kwargs.get("final_node_name"), method)
-            if key in DOMAINS:
-                return self.compute_hzono_bounds(x, C=C, domain=key, **kwargs)
-            if key in CROWN_HZONO_METHODS:
-                if args:
-                    raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
-                return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
-            if self.training:
-                self._use_batch_statistics(x, kwargs.get("final_node_name"))
-            return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+            result = self._compute_bounds(key, x, aux, C, method, *args, **kwargs)
+        self._refuse_nan(result, method, kwargs.get("final_node_name"))
+        return result
+
+    def _compute_bounds(self, key, x, aux, C, method, *args, **kwargs):
+        """``compute_bounds`` of the checked arguments, by method family."""
+        if key not in DOMAINS and key != "ibp":
+            self._check_batch_axis(x, kwargs.get("final_node_name"), method)
+        if key in DOMAINS:
+            return self.compute_hzono_bounds(x, C=C, domain=key, **kwargs)
+        if key in CROWN_HZONO_METHODS:
+            if args:
+                raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
+            return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
+        if self.training:
+            self._use_batch_statistics(x, kwargs.get("final_node_name"))
+        return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def _refuse_nan(self, result, method, final_node_name=None) -> None:
+        """NaN bounds are never an answer: refuse, naming the first node (in graph order) whose
+        bounds are NaN or overflow float (``exp`` of a large interval), else the final node."""
+        bounds = [t for t in (result[:2] if isinstance(result, tuple) else ()) if torch.is_tensor(t)]
+        if not any(bool(t.isnan().any()) for t in bounds):
+            return
+        final = self.final_node() if final_node_name is None else self[final_node_name]
+
+        def broken(node):
+            found = [getattr(node, side, None) for side in ("lower", "upper")]
+            return any(torch.is_tensor(t) and not bool(torch.isfinite(t).all()) for t in found)
+        node = next((n for n in self._topological_order(final) if broken(n)), final)
+        raise UnsupportedOperatorError(
+            f"{method}: graph node '{node.name}' (operator {type(node).__name__[5:]}, {type(node).__name__}): "
+            "its bounds are NaN or overflow (an input interval too wide for the operator in this "
+            "float type); bound a smaller input set")
 
     def _check_batch_axis(self, x, final_node_name, method):
         """Refuse, by node, a graph whose perturbed nodes move values across the batch axis

@@ -60,3 +60,14 @@ def test_forward_modes_refuse_what_they_bound_wrongly(finding, method):
     if method == "forward":
         with pytest.raises(NotImplementedError, match=rf"graph node '/\d+' \(operator {operator}\b"):
             bounds_of(bm, x, 0.0, method)
+
+
+@pytest.mark.parametrize("method", ["CROWN", "forward", "alpha-CROWN"])
+def test_nan_bounds_are_refused_naming_the_node(method):
+    """``exp(exp(x))`` on x near 60 overflows float32: the bounds were NaN; now the node whose
+    bounds overflow is named (found by the fuzzer's huge value range)."""
+    net = Fn(lambda self, x: torch.exp(torch.exp(x)))
+    x = torch.full((1, 2), 60.0)
+    bm = BoundedModule(net, x)
+    with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Exp\b.*NaN or overflow"):
+        bounds_of(bm, x, 3.0, method)

@@ -64,4 +64,4 @@ METHODS = {m.label: m for m in all_methods()}
 
 # the quick subset: one method per family
 QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZSwitch", "CROWN-hzono", "IBP", "CROWN",
-         "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN"]
+         "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN", "forward", "forward+backward"]
