@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-quick bench soundness-table clean
+.PHONY: install demo test test-quick bench soundness-table docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install torch==2.13.0
 	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai.lirpa03 makes it run on torch 2.
 	$(BIN)/pip install --no-deps auto_LiRPA==0.3
-	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI)
-	$(BIN)/pip install -e '.[test,complete]'
+	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI);
+	# docs: mkdocs, whose strict build of the documentation site is a test
+	$(BIN)/pip install -e '.[test,complete,docs]'
 	touch $@
 
 # The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.
@@ -46,11 +47,15 @@ test-quick: install
 bench: install
 	$(BIN)/python benchmarks/bounds.py
 
-# The soundness fuzzer's operator-by-method table (README) and its list of known failing
+# The soundness fuzzer's operator-by-method table (docs/soundness-table.md) and its list of known failing
 # cases (tests/soundness/expected_failures.txt); about a minute on one core.
 soundness-table: install
 	$(BIN)/python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json \
-		--write-expected tests/soundness/expected_failures.txt --markdown
+		--write-expected tests/soundness/expected_failures.txt --markdown-out docs/soundness-table.md
+
+# The documentation site (mkdocs.yml, docs/*.md) into ./site
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -39,7 +39,7 @@ to 0, on the first ``--train-images`` training images for ``--epochs`` epochs.
 
 Results go to ``--out``/results.json after every row; a rerun skips the rows already there
 (and refuses a results.json of other settings). Parallel processes need one ``--out`` each.
-The run in the README, one process per network (``runs/madry_cifar_conv_med`` from the
+The run in docs/grafting.md, one process per network (``runs/madry_cifar_conv_med`` from the
 example config; on resnet2b auto_LiRPA's alpha-CROWN cost 36 to 66 s per image at 20
 iterations and 16 s at 5 at 1 thread here, so its column is skipped there)::
 

@@ -5,7 +5,7 @@ test images at eps 0.1: clean accuracy, MI-FGSM accuracy, the unstable-ReLU frac
 certified accuracy with IBP, hzono, CROWN and CROWN-hzono, plus the median smallest region and
 decision distances.
 
-    # the README's table: the three goals at once, one thread each
+    # the table of docs/mmr.md: the three goals at once, one thread each
     for g in plain at mmr+at; do
         nohup python benchmarks/mmr_claim.py --out runs/mmr_claim --only $g > $g.log 2>&1 &
     done
@@ -93,7 +93,7 @@ def train_and_evaluate(name: str, goal: str, args) -> dict:
 
 
 def format_table(results: dict) -> str:
-    """The README's table: one row per goal, then the unstable fractions per layer."""
+    """The table of docs/mmr.md: one row per goal, then the unstable fractions per layer."""
     head = ("| training | train s | clean | MI-FGSM | unstable ReLUs " + " / ".join(METHODS)
             + " | " + " | ".join(f"certified {m}" for m in METHODS)
             + " | median min d_B | median min d_D |")

@@ -175,9 +175,8 @@ class HybridZonotope:
         """The same zonotope with its image-shaped tensors (B, C, H, W) in channels-last
         memory layout (``errors``: each row's images); other shapes are returned unchanged.
 
-        oneDNN's convolutions over the error rows folded into the batch are several times
-        faster in this layout (a 1x1 convolution of 128 CIFAR-sized images with 120 channels:
-        9x on this project's CPU), and the elementwise transformers, ``sum_rows`` and
+        oneDNN's convolutions over the error rows folded into the batch are faster in this
+        layout (measured: docs/speed.md), and the elementwise transformers, ``sum_rows`` and
         ``concat`` keep it, so the hzono pass converts its input once."""
         if self.head.dim() != 4:
             return self

@@ -1,11 +1,10 @@
 """Process-wide settings that make bound computations on the CPU faster.
 
 hzono with correlated rows makes tensors ``m + 1`` times the size of the activations at every
-layer (DenseNet-100 with 16 rows, batch 8: up to 113 MiB each). glibc's ``malloc`` serves
-blocks above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and returns them to the
-kernel on ``free``, so each such tensor is page-faulted in and zeroed by the kernel again at every
-layer: about 700 000 page faults and a second of system time per DenseNet-100 pass. The forward
-pass of the plain network stays below the threshold and never pays this.
+layer. glibc's ``malloc`` serves blocks above its mmap threshold (at most 32 MiB) with a fresh
+``mmap`` and returns them to the kernel on ``free``, so each such tensor is page-faulted in and
+zeroed by the kernel again at every layer. The measured cost: docs/speed.md, "glibc and large
+tensors".
 """
 from __future__ import annotations
 
@@ -23,9 +22,9 @@ def keep_freed_memory() -> bool:
     ``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)``.
 
     The process's resident memory then stays at its peak instead of shrinking after each large
-    tensor is freed, and the heap fragments (DenseNet-100 with 16 rows: a peak of 1.2-1.5 GiB
-    instead of 0.4-0.8 GiB, for about a quarter less time). Our command-line tools and benchmarks call this at start (the benchmark for
-    every method it times alike); call it in your own scripts for the same effect, or set
+    tensor is freed, and the heap fragments. Our command-line tools and benchmarks call this at
+    start (the benchmark for every method it times alike); call it in your own scripts for the
+    same effect, or set
     ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`` before
     Python starts. Returns whether the settings took effect (False off glibc)."""
     path = ctypes.util.find_library("c")

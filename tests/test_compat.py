@@ -1,5 +1,6 @@
 """The manifest of fixes to auto_LiRPA 0.3, each torch 2 / NumPy 2 compatibility fix, and
 ``import auto_LiRPA`` in any import order."""
+import os
 import re
 import subprocess
 import sys
@@ -213,3 +214,15 @@ def test_auto_lirpa_import_keeps_warning_filters_and_is_quiet(first, tmp_path):
                         "print('ok')", tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
     assert "torch.jit.script" not in result.stderr
+
+
+def test_a_hook_that_finds_no_lirpa03_leaves_nothing_behind(tmp_path):
+    """The .pth of this install, with another ``lirpa_diffai`` first on the path (an older
+    layout): start-up is silent and leaves no half-loaded module."""
+    (tmp_path / "lirpa_diffai").mkdir()
+    (tmp_path / "lirpa_diffai" / "__init__.py").write_text("")
+    script = "import sys; print(any(k.startswith('lirpa_diffai') for k in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.split() == ["False"], result.stderr[-2000:]
+    assert "Error processing" not in result.stderr

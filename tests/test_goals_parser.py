@@ -7,10 +7,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lirpa_diffai.goals import (IFGSM, BiSample, Box, ConfigError, GoalSyntaxError, Lin, Mix,
+from lirpa_diffai.goals import (IFGSM, BiSample, Box, GoalSyntaxError, Lin, Mix,
                                 Normal, Origin, Point, Sample, Sub, Uniform, Until, parse_goal,
                                 parse_schedule, to_mapping)
 from lirpa_diffai.training.config import TrainConfig, check_network_in_zoo, load_config, parse_config
+from lirpa_diffai.training.errors import ConfigError
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "goals").glob("*.yaml"))
 

@@ -92,6 +92,13 @@ def test_no_cycle_between_units_of_one_layer():
     assert not both, f"units importing each other: {both}"
 
 
+def test_goals_is_the_pure_goal_language():
+    """The goal language knows nothing of the networks or the training configuration."""
+    found = [f"{s} -> {t}" for s, t, a, b in arrows()
+             if a == "goals" and b in ("models", "training")]
+    assert not found, "\n".join(found)
+
+
 def test_the_check_sees_an_upward_import_inside_a_function():
     """The checker itself: a function-level relative import of a higher unit is found."""
     path = PACKAGE / "models" / "resnet.py"

@@ -12,7 +12,7 @@ import torch
 
 from lirpa_diffai import training
 from lirpa_diffai.__main__ import main
-from lirpa_diffai.goals import ConfigError
+from lirpa_diffai.training.errors import ConfigError
 from lirpa_diffai.training.config import OptimizerConfig, load_config, parse_config
 
 from conftest import SHARED
@@ -50,7 +50,7 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     pytest.param(p, id=p.stem, marks=() if p.stem in QUICK else (pytest.mark.slow,))
     for p in EXAMPLES if not p.stem.startswith("graft_")])  # see test_grafting_cli.py
 def test_every_shipped_config_runs_a_smoke_run(path, tmp_path, capsys):
-    """The README's smoke command on every shipped configuration; the slow ones at batch 8
+    """The smoke command of docs/cli.md on every shipped configuration; the slow ones at batch 8
     (their own batches of 50-256 images through the deep networks' bounds would take most of
     the suite's time budget, and the batch size changes no code path). The grafting fine-tunes
     start from a checkpoint that ``graft`` writes first: test_grafting_cli.py runs graft, then

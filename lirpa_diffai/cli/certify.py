@@ -3,14 +3,16 @@
 HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
         "certified accuracy per bound method")
 
-DEFAULT_METHODS = "hzono,IBP,CROWN-IBP,CROWN"
-EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
+from ..evaluation.margins import DEFAULT_METHODS
+from .common import EXIT_INTERRUPTED
+
+DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train` (or its directory)")
-    parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"comma-separated bound methods (default: {DEFAULT_METHODS})")
+    parser.add_argument("--methods", default=DEFAULT_METHOD_LIST,
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST})")
     parser.add_argument("--eps", type=float, default=None,
                         help="L-inf radius (default: the training configuration's eps)")
     parser.add_argument("--limit", type=int, default=None,

@@ -1,8 +1,8 @@
 """``python -m lirpa_diffai train CONFIG.yaml [--epochs N] [--out DIR] [--resume]
 [--set KEY=VALUE ...] [--max-steps N] [--train-subset N] [--test-subset N]``."""
-HELP = "train a network with a goal from a YAML configuration (see examples/goals/)"
+from ..training.schema import set_help
 
-EXIT_INTERRUPTED = 130   # 128 + SIGINT, the shell's convention
+HELP = "train a network with a goal from a YAML configuration (see examples/goals/)"
 
 
 def add_arguments(parser) -> None:
@@ -15,10 +15,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run whose checkpoint is in the output directory")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        dest="overrides",
-                        help="override a configuration key (a nested one as "
-                             "optimizer.lr=0.01); the value is YAML, checked like the "
-                             "file's; repeatable")
+                        dest="overrides", help=set_help())
     parser.add_argument("--train-subset", type=int, default=None, metavar="N",
                         help="train on the first N training examples (--set train_subset=N)")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N",
@@ -41,7 +38,7 @@ def overrides_of(args) -> list[str]:
 def run(args) -> int:
     import sys
 
-    from .common import CommandError
+    from .common import EXIT_INTERRUPTED, CommandError
     for flag, value in (("--epochs", args.epochs), ("--max-steps", args.max_steps)):
         if value is not None and value < 1:
             raise CommandError(f"{flag} must be a positive integer, got {value}")

@@ -6,11 +6,7 @@ pass with one specification row per neuron of that layer, per image; alpha-CROWN
 passes for each of its optimization steps. Their cost therefore grows with the *size*
 ``pre-activation neurons per image x images``, while IBP, hzono, CROWN-IBP and CROWN-hzono
 take one forward pass (hzono: rows + 1) plus at most one backward pass from the output.
-
-The limits were set on this project's 2-core machine (README, "Bound methods side by side"):
-CROWN took 2-4 s at 96 000-125 000 (ConvBig, 2 images) and ran out of 12 GiB or past 150 s at
-312 000 (ResNet-Tiny, 1 image); alpha-CROWN took 5-141 s at 14 000-29 000 and is skipped
-beyond 50 000.
+The measurements behind the limits: docs/speed.md, "The bound methods side by side".
 """
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ SIZE_LIMITS = {"crown": 200_000, "backward": 200_000,
 
 def pre_activation_neurons(bm) -> int:
     """Neurons per image of the nodes CROWN bounds before the output: the inputs of the
-    activation nodes (``layer_bounds.layer_nodes`` without the output node)."""
+    activation nodes (``layer_widths.layer_nodes`` without the output node)."""
     final = bm.final_node()
     return sum(math.prod(node.output_shape[1:]) for node in layer_nodes(bm) if node is not final)
 

@@ -1,7 +1,7 @@
 """DiffAI's training-goal DSL (paper section 4): schedules, goal constructors and their
-losses, the paper-notation / YAML parser, and the training-configuration schema."""
+losses, and the paper-notation / YAML parser."""
 from .domain_goals import DOMAIN_GOALS
-from .errors import ConfigError, GoalSyntaxError, Origin, SourceError
+from .errors import GoalSyntaxError, Origin, SourceError
 from .fast_adversarial import FAST_ADVERSARIAL_GOALS, FGSM, GradAlign
 from .catalogue import (GOALS, AdvDom, AdvInclusion, BiAdv, BiSample, Box, Coin, DList, DProb,
                         Goal, GoalContext, IFGSM, InclusionSample, LinMix, MI_FGSM, MMR, Mix,
@@ -12,7 +12,7 @@ from ..schedules import SCHEDULES, Const, Lin, Schedule, Until, step_schedule
 
 InSamp = InclusionSample
 
-__all__ = ["ConfigError", "GoalSyntaxError", "Origin", "SourceError",
+__all__ = ["GoalSyntaxError", "Origin", "SourceError",
            "GOALS", "FAST_ADVERSARIAL_GOALS", "DOMAIN_GOALS", "Goal", "GoalContext", "Point",
            "Normal", "Uniform", "NormalPoint", "PointA", "PointB", "IFGSM", "PGD", "MI_FGSM",
            "FGSM", "GradAlign", "Box", "Mix", "LinMix", "DList", "DProb", "Coin", "MMR", "Sub",

@@ -64,10 +64,6 @@ class GoalSyntaxError(SourceError):
     """A goal or schedule expression (paper notation or YAML mapping form) was refused."""
 
 
-class ConfigError(SourceError):
-    """A training-configuration file was refused (unknown key, wrong type, bad value)."""
-
-
 def caret_snippet(text: str, line: int, column: int) -> str:
     """The ``line``-th line of ``text`` with a caret under ``column`` (both 1-based)."""
     lines = text.splitlines() or [""]

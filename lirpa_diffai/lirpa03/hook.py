@@ -92,8 +92,9 @@ if package is not None:
         spec.loader.exec_module(sys.modules[name])
         importlib.import_module(name + ".hook").install_import_hook()
     except BaseException:
-        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-            del sys.modules[key]
+        for key in list(sys.modules):  # no comprehension: it would not see this exec's locals
+            if key == name or key.startswith(name + "."):
+                del sys.modules[key]
         raise
 elif name + ".hook" in sys.modules:
     sys.modules[name + ".hook"].install_import_hook()

@@ -1,5 +1,12 @@
-"""The trainer's refusals: bad arguments, unusable outputs, checkpoints that do not fit."""
+"""The trainer's refusals: bad configurations and arguments, unusable outputs, checkpoints that
+do not fit."""
 from __future__ import annotations
+
+from ..goals.errors import SourceError
+
+
+class ConfigError(SourceError):
+    """A training-configuration file was refused (unknown key, wrong type, bad value)."""
 
 
 class TrainingError(ValueError):

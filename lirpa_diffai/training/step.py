@@ -119,7 +119,7 @@ def training_step(loss_module: nn.Module, optimizer: torch.optim.Optimizer, x: t
     loss = loss_module(x, y, t)
     if not torch.isfinite(loss):
         raise TrainingError(f"the training loss is {loss.item()} at epoch {t:.3f}; for deep "
-                            "networks set init: ibp and grad_clip (examples/goals/README.md, "
+                            "networks set init: ibp and grad_clip (docs/configuration.md, "
                             "'Deep networks')")
     loss.backward()
     if grad_clip is not None:
@@ -142,6 +142,6 @@ def out_of_memory_error(cfg: TrainConfig, where: str, batch: int) -> TrainingErr
     return TrainingError(
         f"out of memory {where} with batch_size {batch} (per process) and method "
         f"{cfg.method} on {cfg.network}; use a smaller batch (--set batch_size=...){crown}, "
-        "or measure the peak first with --max-steps (examples/goals/README.md)")
+        "or measure the peak first with --max-steps (docs/cli.md)")
 
 

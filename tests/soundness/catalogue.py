@@ -26,7 +26,7 @@ Shape = tuple
 
 class Step(nn.Module):
     """One operator application ``fn(self, *inputs)``; ``text`` is its torch code on inputs
-    named ``x`` (and ``y``), for replay messages and the README table. ``batch``: the step
+    named ``x`` (and ``y``), for replay messages and the docs' soundness table. ``batch``: the step
     reads across, or changes the size of, the batch axis."""
 
     def __init__(self, text: str, fn: Callable, arity: int = 1, batch: bool = False, **modules):
