@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from conftest import assert_bounds_hold, bounds_of
@@ -40,12 +41,15 @@ def test_forward_modes_through_a_constant_operand(method):
 
 
 FORWARD_FINDINGS = {  # issue 21: lb > ub, NaN at eps = 0, crashes that named no node
-    "max_pool": (lambda: Fn(lambda self, x: torch.nn.functional.max_pool2d(x, 3, 2, 1).flatten(1)),
+    "max_pool": (lambda: Fn(lambda self, x: F.max_pool2d(x, 3, 2, 1).flatten(1)),
                  (1, 2, 5, 5), "MaxPool"),
     "sin_sin": (lambda: Fn(lambda self, x: torch.sin(torch.sin(self.lin(x))), lin=nn.Linear(3, 3)),
                 (2, 3), "Sin"),
     "clamp": (lambda: Fn(lambda self, x: torch.clamp(self.lin(x), min=-0.3), lin=nn.Linear(3, 3)),
               (2, 3), "Clip"),
+    # found by the extended fuzzer: F.pad's omitted value input crashed the forward pass
+    "pad": (lambda: Fn(lambda self, x: F.pad(F.pad(x, (0, 1, 1, 0)), (1, 1, 0, 0), value=0.0).flatten(1)),
+            (2, 1, 3, 3), "Pad"),
 }
 
 

@@ -386,3 +386,23 @@ def test_a_falsification_without_a_violating_point_is_an_error():
     ledger = Ledger(1, None, refutes=lambda i, point: False)
     with pytest.raises(VerificationError, match="without a point"):
         ledger.settle(0, Status.FALSIFIED, "BaB", counterexample=torch.zeros(1, 1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_answers_on_a_quotient_network_agree_with_a_dense_grid(seed):
+    """Off ReLU networks (no MIP applies): on one input, every answer is checked against the
+    margin on a grid of 20001 points of the box (a verified sample's grid minimum is > 0)."""
+    torch.manual_seed(seed)
+    a, b, c = torch.randn(3)
+    net = NegativeReciprocal(lambda x: a / (x - 3) + b * x + c)
+    x_L, x_U = torch.tensor([[-0.5]]), torch.tensor([[1.5]])
+    grid = torch.linspace(-0.5, 1.5, 20001).unsqueeze(1)
+    with torch.no_grad():
+        out = net(grid)
+    lowest = (out[:, 0] - out[:, 1]).min().item()
+    [r] = verify(net, torch.tensor([[0.5]]), torch.tensor([0]), x_L=x_L, x_U=x_U, timeout=10,
+                 attack_restarts=0)
+    if r.status is Status.VERIFIED:
+        assert lowest > 0
+    else:
+        assert r.status is Status.FALSIFIED or abs(lowest) < 1e-3

@@ -99,29 +99,54 @@ def constant_numerator(node) -> bool:
     return constant[0] and not constant[1]
 
 
+def scaled_reciprocal_relaxation(c, lower, upper):
+    """Lines ``(lower_k, lower_b, upper_k, upper_b)`` bounding ``c / y`` on ``[l, u]`` (off 0):
+    ``c`` times :func:`reciprocal_relaxation`'s lines, the two swapped where ``c < 0``."""
+    import torch
+    lower_k, lower_b, upper_k, upper_b = (c * t for t in reciprocal_relaxation(lower, upper))
+    negative = torch.broadcast_to(c < 0, lower_k.shape)
+    return (torch.where(negative, upper_k, lower_k), torch.where(negative, upper_b, lower_b),
+            torch.where(negative, lower_k, upper_k), torch.where(negative, lower_b, upper_b))
+
+
 @fix(test="test_division_by_a_perturbed_denominator_is_sound_or_refused")
 def division_denominator_checked():
     """auto_LiRPA 0.3 bugs in ``BoundDiv``'s linear bounds (CROWN, alpha-CROWN, forward modes):
     a denominator whose bounds contain 0 is relaxed as if positive (``1 / y`` is unbounded
-    there), and ``c / y`` with a constant ``c`` is bounded as ``y / c`` (off by 0.8 on
-    ``[2, -1] / (x + 3)``). Both are refused by node (``torch.reciprocal(y) * c`` bounds the
-    second). Its ``1 / y`` part is :func:`reciprocal_of_either_sign`'s relaxation."""
-    from auto_LiRPA.operators import BoundDiv, BoundSqrt
-    backward, forward = BoundDiv.bound_backward, BoundDiv.bound_forward
+    there): refused by node. ``c / y`` with a constant ``c`` is bounded as ``y / c`` (off by
+    0.8 on ``[2, -1] / (x + 3)``) and without bounds of ``y``: the node now asks for them, and
+    CROWN relaxes it with :func:`scaled_reciprocal_relaxation` (the forward modes refuse it).
+    Its ``1 / y`` part is :func:`reciprocal_of_either_sign`'s relaxation."""
+    import torch
+    from auto_LiRPA.operators import BoundBuffers, BoundConstant, BoundDiv, BoundSqrt
+    from .fixes_nonlinear import relaxed_side
+    unchecked = (BoundSqrt, BoundConstant, BoundBuffers)  # layer norm's case; a constant divisor
+    init, backward, forward = BoundDiv.__init__, BoundDiv.bound_backward, BoundDiv.bound_forward
 
-    def check(node, y, method):
-        if constant_numerator(node):
-            raise NotImplementedError(f"{method}: a constant divided by a perturbed value is bounded "
-                                      "as the value divided by the constant by auto_LiRPA 0.3; write "
-                                      "torch.reciprocal(y) * c")
-        if not node.is_constant_op and not isinstance(node.inputs[1], BoundSqrt):
-            refuse_around_zero(y.lower, y.upper, method)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if constant_numerator(self):
+            self.requires_input_bounds = [1]
 
     def bound_backward(self, last_lA, last_uA, x, y):
-        check(self, y, "CROWN")
-        return backward(self, last_lA, last_uA, x, y)
+        if not isinstance(self.inputs[1], unchecked):
+            refuse_around_zero(y.lower, y.upper, "CROWN")
+        if not constant_numerator(self):
+            return backward(self, last_lA, last_uA, x, y)
+        if not all(a is None or torch.is_tensor(a) for a in (last_lA, last_uA)):
+            raise NotImplementedError("CROWN: a constant divided by a perturbed value, in patches mode")
+        lines = scaled_reciprocal_relaxation(self.x, y.lower, y.upper)
+        lower_k, lower_b, upper_k, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in enumerate(lines))
+        lA, lbias = relaxed_side(self, last_lA, lower_k, lower_b, upper_k, upper_b)
+        uA, ubias = relaxed_side(self, last_uA, upper_k, upper_b, lower_k, lower_b)
+        return [(None, None), (lA, uA)], lbias, ubias
 
     def bound_forward(self, dim_in, x, y):
-        check(self, y, "forward")
+        if constant_numerator(self):
+            raise NotImplementedError("forward: auto_LiRPA 0.3 has no forward-mode bounds of a constant "
+                                      "divided by a perturbed value; write torch.reciprocal(y) * c")
+        if not isinstance(self.inputs[1], unchecked):
+            refuse_around_zero(y.lower, y.upper, "forward")
         return forward(self, dim_in, x, y)
-    return {(BoundDiv, "bound_backward"): bound_backward, (BoundDiv, "bound_forward"): bound_forward}
+    return {(BoundDiv, "__init__"): __init__, (BoundDiv, "bound_backward"): bound_backward,
+            (BoundDiv, "bound_forward"): bound_forward}

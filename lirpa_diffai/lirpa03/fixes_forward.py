@@ -115,8 +115,11 @@ def forward_mode_refusals():
     """auto_LiRPA 0.3's forward-mode bounds of max pooling cross, those of sin / cos are NaN at
     eps = 0, those of Heaviside are inverted, and Clip has none (it crashes on its optional
     inputs, blaming no node): the forward modes refuse these nodes by name
-    (:data:`FORWARD_REFUSED`); IBP and CROWN bound them as before."""
+    (:data:`FORWARD_REFUSED`); IBP and CROWN bound them as before. An omitted optional input
+    (``PrimConstant``: ``F.pad``'s value) has no ``value`` for the forward pass to read: it
+    gets its (empty) forward value, so the node that reads it is the one refused."""
     from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundPrimConstant
     original = BoundedModule.forward_general
 
     def forward_general(self, C=None, node=None, concretize=False, offset=0):
@@ -126,5 +129,7 @@ def forward_mode_refusals():
                 f"forward: graph node '{node.name}' (operator {type(node).__name__[5:]}, "
                 f"{type(node).__name__}): auto_LiRPA 0.3's forward-mode bounds are refused: {why}; "
                 "bound it with IBP or CROWN")
+        if isinstance(node, BoundPrimConstant) and not hasattr(node, "value"):
+            node.value = node.forward()
         return original(self, C=C, node=node, concretize=concretize, offset=offset)
     return {(BoundedModule, "forward_general"): forward_general}

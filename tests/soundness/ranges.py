@@ -43,6 +43,7 @@ POLES: dict[str, tuple[Callable, Optional[float]]] = {
     "torch.reciprocal(x)": (torch.reciprocal, None),
     "torch.roll(x, 1, 1) / x": (lambda x: torch.roll(x, 1, 1) / x, None),
     "1 / (x - 0.01)": (lambda x: 1 / (x - 0.01), None),
+    "tensor([2., -1., 0.5]) / x": (lambda x: torch.tensor([2.0, -1.0, 0.5]) / x, None),
     "torch.log(x)": (torch.log, 0.0),
     "torch.sqrt(x)": (torch.sqrt, 0.0),
 }
