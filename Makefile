@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-quick bench soundness-table docs clean
+.PHONY: install demo lint test test-quick bench soundness-table docs clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,19 +38,23 @@ demo: install
 	$(BIN)/python -m lirpa_diffai train examples/goals/mnist_small.yaml --out $(DEMO) --resume --threads $(THREADS)
 	$(BIN)/python -m lirpa_diffai certify $(DEMO) --methods hzono,IBP,CROWN-IBP,CROWN --limit 1000 --threads $(THREADS) --json $(DEMO)/certify.json
 
-test: install
+# ruff with the rules of ruff.toml; make test runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-quick: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
-	$(BIN)/python benchmarks/bounds.py
+	$(BIN)/python -m benchmarks.bounds
 
 # The soundness fuzzer's operator-by-method table (docs/soundness-table.md) and its list of known failing
 # cases (tests/soundness/expected_failures.txt); about a minute on one core.
 soundness-table: install
-	$(BIN)/python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json \
+	$(BIN)/python -m benchmarks.soundness_table --seeds 1 --json runs/soundness.json \
 		--write-expected tests/soundness/expected_failures.txt --markdown-out docs/soundness-table.md
 
 # The documentation site (mkdocs.yml, docs/*.md) into ./site

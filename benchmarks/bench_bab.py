@@ -3,7 +3,11 @@
 alpha-CROWN, CROWN-hzono (verified counts, total seconds) and BaB (``lirpa_diffai.verify``:
 verified / falsified / timeout with ``--timeout`` seconds per image, total seconds), the
 MI-FGSM upper bound, and the verified accuracy of BaB as a function of the time allowed per
-image (from each image's decision time).
+image (from each image's decision time). ``--heuristics`` runs BaB once per branching
+heuristic (``verify.branching``) on the same images, taking turns image by image: one row
+each with verified / falsified / timeout, the median and total wall seconds of its images,
+their CPU seconds (the measure that holds on a shared machine), and subdomains per second
+(all subdomains bounded over the wall seconds of the images that reached branch and bound).
 
 Every finished step (a network's setup, an incomplete method's row, a BaB image) is appended
 to ``--state`` (default: the ``--json`` path with ``.state.jsonl``); the same command again
@@ -14,6 +18,8 @@ of another ``--n``, eps or timeout is refused.
         --plot docs/bab_time_curve.png
     python benchmarks/bench_bab.py --checkpoint runs/mnist_small --eps 0.1 --n 1000 \\
         --timeout 10 --methods IBP,hzono,CROWN-IBP,CROWN,CROWN-hzono   # the demo network
+    python -m benchmarks.bench_bab --networks mnist_conv_small_nat --n 25 --timeout 30 \\
+        --heuristics intercept,babsr,fsb,kfsb --json benchmarks/results/bab_heuristics.json
 
 Every image counts in the accuracies (misclassified ones are never verified). BaB only
 runs on the correctly classified images that no listed incomplete method proved; their
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +44,7 @@ import lirpa_diffai  # noqa: F401
 from lirpa_diffai import BoundedModule, data, models
 from lirpa_diffai.evaluation import margins as certify
 from lirpa_diffai.evaluation.mi_fgsm import attack_correct
-from lirpa_diffai.verify import BaBOptions, Status, robustness_spec, verify
+from lirpa_diffai.verify import BaBOptions, Status, branching, robustness_spec, verify
 from lirpa_diffai.verify.bounding import root_bounds
 
 NETWORKS = {"mnist_conv_small_nat": 0.08, "cifar_conv_small_pgd": 2 / 255,
@@ -105,24 +112,46 @@ def incomplete_rows(model, bm, x, y, eps, methods, correct, batch, alpha_iterati
     return rows, proved_any
 
 
-def bab_row(model, bm, x, y, eps, todo, timeout, already, state, name):
-    samples, seconds = [], 0.0
+def bab_rows(model, bm, x, y, eps, todo, timeout, already, state, name, heuristics):
+    """BaB with each branching heuristic on the images ``todo``, a row each; ``already``:
+    images the incomplete methods proved. The heuristics take turns image by image, so that
+    a machine whose load changes during the run slows them alike."""
+    samples = {h: [] for h in heuristics}
     for k, i in enumerate(todo):
-        done = state.find(kind="bab", network=name, index=i)
-        if done is None:
-            start = time.perf_counter()
-            [r] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
-                         options=BaBOptions(), bounded=bm)
-            done = state.add({"kind": "bab", "network": name, "index": i, **r.as_dict(),
-                              "wall": time.perf_counter() - start})
-        samples.append({k2: v for k2, v in done.items() if k2 not in ("kind", "network")})
-        seconds += done["wall"]
-        print(f"  BaB {k + 1}/{len(todo)} image {i}: {done['status']} by {done['method']} in "
-              f"{done['seconds']:.1f} s ({done['subdomains']} subdomains)", flush=True)
+        for heuristic in heuristics:
+            done = state.find(kind="bab", network=name, index=i, heuristic=heuristic)
+            if done is None:
+                start, cpu = time.perf_counter(), time.process_time()
+                [r] = verify(model, x[i:i + 1], y[i:i + 1], eps, timeout=timeout,
+                             options=BaBOptions(branching=heuristic), bounded=bm)
+                done = state.add({"kind": "bab", "network": name, "index": i,
+                                  "heuristic": heuristic, **r.as_dict(),
+                                  "wall": time.perf_counter() - start,
+                                  "cpu": time.process_time() - cpu})
+            samples[heuristic].append({k2: v for k2, v in done.items()
+                                       if k2 not in ("kind", "network")})
+            print(f"  BaB:{heuristic} {k + 1}/{len(todo)} image {i}: {done['status']} by "
+                  f"{done['method']} in {done['wall']:.1f} s, {done['cpu']:.1f} CPU s "
+                  f"({done['subdomains']} subdomains)", flush=True)
+    return [bab_summary(f"BaB:{h}", samples[h], already) for h in heuristics]
+
+
+def bab_summary(method: str, samples: list, already: int) -> dict:
+    """A BaB row: counts (``verified`` includes the ``already`` proved images), median and
+    total wall seconds, total CPU seconds, subdomains per wall second."""
     count = {s.value: sum(d["status"] == s.value for d in samples) for s in Status}
-    return {"method": "BaB", "verified": already + count["verified"],
+    return {"method": method, "verified": already + count["verified"],
             "falsified": count["falsified"], "timeout": count["timeout"],
-            "bab_images": len(todo), "seconds": seconds, "samples": samples}
+            "bab_images": len(samples), "seconds": sum(d["wall"] for d in samples),
+            "cpu": sum(d["cpu"] for d in samples),
+            "median": statistics.median([d["wall"] for d in samples]) if samples else 0.0,
+            "subdomains_per_s": subdomain_rate(samples), "samples": samples}
+
+
+def subdomain_rate(samples: list) -> float:
+    """Subdomains bounded per second over the images that reached branch and bound."""
+    reached = [d for d in samples if d["subdomains"] > 0]
+    return sum(d["subdomains"] for d in reached) / max(sum(d["wall"] for d in reached), 1e-9)
 
 
 def network_setup(state, name, model, x, y, eps, timeout):
@@ -155,16 +184,16 @@ def run_network(name, model, x, y, eps, args, state):
     rows, proved_any = incomplete_rows(model, bm, x, y, eps, args.methods.split(","),
                                        correct, args.batch, args.alpha_iterations, state, name)
     todo = (correct & ~proved_any).nonzero().flatten().tolist()
-    rows.append(bab_row(model, bm, x, y, eps, todo, args.timeout, int(proved_any.sum()),
-                        state, name))
+    rows += bab_rows(model, bm, x, y, eps, todo, args.timeout, int(proved_any.sum()), state,
+                     name, args.heuristics.split(","))
     return {"network": name, "n": len(x), "eps": eps, "clean": setup["clean"],
             "mifgsm": setup["mifgsm"], "timeout": args.timeout, "rows": rows}
 
 
 def curve(result, points):
-    """Verified accuracy of BaB if each image had t seconds: images proved by the
-    incomplete methods count at every t."""
-    bab = result["rows"][-1]
+    """Verified accuracy of BaB (its first heuristic) if each image had t seconds: images
+    proved by the incomplete methods count at every t."""
+    bab = next(row for row in result["rows"] if row["method"].startswith("BaB"))
     base = bab["verified"] - sum(s["status"] == "verified" for s in bab["samples"])
     times = sorted(s["seconds"] for s in bab["samples"] if s["status"] == "verified")
     return [(base + sum(t <= p for t in times)) / result["n"] for p in points]
@@ -172,14 +201,17 @@ def curve(result, points):
 
 def markdown(results) -> str:
     lines = ["| network | eps | images | clean | MI-FGSM | method | verified | falsified | "
-             "timeout | total s |", "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "timeout | median s | total s | CPU s | subdomains/s |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         for row in r["rows"]:
-            extra = (f"{row['falsified']} | {row['timeout']}" if row["method"] == "BaB"
-                     else "| ")
+            bab = row["method"].startswith("BaB")
+            extra = (f"{row['falsified']} | {row['timeout']} | {row['median']:.2f}" if bab
+                     else "| | ")
+            rate = f"{row['cpu']:.1f} | {row['subdomains_per_s']:.1f}" if bab else " | "
             lines.append(f"| {r['network']} | {r['eps']:.4g} | {r['n']} | {r['clean']} | "
                          f"{r['mifgsm']} | {row['method']} | {row['verified']} | {extra} | "
-                         f"{row['seconds']:.1f} |")
+                         f"{row['seconds']:.1f} | {rate} |")
     return "\n".join(lines)
 
 
@@ -210,6 +242,9 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--methods", default=INCOMPLETE)
+    p.add_argument("--heuristics", default=branching.DEFAULT,
+                   help=f"comma-separated branching heuristics, a BaB row each "
+                        f"({', '.join(branching.HEURISTICS)}; default {branching.DEFAULT})")
     p.add_argument("--alpha-iterations", type=int, default=20)
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)

@@ -45,7 +45,8 @@ iterations and 16 s at 5 at 1 thread here, so its column is skipped there)::
 
     python benchmarks/bench_grafting.py --networks cifar_conv_small_pgd --bab-timeout 5 --out runs/grafting_full_cs
     python benchmarks/bench_grafting.py --networks runs/madry_cifar_conv_med --bab-timeout 5 --out runs/grafting_full_cm
-    python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 0 --bab-timeout 5 --out runs/grafting_full_r2b
+    python benchmarks/bench_grafting.py --networks resnet2b --alpha-iterations 0 --bab-timeout 5 \\
+        --out runs/grafting_full_r2b
 """
 from __future__ import annotations
 

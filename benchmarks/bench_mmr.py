@@ -1,7 +1,7 @@
 """Cost of an MMR training step, measured in one run (ratios within the run).
 
-    python benchmarks/bench_mmr.py                                  # the three defaults
-    python benchmarks/bench_mmr.py --networks mnist_conv_small:32 --repeats 1 --json out.json
+    python -m benchmarks.bench_mmr                                  # the three defaults
+    python -m benchmarks.bench_mmr --networks mnist_conv_small:32 --repeats 1 --json out.json
 
 For each network (``name:batch``): the median seconds (after a warm-up) and the peak extra
 resident memory of three Adam steps on the same data,
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -36,9 +35,7 @@ from lirpa_diffai import models
 from lirpa_diffai.mmr import mmr_loss
 from lirpa_diffai.models.pretrained import load_pretrained
 from lirpa_diffai.runtime import keep_freed_memory
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hzono import measure, timed  # noqa: E402
+from benchmarks.bench_hzono import measure, timed
 
 TARGET = 1.5
 DEFAULTS = "mnist_conv_small:128,cifar_conv_small:8,resnet2b:8"

@@ -1,8 +1,8 @@
 """Bound methods side by side on real test images: IBP, hzono (boxy, deepz), CROWN-IBP,
 CROWN-hzono, CROWN and alpha-CROWN, in one process, with the same inputs for every method.
 
-    python benchmarks/bounds.py                                   # the default networks
-    python benchmarks/bounds.py --networks conv_small:mnist,resnet2b --batch 4 \\
+    python -m benchmarks.bounds                                   # the default networks
+    python -m benchmarks.bounds --networks conv_small:mnist,resnet2b --batch 4 \\
         --methods IBP,CROWN-hzono,CROWN --json out.json --markdown out.md
 
 For each network and method: wall-clock seconds of one call (after one IBP warm-up call per
@@ -36,14 +36,12 @@ from typing import Callable, Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hzono import timed  # noqa: E402  (one memory/time measurement for both scripts)
-
-import lirpa_diffai  # noqa: E402
-from lirpa_diffai.evaluation import budget, margins as certify# noqa: E402
-from lirpa_diffai import data, models# noqa: E402
-from lirpa_diffai.bounded_module import parse_correlate_input  # noqa: E402
-from lirpa_diffai.runtime import keep_freed_memory  # noqa: E402
+import lirpa_diffai
+from benchmarks.bench_hzono import timed  # one memory/time measurement for both scripts
+from lirpa_diffai.evaluation import budget, margins as certify
+from lirpa_diffai import data, models
+from lirpa_diffai.bounded_module import parse_correlate_input
+from lirpa_diffai.runtime import keep_freed_memory
 
 # label -> method passed to compute_bounds
 METHODS = {
@@ -267,7 +265,8 @@ def format_row(r: Row) -> str:
 
 def markdown(results: list[dict]) -> str:
     """The figures as one markdown table, then the ratios per network."""
-    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved | verified |",
+    lines = ["| network (eps, batch, hzono rows) | method | seconds | peak MiB | mean width | margins proved "
+             "| verified |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for res in results:
         eps = f"{res['eps'] * 255:.0f}/255" if res["dataset"] == "cifar10" else f"{res['eps']:g}"

@@ -28,12 +28,11 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lirpa_diffai import training
+from lirpa_diffai.training import Dist, GoalLoss
+from lirpa_diffai.training.config import parse_config
 
-from lirpa_diffai import training  # noqa: E402
-from lirpa_diffai.training.config import parse_config# noqa: E402
-from lirpa_diffai.training import Dist, GoalLoss  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIGS = ("baseline_resnet_tiny", "insamplpar34_resnet34", "adv5islpad100_densenet100")
 VARIANTS = {"default": ("init=default", "grad_clip=null"),

@@ -1,9 +1,9 @@
 """The soundness fuzzer's operator-by-method table (docs/soundness-table.md), and replay of one case.
 
-    PYTHONPATH=$PWD python benchmarks/soundness_table.py --seeds 1 --json runs/soundness.json \
+    python -m benchmarks.soundness_table --seeds 1 --json runs/soundness.json \
         --markdown-out docs/soundness-table.md \
         --write-expected tests/soundness/expected_failures.txt
-    PYTHONPATH=$PWD python benchmarks/soundness_table.py --replay operator --operator BoundAtan \
+    python -m benchmarks.soundness_table --replay operator --operator BoundAtan \
         --seed 0 --method HBox [--train]
 
 Each operator runs on ``--seeds`` graphs of that operator alone (tests/soundness/sweep.py), with
@@ -25,14 +25,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from soundness.catalogue import NOT_TRACEABLE, SNIPPETS  # noqa: E402
-from lirpa_diffai.domain.methods import DOMAINS  # noqa: E402
-from soundness.check import Outcome  # noqa: E402
-from soundness.known import KNOWN, case_key, expected_failure, finding_id  # noqa: E402
-from soundness.methods import METHODS  # noqa: E402
-from soundness.sweep import Record, graph_case, operator_case, run  # noqa: E402
+from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS
+from lirpa_diffai.domain.methods import DOMAINS
+from tests.soundness.check import Outcome
+from tests.soundness.known import KNOWN, case_key, expected_failure, finding_id
+from tests.soundness.methods import METHODS
+from tests.soundness.sweep import Record, graph_case, operator_case, run
 
 # the table's columns: groups of methods (a cell sums up every method of its group, eval and train)
 COLUMNS = {
@@ -130,8 +128,8 @@ def markdown(records) -> str:
     lines.append("")
     lines.append("Refused because: " + "; ".join(f"({letter}) {text}" for text, letter in legend.items()) + ".")
     lines.append("")
-    lines.append("Not traceable from torch (no snippet): "
-                 + "; ".join(f"{k.removeprefix('Bound') or 'Bound'} ({v})" for k, v in sorted(NOT_TRACEABLE.items())) + ".")
+    untraceable = (f"{k.removeprefix('Bound') or 'Bound'} ({v})" for k, v in sorted(NOT_TRACEABLE.items()))
+    lines.append("Not traceable from torch (no snippet): " + "; ".join(untraceable) + ".")
     return "\n".join(lines)
 
 

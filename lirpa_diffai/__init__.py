@@ -3,7 +3,7 @@
 ``import lirpa_diffai`` patches auto_LiRPA 0.3 (see :mod:`lirpa_diffai.lirpa03`) and registers
 this package's Bound classes with auto_LiRPA.
 """
-from . import lirpa03  # bound here too when the start-up hook loaded it without this package
+from . import lirpa03  # noqa: F401  (bound here too when the start-up hook loaded it without this package)
 from .lirpa03.hook import install_import_hook
 
 install_import_hook()

@@ -214,10 +214,14 @@ class BoundedModule(auto_LiRPA.BoundedModule):
             "its bounds are NaN or overflow (an input interval too wide for the operator in this "
             "float type); bound a smaller input set")
 
+    def _final(self, final_node_name=None):
+        """The node bounds are computed for: ``final_node_name``'s, else the output node."""
+        return self.final_node() if final_node_name is None else self[final_node_name]
+
     def _check_batch_axis(self, x, final_node_name, method):
         """Refuse, by node, a graph whose perturbed nodes move values across the batch axis
         (``batch_axis``): once per input shapes and final node."""
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         inputs = x if x is not None else [self[name].value for name in self.input_name]
         key = (final.name,) + tuple((tuple(getattr(t, "shape", ())), getattr(t, "ptb", None) is not None)
                                     for t in inputs)
@@ -235,12 +239,13 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         whatever forward pass ran last; take those of the clean batch ``x``, as hzono does."""
         if x is not None:
             self._set_input(*x)
-        self._refresh_batch_statistics(self.final_node() if final_node_name is None else self[final_node_name])
+        self._refresh_batch_statistics(self._final(final_node_name))
+
     def _checked_spec(self, x, C, final_node_name):
         """``C`` in the shape (B, S, n_out) and dtype of the inputs (``input_checks``)."""
         if C is None:
             return None
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         if x is None:  # the inputs of the last call
             x = [getattr(self[name], "value", None) for name in self.input_name]
         inputs = [t for t in x if torch.is_tensor(t)]
@@ -272,7 +277,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         # bounds it returns carry no gradient either).
         common["intermediate_layer_bounds"] = {
             name: (lo.detach(), up.detach()) for name, (lo, up) in bounds.items()}
-        for node in self._topological_order(self.final_node() if final_node_name is None else self[final_node_name]):
+        for node in self._topological_order(self._final(final_node_name)):
             if isinstance(node, BoundBatchNormalization) and node.training:  # statistics of the hzono pass
                 node.current_mean, node.current_var = node.current_mean.detach(), node.current_var.detach()
         results = []
@@ -293,7 +298,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         """``{node name: (lower, upper)}`` from one hzono pass, for every perturbed node that
         the final node depends on (the final node itself excluded)."""
         self.compute_hzono_bounds(x, C=C, final_node_name=final_node_name, store_bounds=True)
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         return {name: b for name, b in self.hzono_node_bounds.items() if name != final.name}
 
     def _current_inputs(self) -> tuple:
@@ -315,7 +320,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         relu, rows, pure = DOMAINS[domain].resolve(self.bound_opts["hzono"])
         if x is not None:
             self._set_input(*x)
-        final = self.final_node() if final_node_name is None else self[final_node_name]
+        final = self._final(final_node_name)
         ctx = HzonoContext(relu=relu, training=self.training, input_rows=rows, pure_input=pure)
         if self.training:
             self._refresh_batch_statistics(final)

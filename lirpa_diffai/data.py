@@ -71,6 +71,13 @@ def data_range(name: str) -> tuple[float, float]:
     return (0.0, 1.0)
 
 
+def eps_box(x: torch.Tensor, eps: float, data_range=(0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """The L-inf ball of radius ``eps`` around ``x`` inside the data range ``(lo, hi)``:
+    ``[max(x - eps, lo), min(x + eps, hi)]``."""
+    lo, hi = data_range
+    return (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+
+
 def mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std) used by the zoo's ``Normalize`` first layer."""
     return MEAN_STD[check_name(name)]

@@ -347,7 +347,8 @@ def relu(z: HybridZonotope, variant: str = "boxy") -> HybridZonotope:
     return _RELUS[variant](z)
 
 
-def s_shaped(z: HybridZonotope, fn: Callable[[Tensor], Tensor], derivative: Callable[[Tensor], Tensor]) -> HybridZonotope:
+def s_shaped(z: HybridZonotope, fn: Callable[[Tensor], Tensor],
+             derivative: Callable[[Tensor], Tensor]) -> HybridZonotope:
     """Sigmoid/tanh: ``y = lam x + [f(l) - lam l, f(u) - lam u]`` with
     ``lam = min(f'(l), f'(u))`` (f' is unimodal, so ``f(x) - lam x`` is non-decreasing on
     [l, u]). Without rows this is exactly the interval ``[f(l), f(u)]``."""

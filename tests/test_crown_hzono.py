@@ -14,7 +14,7 @@ from lirpa_diffai import BoundedModule, Concretize, CorrelateAll, CorrelateMaxK,
 from lirpa_diffai.evaluation import margins as certify
 from lirpa_diffai.models import ParSum, SkipCat
 
-from conftest import assert_inside, attack_points, box_samples
+from tests.support import assert_inside, attack_points, box_samples
 
 SHARED_MODELS = data.shared_root() / "models"
 

@@ -68,7 +68,7 @@ def test_every_relative_link_resolves(path):
 
 @pytest.mark.parametrize("path", [README] + PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_repository_path_exists(path):
-    """Paths the text names (`lirpa_diffai/training/config.py`, `tests/test_verify.py`) exist,
+    """Paths the text names (`lirpa_diffai/training/config.py`, `tests/verify/test_verify.py`) exist,
     so a moved module cannot leave the manual behind."""
     missing = sorted({p for p in REPO_PATH.findall(prose(path.read_text()))
                       if not p.endswith(".state.jsonl") and not (ROOT / p).exists()})
@@ -84,8 +84,9 @@ def test_every_page_is_in_the_nav():
             yield from (files(value) if isinstance(value, list) else [value])
 
     listed = set(files(config["nav"]))
-    assert {p.name for p in PAGES} <= listed, f"pages missing from mkdocs.yml's nav: {sorted({p.name for p in PAGES} - listed)}"
-    assert listed <= {p.name for p in PAGES}, f"nav entries without a page: {sorted(listed - {p.name for p in PAGES})}"
+    pages = {p.name for p in PAGES}
+    assert pages <= listed, f"pages missing from mkdocs.yml's nav: {sorted(pages - listed)}"
+    assert listed <= pages, f"nav entries without a page: {sorted(listed - pages)}"
 
 
 def test_site_builds_strictly(tmp_path):

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from lirpa_diffai import hybrid_zono as hz
 from lirpa_diffai.hybrid_zono import HybridZonotope
 
-from conftest import assert_inside
+from tests.support import assert_inside
 
 
 def random_zonotope(batch=3, shape=(5,), rows=4, scale=1.0):

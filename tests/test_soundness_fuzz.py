@@ -18,14 +18,13 @@ from functools import lru_cache
 
 import pytest
 
-from soundness.catalogue import NOT_TRACEABLE, SNIPPETS, bound_classes
-from soundness.check import classify_error
-from soundness.known import case_key, expected_failure, finding_id, load_expected
-from soundness.check import run_case
-from soundness.methods import METHODS, QUICK
-from soundness.ranges import POLES, RANGES, in_range, pole_case
-from soundness.stateful import ROUTES, changed_case
-from soundness.sweep import WITNESS, Record, graph_case, operator_case, run, traced_classes
+from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS, bound_classes
+from tests.soundness.check import classify_error, run_case
+from tests.soundness.known import case_key, expected_failure, finding_id, load_expected
+from tests.soundness.methods import METHODS, QUICK
+from tests.soundness.ranges import POLES, RANGES, in_range, pole_case
+from tests.soundness.stateful import ROUTES, changed_case
+from tests.soundness.sweep import WITNESS, Record, graph_case, operator_case, run, traced_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

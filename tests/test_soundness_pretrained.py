@@ -10,9 +10,9 @@ import pytest
 
 from lirpa_diffai import data, models
 
-from soundness.check import Case, run_case
-from soundness.known import expected_failure
-from soundness.methods import METHODS, QUICK
+from tests.soundness.check import Case, run_case
+from tests.soundness.known import expected_failure
+from tests.soundness.methods import METHODS, QUICK
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

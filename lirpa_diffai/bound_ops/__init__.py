@@ -11,5 +11,5 @@ from .zono import ZONO_TRANSFORMERS, zono_transformer_for
 
 register_custom_op("onnx::Clip", BoundClip)
 
-__all__ = ["HZONO_TRANSFORMERS", "ZONO_TRANSFORMERS", "zono_transformer_for", "HzonoContext", "UnsupportedOperatorError", "register",
-           "transformer_for", "BoundClip"]
+__all__ = ["HZONO_TRANSFORMERS", "ZONO_TRANSFORMERS", "zono_transformer_for", "HzonoContext",
+           "UnsupportedOperatorError", "register", "transformer_for", "BoundClip"]

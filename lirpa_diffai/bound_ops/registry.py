@@ -16,7 +16,7 @@ from typing import Callable, Union
 import torch
 
 from .. import hybrid_zono as hz
-from ..errors import UnsupportedOperatorError
+from ..errors import UnsupportedOperatorError, operator_name
 
 HZONO_TRANSFORMERS: dict[type, Callable] = {}
 
@@ -40,7 +40,7 @@ def transformer_for(node) -> Callable:
     transformer = HZONO_TRANSFORMERS.get(type(node))
     if transformer is not None:
         return transformer
-    onnx_op = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+    onnx_op = operator_name(node)
     registered_base = next((c.__name__ for c in type(node).__mro__[1:] if c in HZONO_TRANSFORMERS), None)
     why = (f"; it subclasses {registered_base}, whose transformer bounds another function"
            if registered_base else "")

@@ -21,6 +21,7 @@ from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBa
                                   BoundUnsqueeze)
 
 from ..domain import zonotope
+from ..errors import operator_name
 from .abstract import ABSTRACT_OPS
 from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
@@ -61,7 +62,7 @@ def zono_transformer_for(node) -> Callable:
     transformer = ZONO_TRANSFORMERS.get(type(node))
     if transformer is not None:
         return transformer
-    onnx_op = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+    onnx_op = operator_name(node)
     raise UnsupportedOperatorError(
         f"the pure zonotope domain (ZBox/ZSwitch/ZSmooth/ZNIPS, ToZono) has no transformer for "
         f"graph node '{node.name}' (operator {onnx_op}, bound class {type(node).__name__}); "

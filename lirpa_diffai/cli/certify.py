@@ -1,10 +1,10 @@
 """``python -m lirpa_diffai certify CHECKPOINT [--methods ...] [--eps E] [--limit N]
 [--json PATH] [--batch-size B] [--regions]``."""
-HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
-        "certified accuracy per bound method")
-
 from ..evaluation.margins import DEFAULT_METHODS
 from .common import EXIT_INTERRUPTED
+
+HELP = ("evaluate a training checkpoint: standard accuracy, accuracy under MI-FGSM and "
+        "certified accuracy per bound method")
 
 DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 
@@ -12,7 +12,9 @@ DEFAULT_METHOD_LIST = ",".join(DEFAULT_METHODS)
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="checkpoint.pt written by `train` (or its directory)")
     parser.add_argument("--methods", default=DEFAULT_METHOD_LIST,
-                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST})")
+                        help=f"comma-separated bound methods (default: {DEFAULT_METHOD_LIST}); "
+                             f"BaB is the complete verifier, BaB:NAME with the branching "
+                             f"heuristic NAME (intercept, babsr, fsb, kfsb)")
     parser.add_argument("--eps", type=float, default=None,
                         help="L-inf radius (default: the training configuration's eps)")
     parser.add_argument("--limit", type=int, default=None,

@@ -3,7 +3,8 @@ output path.
 
 Convention: a refused input or a failed command raises :class:`CommandError`; ``__main__``
 prints ``error: <message>`` on stderr and exits with status 2 (argparse's own usage errors
-exit 2 as well); a command stopped by Ctrl-C returns :data:`EXIT_INTERRUPTED`. Nothing here imports torch until a command runs.
+exit 2 as well); a command stopped by Ctrl-C returns :data:`EXIT_INTERRUPTED`. Nothing here
+imports torch until a command runs.
 """
 from __future__ import annotations
 

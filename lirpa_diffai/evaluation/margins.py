@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
+from ..data import eps_box
+
 DEFAULT_METHODS = ("IBP", "hzono", "CROWN-IBP", "CROWN")
 
 # what a bound method may raise on a network or input it cannot handle (auto_LiRPA's refusals
@@ -61,8 +63,8 @@ def margin_spec(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def input_box(x: torch.Tensor, eps: float, data_range=(0.0, 1.0)) -> BoundedTensor:
     """``[max(x - eps, lo), min(x + eps, hi)]`` as a BoundedTensor."""
-    lo, hi = data_range
-    ptb = PerturbationLpNorm(norm=np.inf, eps=eps, x_L=(x - eps).clamp(min=lo), x_U=(x + eps).clamp(max=hi))
+    x_L, x_U = eps_box(x, eps, data_range)
+    ptb = PerturbationLpNorm(norm=np.inf, eps=eps, x_L=x_L, x_U=x_U)
     return BoundedTensor(x, ptb)
 
 
@@ -70,8 +72,7 @@ def certified_mask(bm, x: torch.Tensor, y: torch.Tensor, eps: float, method: str
                    data_range=(0.0, 1.0), num_classes: int = 10) -> torch.Tensor:
     """A bool per sample: every margin lower bound with ``method`` over the eps box is > 0
     (the prediction is not checked here)."""
-    lo, hi = data_range
-    x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+    x_L, x_U = eps_box(x, eps, data_range)
     xb = BoundedTensor(x, PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U))
     with bound_grad_mode(method):
         lb, _ = bm.compute_bounds(x=(xb,), C=margin_spec(y, num_classes), method=method,

@@ -18,14 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import eps_box
+
 MU = 0.8
 ITERATIONS = 20
-
-
-def eps_box(x: torch.Tensor, eps: float, data_range=(0.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[max(x - eps, lo), min(x + eps, hi)]``."""
-    lo, hi = data_range
-    return (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
 
 
 def l1_normalise(g: torch.Tensor) -> torch.Tensor:

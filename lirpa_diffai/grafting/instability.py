@@ -5,7 +5,7 @@ cross zero, ``l < 0 < u`` (Chen et al. 2022, section 3). A grafted neuron is nev
 ``unstable_counts`` bounds a network on the L-inf balls of a set of images with one of the
 project's methods and counts, per neuron, the images on which it is unstable. It works on any
 network ``graft`` accepts: the ReLU sites still present are first grafted with all-zero masks,
-which changes neither the network nor any method's bounds (tests/test_grafted_bounds.py) but
+which changes neither the network nor any method's bounds (tests/bound_ops/test_grafted_bounds.py) but
 gives every activation a graph node that knows its site.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from torch import nn
 
 from ..bound_ops.grafted import BoundGraftedRelu
+from ..data import eps_box
 from .activation import GraftedReLU
 from .rewrite import grafted_modules, graft, relu_sites, site_shapes
 
@@ -56,8 +57,8 @@ def site_nodes(bm, model: nn.Module) -> dict[str, BoundGraftedRelu]:
 
 def ball(x: Tensor, eps: float, data_range=(0.0, 1.0)) -> BoundedTensor:
     """The L-inf ball of radius ``eps`` around ``x``, clipped to the data range."""
-    lo, hi = data_range
-    ptb = PerturbationLpNorm(norm=np.inf, x_L=(x - eps).clamp(lo, hi), x_U=(x + eps).clamp(lo, hi))
+    x_L, x_U = eps_box(x, eps, data_range)
+    ptb = PerturbationLpNorm(norm=np.inf, x_L=x_L, x_U=x_U)
     return BoundedTensor(x, ptb)
 
 

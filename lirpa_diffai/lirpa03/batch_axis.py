@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout
 
-from ..errors import UnsupportedOperatorError
+from ..errors import UnsupportedOperatorError, operator_name
 
 PROBE_SEED = 20261  # the probe's weights are reproducible and leave the global RNG alone
 RELATIVE_TOLERANCE = 1e-4
@@ -73,7 +73,7 @@ def mixes_samples(out, leaves, generator) -> bool:
 
 
 def refusal(node, method: str, why: str) -> UnsupportedOperatorError:
-    operator = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+    operator = operator_name(node)
     return UnsupportedOperatorError(
         f"{method}: graph node '{node.name}' (operator {operator}, {type(node).__name__}) {why}; "
         "CROWN-like methods keep one block of coefficients per sample and cannot bound it "

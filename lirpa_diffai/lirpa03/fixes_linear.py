@@ -138,7 +138,6 @@ def dilate_kernel(weight, dilation):
 
 def ungroup_kernel(weight, groups: int):
     """The kernel of ``conv2d(..., groups=g)`` as the block-diagonal kernel of an ungrouped one."""
-    import torch
     out_per, in_per = weight.size(0) // groups, weight.size(1)
     out = weight.new_zeros(weight.size(0), in_per * groups, *weight.shape[2:])
     for g in range(groups):

@@ -17,6 +17,7 @@ from auto_LiRPA.operators import BoundBuffers, BoundDropout, BoundInput, BoundPa
 from auto_LiRPA.utils import unpack_inputs
 
 from ..errors import UnsupportedOperatorError
+from .state import eval_mode
 
 RELATIVE_TOLERANCE = 1e-4  # of the largest output magnitude (float32 reorderings stay far below)
 SECOND_INPUT_SEED = 20260  # the perturbed input is reproducible and leaves the global RNG alone
@@ -37,19 +38,6 @@ def refuse_mistraced_nodes(graph) -> None:
                 "and bounds it as zero padding, another function than the model's; use constant "
                 "padding (Conv2d(padding_mode='zeros'), F.pad(mode='constant')) or "
                 "padding_mode='circular'")
-
-
-@contextlib.contextmanager
-def eval_mode(*modules):
-    """Every submodule of ``modules`` in eval mode inside the block; each one's own flag after."""
-    flags = [(m, m.training) for module in modules for m in module.modules()]
-    try:
-        for module in modules:
-            module.eval()
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def tensors_of(output) -> list:

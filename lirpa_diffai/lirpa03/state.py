@@ -53,3 +53,16 @@ def keep_modes_and_buffers(model):
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
+
+
+@contextlib.contextmanager
+def eval_mode(*modules):
+    """Every submodule of ``modules`` in eval mode inside the block; each one's own flag after."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag

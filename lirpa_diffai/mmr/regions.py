@@ -46,6 +46,7 @@ from ..bound_ops import UnsupportedOperatorError, transformer_for
 from ..bound_ops.abstract import BoundAbstractLayer
 from ..bound_ops.registry import is_perturbed, joined
 from ..bounded_module import BoundedModule
+from ..errors import operator_name
 from ..hybrid_zono import HybridZonotope, fresh_ids
 
 Tensor = torch.Tensor
@@ -143,7 +144,7 @@ def check_piecewise_linear(bm: BoundedModule) -> None:
             continue
         if type(node) in AFFINE_OPS or type(node) is BoundRelu or isinstance(node, BoundAbstractLayer):
             continue
-        op = getattr(node, "op_type", None) or type(node).__name__.removeprefix("Bound")
+        op = operator_name(node)
         raise RegionError(
             f"the linear-region distances (MMR) need a piecewise-linear ReLU network; graph node "
             f"'{node.name}' (operator {op}, bound class {type(node).__name__}) is not one of its "

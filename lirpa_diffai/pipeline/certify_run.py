@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ from ..training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, lo
                                   read_weights)
 from ..training.errors import TrainingError
 from ..training.step import build_network
+
+if TYPE_CHECKING:
+    from ..training.config import TrainConfig
 
 
 @dataclass
@@ -108,7 +111,8 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     ``bm`` is a ``lirpa_diffai.BoundedModule`` around ``model`` in eval mode; ``progress``
     (optional) is called with a message before each part. A method that fails
     (``certify.METHOD_ERRORS``) gets its error in its row; the other methods still run.
-    The method ``"BaB"`` (run last) is the complete verifier of :mod:`verify.campaign`
+    The method ``"BaB"`` or ``"BaB:<heuristic>"`` (run last) is the complete verifier of
+    :mod:`verify.campaign` (with that branching heuristic)
     with ``timeout`` seconds per sample and the stop/resume file ``state_path``; the
     samples the other methods proved are not verified again."""
     say = progress or (lambda _msg: None)
@@ -122,7 +126,8 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     report = Report(network, dataset, len(x), eps, correct.float().mean().item(),
                     robust.float().mean().item(), time.perf_counter() - start)
     proved_by: dict = {}
-    for method in [m for m in methods if m != "BaB"]:
+    bab = [m for m in methods if is_bab(m)]
+    for method in [m for m in methods if not is_bab(m)]:
         say(method)
         start = time.perf_counter()
         try:
@@ -136,12 +141,15 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
         width = None if batches_out[0][1] is None else torch.cat([w for _, w in batches_out])
         proved_by[method] = proved & correct
         report.methods.append(method_row(method, proved, correct, width, seconds))
-    if "BaB" in methods:
+    if bab:
+        from ..verify import BaBOptions
         from ..verify.campaign import verify_images
-        say(f"BaB (timeout {timeout:g} s per sample)")
+        say(f"{bab[-1]} (timeout {timeout:g} s per sample)")
+        options = BaBOptions(**({"branching": bab[-1].split(":")[1]} if ":" in bab[-1] else {}))
         summary = verify_images(model, x, y, eps, timeout, data_range, num_classes,
-                                   proved=proved_by, state_path=state_path, network=network)
-        report.methods.append(MethodRow("BaB", summary.verified_accuracy, summary.seconds,
+                                proved=proved_by, state_path=state_path, network=network,
+                                options=options)
+        report.methods.append(MethodRow(bab[-1], summary.verified_accuracy, summary.seconds,
                                         complete=summary.as_dict()))
     return report
 
@@ -200,14 +208,33 @@ SPELLING = {**{key: domain.name for key, domain in DOMAINS.items()},
             "crown-hzono": "CROWN-hzono", "alpha-crown-hzono": "alpha-CROWN-hzono"}
 
 
+def is_bab(method: str) -> bool:
+    """Whether a parsed method is the complete verifier, ``BaB`` or ``BaB:<heuristic>``."""
+    return method.split(":")[0] == "BaB"
+
+
+def parse_bab(name: str) -> str:
+    """``"BaB:<heuristic>"`` from a method ``bab:NAME`` (NAME: a branching heuristic of
+    :data:`verify.branching.HEURISTICS`, any case); a ValueError naming the known
+    heuristics otherwise."""
+    from ..verify.branching import heuristic
+    heuristic_name = name.split(":", 1)[1].strip().lower()
+    heuristic(heuristic_name)
+    return f"BaB:{heuristic_name}"
+
+
 def parse_methods(text: str) -> list[str]:
-    """``"hzono,IBP"`` -> ``["hzono", "IBP"]``; an unknown name is a ValueError with the
-    nearest known one."""
+    """``"hzono,IBP"`` -> ``["hzono", "IBP"]``; ``BaB:fsb`` is the complete verifier with
+    the branching heuristic ``fsb``; an unknown name is a ValueError with the nearest known
+    one."""
     import difflib
     known = known_methods()
     out = []
     for name in (part.strip() for part in text.split(",")):
         if not name:
+            continue
+        if name.lower().startswith("bab:"):
+            out.append(parse_bab(name))
             continue
         key = name.lower().replace("_", "-")
         if key not in known:

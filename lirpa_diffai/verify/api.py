@@ -9,7 +9,6 @@ the samples in it.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Callable, Optional
@@ -17,6 +16,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..data import eps_box
+from ..lirpa03.state import eval_mode
 from . import falsify
 from .bab import BaBOptions, branch_and_bound
 from .bounding import Domains, root_bounds, split_relus
@@ -77,17 +78,6 @@ def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
     return lb - spec.threshold, boxes
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """``model`` in eval mode inside the block, its own mode again after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
            eps: float | None = None, *, timeout: float, spec: Optional[Spec] = None,
            x_L: Optional[torch.Tensor] = None, x_U: Optional[torch.Tensor] = None,
@@ -114,8 +104,7 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
         if x_L is None or x_U is None:
             if eps is None or not eps >= 0:
                 raise VerificationError(f"give eps >= 0 or both x_L and x_U (eps={eps!r})")
-            lo, hi = data_range
-            x_L, x_U = (x - eps).clamp(min=lo), (x + eps).clamp(max=hi)
+            x_L, x_U = eps_box(x, eps, data_range)
         x_L, x_U = x_L.to(device), x_U.to(device)
         if x_L.shape != x.shape or x_U.shape != x.shape or bool((x_L > x_U).any()):
             raise VerificationError(f"x_L and x_U must have x's shape {tuple(x.shape)} with "

@@ -7,7 +7,8 @@ beta-CROWN bounds as in Wang et al. 2021):
    (:func:`bounding.bound_domains`);
 3. drop the children whose every spec row is proved; a subdomain with no unfixed ReLU left is
    a linear program, solved exactly (:mod:`lp`): proved, or a counterexample;
-4. now and then search the box for a counterexample (:mod:`attack`).
+4. now and then search the box for a counterexample, harder while the bounds stall
+   (:mod:`escalation`).
 
 Every open subdomain is either proved, found to hold a counterexample or split into two with
 one more fixed ReLU, so with enough time the answer is ``verified`` or ``falsified`` (when all
@@ -22,10 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import falsify, lp
+from . import branching, falsify, lp
+from .escalation import Falsifier
 from .bounding import (Domains, affine_neurons, bound_domains, box_input, split_relus,
                        tightened)
-from .branching import choose_splits
+from .branching.scores import worst_row_coefficient
 from .spec import Spec, Status
 
 
@@ -37,7 +39,9 @@ class BaBOptions:
     intermediate bounds of every child by CROWN on its split-tightened bounds (else only the
     split neurons' bounds change); ``attack_every``: rounds between counterexample searches;
     ``lp``: close fully fixed subdomains with the exact LP (needs highspy); ``depth``: at most
-    this many ReLUs split at once per parent while few domains are open (2^depth children)."""
+    this many ReLUs split at once per parent while few domains are open (2^depth children);
+    ``branching``: the heuristic that picks the ReLU to split, by name
+    (:data:`branching.HEURISTICS`: ``intercept``, ``babsr``, ``fsb``, ``kfsb``)."""
 
     batch: int = 64
     iterations: int = 10
@@ -46,6 +50,10 @@ class BaBOptions:
     attack_every: int = 5
     lp: bool = True
     depth: int = 1
+    branching: str = branching.DEFAULT
+
+    def __post_init__(self):
+        branching.heuristic(self.branching)   # an unknown name fails here, not mid-run
 
 
 MAX_DEPTH = 4   # the most neurons ranked per domain (the largest useful ``depth``)
@@ -81,18 +89,34 @@ def refreshed_bounds(bm, x_L, x_U, C, lower: list, upper: list, split: list) -> 
     return new_lower, new_upper
 
 
-def bound_children(bm, x_L, x_U, spec: Spec, lower, upper, split, affine: list,
-                   options: BaBOptions):
-    """Bounds of N subdomains and their next splits, best first: ``(Domains, layer (N,
-    MAX_DEPTH), index (N, MAX_DEPTH))``; ``affine``: per split node, its neurons that are
-    never split (:func:`bounding.affine_neurons`)."""
+def open_rows(lb: torch.Tensor) -> torch.Tensor:
+    """(N, S') the spec rows each domain has not proved (``lb <= 0``), worst first, padded
+    with its worst row to the most any domain has (``S' >= 1``)."""
+    order = lb.argsort(dim=1)
+    count = (lb <= 0).sum(dim=1).clamp(min=1)
+    rows = order[:, :int(count.max())]
+    position = torch.arange(rows.shape[1], device=lb.device)
+    return torch.where(position[None] < count[:, None], rows, rows[:, :1])
+
+
+def bound_children(problem: branching.Problem, children: Domains, options: BaBOptions):
+    """New bounds of N subdomains and their next splits by ``options.branching``, best
+    first: ``(Domains, layer (N, MAX_DEPTH), index (N, MAX_DEPTH))``. ``children.lb`` are
+    the parents' bounds: only the rows they left unproved are bounded again (a bound of the
+    parent holds on its children), the others are kept."""
+    bm, x_L, x_U, spec = problem.bm, problem.x_L, problem.x_U, problem.spec
+    rows = open_rows(children.lb)
+    C, threshold = spec.C[0][rows], spec.threshold[0][rows]
+    lower, upper, split = children.lower, children.upper, children.split
     if options.refresh:
-        lower, upper = refreshed_bounds(bm, x_L, x_U, spec.C, lower, upper, split)
-    lb, coefficients = bound_domains(bm, x_L, x_U, spec.C, spec.threshold, lower, upper, split,
-                                     options.iterations, options.beta)
+        lower, upper = refreshed_bounds(bm, x_L, x_U, C, lower, upper, split)
+    lb_rows, coefficients = bound_domains(bm, x_L, x_U, C, threshold, lower, upper, split,
+                                          options.iterations, options.beta)
+    lb = children.lb.clone().scatter_(1, rows, lb_rows)
+    worst = lb_rows.argmin(dim=1)
+    lam = [worst_row_coefficient(c, worst) for c in coefficients]
     domains = Domains(lower, upper, split, lb)
-    layer, index = choose_splits(domains.lower, domains.upper, coefficients, lb,
-                                 domains.unstable(affine), MAX_DEPTH)
+    layer, index = branching.heuristic(options.branching)(problem, domains, lam, MAX_DEPTH)
     return domains, layer, index
 
 
@@ -117,6 +141,13 @@ def split_depth(parents: int, batch: int, most: int) -> int:
     while depth < min(most, MAX_DEPTH) and parents * 2 ** (depth + 1) <= 2 * batch:
         depth += 1
     return depth
+
+
+def ranked_columns(layer: torch.Tensor) -> int:
+    """How many leading columns of the decisions ``layer`` (P, MAX_DEPTH) name a neuron for
+    every parent (splitting on a column some parent lacks would copy that parent)."""
+    valid = (layer >= 0).all(dim=0).int()
+    return int(valid.cumprod(0).sum())
 
 
 def round_size(batch: int, time_left: float, per_child: float) -> int:
@@ -159,11 +190,12 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
     outcome = BaBOutcome(Status.TIMEOUT)
     use_lp = options.lp and lp.closable(bm)
     affine = [affine_neurons(node) for node in split_relus(bm)]
-    layer, index = choose_splits(root.lower, root.upper, [None] * len(root.lower), root.lb,
-                                 root.unstable(affine), MAX_DEPTH)
+    problem = branching.Problem(bm, x_L, x_U, spec, affine)
+    layer, index = branching.heuristic(options.branching)(problem, root,
+                                                           [None] * len(root.lower), MAX_DEPTH)
     open_domains, decisions, undecidable = root, (layer, index), 0
     rounds, per_child = 0, 0.0
-    generator = torch.Generator().manual_seed(0)
+    falsifier = Falsifier(options.attack_every)
     while len(open_domains) and time.perf_counter() < deadline:
         rounds += 1
         layer, index = decisions
@@ -187,15 +219,14 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         size = round_size(options.batch, deadline - time.perf_counter(), per_child)
         take, rest = order[:size], order[size:]
         round_start = time.perf_counter()
-        parents = open_domains.select(take)
-        split, lower, upper = parents.split, parents.lower, parents.upper
-        for d in range(min(split_depth(len(parents), options.batch, options.depth),
-                           layer.shape[1])):
-            column = layer[take][:, d].repeat(2 ** d)
-            split = children_of(split, column, index[take][:, d].repeat(2 ** d))
-            lower, upper = [torch.cat([t, t]) for t in lower], [torch.cat([t, t]) for t in upper]
-        children, c_layer, c_index = bound_children(bm, x_L, x_U, spec, lower, upper, split,
-                                                    affine, options)
+        children = open_domains.select(take)
+        for d in range(min(split_depth(len(take), options.batch, options.depth),
+                           ranked_columns(layer[take]))):
+            split = children_of(children.split, layer[take][:, d].repeat(2 ** d),
+                                index[take][:, d].repeat(2 ** d))
+            children = Domains.cat([children, children])
+            children.split = split
+        children, c_layer, c_index = bound_children(problem, children, options)
         outcome.subdomains += len(children)
         per_child = (time.perf_counter() - round_start) / len(children)
         alive = ~(children.lb > 0).all(dim=1)
@@ -203,12 +234,12 @@ def branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec
         open_domains = Domains.cat([remaining, children.select(alive)])
         decisions = (torch.cat([layer[rest], c_layer[alive]]),
                      torch.cat([index[rest], c_index[alive]]))
-        if options.attack_every and rounds % options.attack_every == 0:
-            point, margin = falsify.pgd(model, x_L, x_U, spec, steps=20, restarts=2,
-                                       generator=generator)
-            if falsify.checked_counterexample(model, point, x_L, x_U, spec):
-                outcome.status, outcome.counterexample = Status.FALSIFIED, point
-                return outcome
+        if not len(open_domains):
+            break
+        point = falsifier.search(model, x_L, x_U, spec, rounds, float(open_domains.lb.min()))
+        if point is not None:
+            outcome.status, outcome.counterexample = Status.FALSIFIED, point
+            return outcome
     if not len(open_domains) and not undecidable:
         outcome.status = Status.VERIFIED   # else a timeout: time ran out, or fixed subdomains
     return outcome                         # the LP could not decide were left

@@ -2,8 +2,9 @@
 al. 2018, and the input splitting of alpha-beta-CROWN): a sub-box is bounded by CROWN
 (batched), proved sub-boxes are dropped, the others are halved along the dimension with the
 largest *smear* ``|df/dx_i| (u_i - l_i)`` of the worst spec row at their centre (ReluVal's
-heuristic), and every centre is checked concretely for a counterexample. The sub-boxes shrink
-geometrically, so every sample whose smallest margin is not exactly 0 is decided given time.
+heuristic, :mod:`.branching.smear`), and every centre is checked concretely for a
+counterexample. The sub-boxes shrink geometrically, so every sample whose smallest margin is
+not exactly 0 is decided given time.
 """
 from __future__ import annotations
 
@@ -14,20 +15,8 @@ import torch
 from . import falsify
 from .bab import BaBOptions, BaBOutcome
 from .bounding import box_input
+from .branching.smear import smear_dimension
 from .spec import Spec, Status
-
-
-def smear_dimension(model, lo: torch.Tensor, hi: torch.Tensor, spec: Spec) -> torch.Tensor:
-    """Per box (N, ...), the flat input dimension with the largest smear."""
-    centre = ((lo + hi) / 2).detach().requires_grad_(True)
-    n = len(lo)
-    spec_n = Spec(spec.C.expand(n, *spec.C.shape[1:]), spec.threshold.expand(n, -1))
-    with torch.enable_grad():
-        margin = falsify.worst_margin(model, centre, spec_n)
-        grad, = torch.autograd.grad(margin.sum(), centre)
-    smear = grad.abs().flatten(1) * (hi - lo).flatten(1)
-    smear = smear + 1e-9 * (hi - lo).flatten(1)  # a zero gradient still splits the widest
-    return smear.argmax(dim=1)
 
 
 def input_branch_and_bound(bm, model, x_L: torch.Tensor, x_U: torch.Tensor, spec: Spec,

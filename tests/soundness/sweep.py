@@ -58,7 +58,7 @@ def graph_case(seed: int) -> Case:
 
 def replay_command(kind: str, seed: int, method: str, training: bool, operator: str = "") -> str:
     target = f"--operator {operator} " if operator else ""
-    return (f"PYTHONPATH=$PWD python benchmarks/soundness_table.py --replay {kind} {target}"
+    return (f"python -m benchmarks.soundness_table --replay {kind} {target}"
             f"--seed {seed} --method '{method}'{' --train' if training else ''}")
 
 
@@ -77,7 +77,8 @@ class Record:
         mode = "training" if self.training else "eval"
         return (f"{self.outcome.kind}: {self.method} ({mode} mode), seed {self.seed}\n"
                 f"  {self.outcome.detail}\n  graph:\n    " + self.code.replace("\n", "\n    ")
-                + f"\n  replay: {replay_command(kind, self.seed, self.method, self.training, self.operator if kind == 'operator' else '')}")
+                + "\n  replay: " + replay_command(kind, self.seed, self.method, self.training,
+                                                  self.operator if kind == "operator" else ""))
 
 
 def run(case: Case, operator: str, method: str, training: bool, witness=None) -> Record:

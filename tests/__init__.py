@@ -1,0 +1,1 @@
+"""The test suite; ``tests.support`` holds its helpers, ``tests.soundness`` the soundness fuzzer."""

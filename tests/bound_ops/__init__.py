@@ -1,0 +1,1 @@
+"""Tests of lirpa_diffai.bound_ops."""
