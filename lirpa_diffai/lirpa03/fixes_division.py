@@ -17,7 +17,6 @@ def off_zero(lower, upper):
 def refuse_around_zero(lower, upper, method: str) -> None:
     """``NotImplementedError`` when some interval ``[lower, upper]`` contains 0 (the node is
     named by ``failing_nodes_named``)."""
-    import torch
     inside = ~off_zero(lower, upper)
     if bool(inside.any()):
         first = tuple(int(i) for i in inside.nonzero()[0])
