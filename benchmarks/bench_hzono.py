@@ -20,7 +20,11 @@ at the output and the mean width of the margin bounds:
 
     python benchmarks/bench_hzono.py --networks '' --zono-networks conv_small,conv_med --batch 4
 
-Peak memory is read from /proc/self/status (VmHWM after resetting it through
+The column "fresh MiB" is each method's peak extra memory in a process of its own (this script
+run again with ``--probe network:method``): the network, its bounded module and the inputs are
+built, one warm-up call runs, and the peak of one more call above the level before it is
+read, so no other method's freed memory is reused or counted. Peak memory is read from
+/proc/self/status (VmHWM after resetting it through
 /proc/self/clear_refs), so it counts every allocation of the process, not just torch's. glibc is
 set up as the command-line tools set it (``lirpa_diffai.runtime.keep_freed_memory``).
 """
@@ -30,6 +34,7 @@ import argparse
 import ctypes
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,7 +100,9 @@ def measure(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(seconds), timed(fn)[2]
 
 
-def bench_network(name: str, batch: int, eps: float, repeats: int, train: bool = False) -> dict:
+def network_runs(name: str, batch: int, eps: float, train: bool):
+    """The network and ``{method: call}`` of :func:`bench_network`, on the first ``batch``
+    CIFAR-10 test images."""
     net = models.get(name, "cifar10").train(train)
     x = data.load_dataset("cifar10", "test").tensors[0][:batch]
     y = data.load_dataset("cifar10", "test").tensors[1][:batch]
@@ -113,11 +120,37 @@ def bench_network(name: str, batch: int, eps: float, repeats: int, train: bool =
         "hzono_16_rows": lambda: bounded[16].compute_bounds(x=(box,), C=C, method="hzono"),
         "CROWN-IBP": lambda: bm.compute_bounds(x=(box,), C=C, method="CROWN-IBP"),
     }
+    return runs
+
+
+def probe(spec: str, batch: int, eps: float) -> float:
+    """``--probe network[:train]:method``: the method's peak extra MiB after one warm-up call,
+    in this (fresh) process."""
+    name, *mode, method = spec.split(":")
+    run = network_runs(name, batch, eps, train=mode == ["train"])[method]
+    with torch.no_grad():
+        run()
+        return timed(run)[2]
+
+
+def fresh_peak(name: str, method: str, batch: int, eps: float, train: bool, threads: int) -> float:
+    """:func:`probe` in a new Python process running this script."""
+    spec = ":".join([name] + (["train"] if train else []) + [method])
+    out = subprocess.run([sys.executable, __file__, "--probe", spec, "--batch", str(batch),
+                          "--eps", repr(eps), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def bench_network(name: str, batch: int, eps: float, repeats: int, train: bool = False,
+                  threads: int = 2) -> dict:
+    runs = network_runs(name, batch, eps, train)
     result = {"network": name, "batch": batch, "train_mode": train, "methods": {}}
     with torch.no_grad():
         for method, fn in runs.items():
             seconds, peak = measure(fn, repeats)
-            result["methods"][method] = {"seconds": seconds, "peak_mib": peak}
+            result["methods"][method] = {"seconds": seconds, "peak_mib": peak,
+                                         "fresh_peak_mib": fresh_peak(name, method, batch, eps, train, threads)}
     m = result["methods"]
     result["ratios"] = {
         "hzono0_over_ibp": m["hzono_0_rows"]["seconds"] / m["IBP"]["seconds"],
@@ -163,11 +196,12 @@ def report_pure_zonotope(results: list[dict]) -> str:
 
 
 def report(results: list[dict]) -> str:
-    lines = ["| network | method | seconds | peak MiB |", "|---|---|---:|---:|"]
+    lines = ["| network | method | seconds | peak MiB | fresh MiB |", "|---|---|---:|---:|---:|"]
     for r in results:
         label = r["network"] + (" (train)" if r["train_mode"] else "")
         for method, m in r["methods"].items():
-            lines.append(f"| {label} | {method} | {m['seconds']:.3f} | {m['peak_mib']:.0f} |")
+            lines.append(f"| {label} | {method} | {m['seconds']:.3f} | {m['peak_mib']:.0f} | "
+                         f"{m['fresh_peak_mib']:.1f} |")
     lines.append("")
     for r in results:
         for key, value in r["ratios"].items():
@@ -190,11 +224,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="write the figures to this path")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # network[:train]:method, see probe()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the command-line tools do, for every method alike
     torch.manual_seed(0)
-    results = [bench_network(n.split(":")[0], args.batch, args.eps, args.repeats, train=n.endswith(":train"))
+    if args.probe:
+        print(f"peak_mib {probe(args.probe, args.batch, args.eps):.3f}")
+        return 0
+    results = [bench_network(n.split(":")[0], args.batch, args.eps, args.repeats,
+                             train=n.endswith(":train"), threads=args.threads)
                for n in args.networks.split(",") if n]
     zono = [bench_pure_zonotope(n, args.batch, args.eps, args.repeats) for n in args.zono_networks.split(",") if n]
     print(f"batch {args.batch}, {args.threads} threads, eps {args.eps:.4g}, torch {torch.__version__}")

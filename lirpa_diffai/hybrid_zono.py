@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 Tensor = torch.Tensor
 
@@ -107,8 +106,9 @@ class HybridZonotope:
         pooling): ``fn`` sees the m rows folded into the batch. ``abs_fn`` is ``fn`` with
         absolute coefficients (for ``beta``); omit it when ``fn``'s coefficients are >= 0."""
         head = fn(self.head)
-        if bias is not None:
-            head = head + bias
+        if bias is not None:  # in place: fn's result is fresh, and no backward reads it
+            head = head.add_(bias) if head.shape == torch.broadcast_shapes(head.shape, bias.shape) \
+                else head + bias
         beta = (abs_fn or fn)(self.beta)
         errors = None if self.errors is None else on_folded_rows(fn, self.errors)
         return HybridZonotope(head, beta, errors, self.ids)
@@ -274,9 +274,13 @@ def _split_relu(z: HybridZonotope):
 
 
 def relu_interval(z: HybridZonotope) -> HybridZonotope:
-    """Exact interval ReLU of the concretization (the Box domain's transformer)."""
-    lower, upper = z.concretize()
-    return HybridZonotope.from_box(F.relu(lower), F.relu(upper))
+    """Exact interval ReLU of the concretization (the Box domain's transformer):
+    ``l' = relu(head - r)``, ``u' = relu(head + r)``, then ``head = (u' + l') / 2``,
+    ``beta = (u' - l') / 2``; four tensors of the layer's size live at once (the ReLU and the
+    halving in place, which autograd allows: relu_ keeps its result, mul_ needs neither)."""
+    r = z.radius()
+    lower, upper = (z.head - r).relu_(), (z.head + r).relu_()
+    return HybridZonotope(torch.add(upper, lower).mul_(0.5), torch.sub(upper, lower).mul_(0.5))
 
 
 def relu_boxy(z: HybridZonotope) -> HybridZonotope:

@@ -197,3 +197,29 @@ def test_concat_and_conv_keep_channels_last():
 def contiguous_copy(z):
     """``z`` with contiguous tensors (the same values and ids): the reference layout."""
     return HybridZonotope(z.head.contiguous(), z.beta.contiguous(), z.errors.contiguous(), z.ids)
+
+
+def test_interval_relu_gradients_match_the_out_of_place_formula():
+    """The box ReLU works in place (memory); its gradient is that of
+    ``((relu(h + b) + relu(h - b)) / 2, (relu(h + b) - relu(h - b)) / 2)``."""
+    head = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    beta = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 3, 5, dtype=torch.float64)
+    out = hz.relu_interval(HybridZonotope(head, beta))
+    got = torch.autograd.grad((weights[0] * out.head + weights[1] * out.beta).sum(), (head, beta))
+    up, lo = torch.relu(head + beta), torch.relu(head - beta)
+    want = torch.autograd.grad((weights[0] * (up + lo) / 2 + weights[1] * (up - lo) / 2).sum(), (head, beta))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_a_linear_layer_is_bounded_without_copying_its_weight():
+    from lirpa_diffai.bound_ops.linear import gemm_weight_bias
+
+    class Gemm:
+        transA, transB, alpha, beta = 0, 1, 1.0, 1.0
+    w, b = torch.randn(4, 3), torch.randn(4)
+    w2, b2 = gemm_weight_bias(Gemm, w, b)
+    assert w2.data_ptr() == w.data_ptr() and b2.data_ptr() == b.data_ptr()
+    Gemm.alpha = 2.0
+    torch.testing.assert_close(gemm_weight_bias(Gemm, w, b)[0], 2 * w)

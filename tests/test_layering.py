@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lirpa_diffai"
 # lowest first; a unit is a subpackage or a module at the package root
 LAYERS = (
     ("errors", "runtime", "schedules", "hybrid_zono", "data"),
+    ("imagenet",),
     ("domain",),
     ("lirpa03",),
     ("bound_ops",),

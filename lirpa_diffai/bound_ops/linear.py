@@ -21,8 +21,13 @@ def gemm_weight_bias(node, w, b):
     """Gemm ``alpha * x @ W^T + beta * b`` (ONNX's transB convention) as ``(W, bias)``."""
     if node.transA:
         raise UnsupportedOperatorError(f"hzono: node '{node.name}' (Gemm) with transA=1")
-    w = node.alpha * (w if node.transB else w.t())
-    return w, (None if b is None else node.beta * b)
+    w = w if node.transB else w.t()  # a view: no copy of the weight
+    return scaled(w, node.alpha), (None if b is None else scaled(b, node.beta))
+
+
+def scaled(t, factor):
+    """``factor * t``; ``t`` itself (no copy) when ``factor`` is 1, as in every nn.Linear."""
+    return t if factor == 1 else factor * t
 
 
 @register(BoundLinear)

@@ -45,6 +45,9 @@ class GoalContext:
     ``num_classes``: the number of logits.
     ``aux_losses()``: the ``(weight, loss)`` pairs the last ``bounds`` call recorded (hzono's
     DeepLoss layers); Box folds each in as ``(1 - w) * loss + w * deep_loss``.
+    ``loss_bound(x_L, x_U, y) -> (B,)``: the fused upper bound of each sample's cross-entropy
+    over its box (``lirpa_diffai.training.loss_fusion``), or None where the configured method
+    has none. ``loss_fusion``: every ``Box`` uses it (the trainer's ``loss_fusion``).
     """
 
     model: Callable[[Tensor], Tensor]
@@ -53,6 +56,8 @@ class GoalContext:
     data_range: tuple = (0.0, 1.0)
     num_classes: int = 10
     aux_losses: Callable[[], Sequence[tuple[float, Tensor]]] = _no_aux_losses
+    loss_bound: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
+    loss_fusion: bool = False
 
     def eps_at(self, t: float) -> float:
         """The radius at time ``t``."""

@@ -19,8 +19,8 @@ import yaml
 
 from .errors import ConfigError
 from .reader import OVERRIDE_PREFIX, Reader
-from .schema import DATA_RANGE, DATASETS, METHODS, REQUIRED, TRAIN_KEYS, OptimizerConfig, \
-    TrainConfig, config_markdown
+from .schema import DATA_RANGE, DATASETS, FUSED, METHODS, REQUIRED, TRAIN_KEYS, \
+    OptimizerConfig, TrainConfig, config_markdown
 
 __all__ = ["DATA_RANGE", "DATASETS", "METHODS", "OptimizerConfig", "TrainConfig",
            "check_network", "check_network_in_zoo", "config_markdown", "load_config",
@@ -121,6 +121,9 @@ def parse_config(text: str, source: str = "<string>",
             raise reader.error(key_nodes["graft_lr"][0], "graft_lr needs graft (a grafted "
                                                          "checkpoint to fine-tune)")
         values["network"] = checked_network(reader, key_nodes, values, validate_network)
+    if values.get("loss_fusion") and values.get("method", "hzono") not in FUSED:
+        raise reader.error(key_nodes["loss_fusion"][1], "loss_fusion needs method CROWN-IBP, "
+                                                        "CROWN-hzono or CROWN")
     if values.get("augment") is None:
         values["augment"] = values["dataset"] == "cifar10"
     return TrainConfig(**values, source=source)

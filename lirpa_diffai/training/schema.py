@@ -23,7 +23,9 @@ from ..schedules import Const, Schedule, as_schedule, format_number, step_schedu
 from .reader import Choice, Nullable, Number, Reader, Section, Typed, described, \
     keyword_arguments
 
-METHODS = {"hzono": "hzono", "ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN"}
+METHODS = {"hzono": "hzono", "ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN",
+           "crown-hzono": "CROWN-hzono"}
+FUSED = ("CROWN-IBP", "CROWN-hzono", "CROWN")  # the methods with a fused loss bound
 DATASETS = ("mnist", "cifar10")
 DATA_RANGE = (0.0, 1.0)
 
@@ -183,6 +185,10 @@ TRAIN_KEYS = (
     Key("epochs", POSITIVE_INT, "number of training epochs"),
     Key("method", Choice(METHODS, lambda s: s.lower().replace("_", "-")),
         "bound method of the abstract goals (Box), in any case", "hzono"),
+    Key("loss_fusion", Typed(bool, "true or false"),
+        "every Box goal takes the fused upper bound of the cross-entropy (one backward pass "
+        "whatever the number of classes; docs/training-cost.md); needs method CROWN-IBP, "
+        "CROWN-hzono or CROWN", False),
     Key("hzono", Section(HZONO_KEYS, "hzono", build=hzono_options),
         "options of the hzono method (bound_opts['hzono'])", hzono_options()),
     Key("optimizer", Section(OPTIMIZER_KEYS, "optimizer", build=OptimizerConfig,

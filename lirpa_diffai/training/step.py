@@ -8,6 +8,7 @@ from torch import nn
 
 from .. import models
 from ..goals import GoalContext
+from . import loss_fusion
 from .config import TrainConfig
 from .errors import TrainingError
 from .initialisation import initialise
@@ -57,6 +58,15 @@ def box_bounds(bm, method: str):
     return bounds
 
 
+def fused_bounds(bm, method: str, num_classes: int):
+    """The trainer's fused loss bound ``(x_L, x_U, y) -> (B,)`` for the goals
+    (``GoalContext.loss_bound``), or None where ``method`` has no fused bound."""
+    if not loss_fusion.fusable(method):
+        return None
+    return lambda x_L, x_U, y: loss_fusion.fused_loss_bound(
+        bm, loss_fusion.box_input(x_L, x_U), y, num_classes, method)
+
+
 class GoalLoss(nn.Module):
     """``forward(x, y, t)`` = the goal's mean loss of the batch at time ``t``. The network
     (``.model``) and its BoundedModule (``.bm``, same parameters) are submodules, so one
@@ -68,7 +78,9 @@ class GoalLoss(nn.Module):
         self.goal = cfg.goal
         self.context = GoalContext(model=model, bounds=box_bounds(bm, cfg.method), eps=cfg.eps,
                                    data_range=cfg.data_range, num_classes=cfg.num_classes,
-                                   aux_losses=lambda: bm.hzono_aux_losses)
+                                   aux_losses=lambda: bm.hzono_aux_losses,
+                                   loss_bound=fused_bounds(bm, cfg.method, cfg.num_classes),
+                                   loss_fusion=cfg.loss_fusion)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
         from ..domain.abstract_layers import set_epoch

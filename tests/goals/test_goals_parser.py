@@ -344,7 +344,7 @@ def test_lr_schedules():
     ("augment: maybe", (), "expected true or false, got 'maybe'", 6, 10),
     ("network: 3", ("network",), "expected a network name, got 3", 5, 10),
     ("dataset: svhn", ("dataset",), "expected one of mnist, cifar10, got 'svhn'", 5, 10),
-    ("method: deepz", (), "expected one of hzono, IBP, CROWN-IBP, CROWN, got 'deepz'", 6, 9),
+    ("method: deepz", (), "expected one of hzono, IBP, CROWN-IBP, CROWN, CROWN-hzono, got 'deepz'", 6, 9),
     ("hzono: {relu: nips}", (), "expected one of boxy, deepz, switch, smooth, got 'nips'", 6, 15),
     ("hzono: boxy", (), "expected a mapping (hzono), got a scalar", 6, 8),
     ("optimizer: {name: adam, momentum: 0.9}", (), "momentum applies to the sgd optimizer", 6,
