@@ -53,7 +53,8 @@ GRAPHS = {
 }
 
 
-@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("training", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["eval", "train"])  # training mode: thorough runs only
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
 def test_reciprocal_of_a_negative_interval_is_bounded_soundly(graph, training):
     net = GRAPHS[graph]().train(training)

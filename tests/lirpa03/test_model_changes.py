@@ -56,7 +56,8 @@ CHANGES = {"batch-norm statistics": train_statistics, "load_state_dict": load_ot
            "in-place edits": edit_in_place, "replaced tensors": replace_parameters}
 
 
-@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("training", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["eval", "train"])  # training mode: thorough runs only
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_bounds_follow_a_model_changed_after_wrapping(change, training):
     x = torch.randn(4, 4)
