@@ -11,11 +11,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# The CPU wheel: a plain `torch` requirement would pull the multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai.lirpa03 makes it run on torch 2.
-	$(BIN)/pip install --no-deps auto_LiRPA==0.3
 	# complete: highspy, the exact LP/MIP of lirpa_diffai.verify (its tests run in CI);
 	# docs: mkdocs, whose strict build of the documentation site is a test
 	$(BIN)/pip install -e '.[test,complete,docs]'
+	# auto_LiRPA 0.3 pins torch<1.13 and torchvision; lirpa_diffai.lirpa03 makes it run on torch 2.
+	# Installed last and with --no-deps, so pip's resolver never weighs its pins (a later
+	# `pip install` into this venv prints "auto-lirpa 0.3 requires torch<1.13.0": expected).
+	$(BIN)/pip install --no-deps auto_LiRPA==0.3
 	touch $@
 
 # The start-up hook (.pth) that patches auto_LiRPA on import; rewritten when its source changes.

@@ -42,6 +42,7 @@ import torch
 
 import lirpa_diffai  # noqa: F401
 from lirpa_diffai import BoundedModule, data, models
+from lirpa_diffai.cli.common import number
 from lirpa_diffai.evaluation import margins as certify
 from lirpa_diffai.evaluation.mi_fgsm import attack_correct
 from lirpa_diffai.verify import BaBOptions, Status, branching, robustness_spec, verify
@@ -235,22 +236,37 @@ def plot(results, path):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--networks", default=",".join(NETWORKS))
-    p.add_argument("--checkpoint", default=None, help="a training run instead (its network)")
-    p.add_argument("--eps", type=float, default=None, help="override every network's eps")
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--methods", default=INCOMPLETE)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--networks", default=",".join(NETWORKS),
+                   help="comma-separated pretrained networks of ../shared/models, each at its "
+                        "radius (default: %(default)s)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a training run (or any network `certify` takes) instead of "
+                        "--networks; its configuration's eps unless --eps")
+    p.add_argument("--eps", type=number, default=None,
+                   help="L-inf radius for every network, a number or a fraction such as 8/255 "
+                        "(default: each network's own)")
+    p.add_argument("--n", type=int, default=100,
+                   help="the first N test images per network (default: %(default)s)")
+    p.add_argument("--timeout", type=number, default=10.0,
+                   help="seconds of BaB per image (default: %(default)s)")
+    p.add_argument("--methods", default=INCOMPLETE,
+                   help="comma-separated incomplete methods run before BaB, the names "
+                        "`certify` takes, plus alpha-CROWN-full (default: %(default)s)")
     p.add_argument("--heuristics", default=branching.DEFAULT,
                    help=f"comma-separated branching heuristics, a BaB row each "
                         f"({', '.join(branching.HEURISTICS)}; default {branching.DEFAULT})")
-    p.add_argument("--alpha-iterations", type=int, default=20)
-    p.add_argument("--batch", type=int, default=50)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None)
-    p.add_argument("--plot", default=None)
+    p.add_argument("--alpha-iterations", type=int, default=20,
+                   help="alpha-CROWN optimisation steps at BaB's root (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=50,
+                   help="images per bound call of the incomplete methods (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--json", default=None, help="write the results as JSON here")
+    p.add_argument("--markdown", default=None, help="write the results table here")
+    p.add_argument("--plot", default=None,
+                   help="draw verified accuracy against time per image into this PNG")
     p.add_argument("--state", default=None,
                    help="JSON-lines file of the steps done (default: --json's .state.jsonl)")
     args = p.parse_args(argv)
@@ -259,11 +275,14 @@ def main(argv=None) -> int:
                                  else None))
     results = []
     if args.checkpoint:
-        from lirpa_diffai.pipeline.certify_run import load_trained
-        model, cfg = load_trained(args.checkpoint)
-        x, y = data.load_dataset(cfg.dataset, "test", cfg.data_root).tensors
-        results.append(run_network(f"{cfg.network} ({args.checkpoint})", model, x[:args.n],
-                                   y[:args.n], args.eps or cfg.eps, args, state))
+        from lirpa_diffai.pipeline.model_source import load_model
+        loaded = load_model(args.checkpoint)
+        if (args.eps or loaded.eps) is None:
+            p.error(f"give --eps: {loaded.description} has no configured eps")
+        root = loaded.cfg.data_root if loaded.cfg else None
+        x, y = data.load_dataset(loaded.dataset, "test", root).tensors
+        results.append(run_network(loaded.description, loaded.model, x[:args.n], y[:args.n],
+                                   args.eps or loaded.eps, args, state))
     else:
         for name in args.networks.split(","):
             model = models.load_pretrained(name)

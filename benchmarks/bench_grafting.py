@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from lirpa_diffai import BoundedModule, data
 from lirpa_diffai.evaluation.margins import margin_spec
 from lirpa_diffai.cli.graft import source_network
-from lirpa_diffai.pipeline.certify_run import load_trained
+from lirpa_diffai.pipeline.model_source import load_trained
 from lirpa_diffai.grafting import choose_masks, graft, grafted_modules
 from lirpa_diffai.grafting.checkpoint import (GRAFTED_FILE, base_network, grafted_checkpoint,
                                               read_grafted)

@@ -41,7 +41,8 @@ import torch
 import lirpa_diffai  # noqa: F401  (patches auto_LiRPA)
 from lirpa_diffai import data, training
 from lirpa_diffai.bounded_module import BoundedModule
-from lirpa_diffai.pipeline.certify_run import evaluate_network, load_trained
+from lirpa_diffai.pipeline.certify_run import evaluate_network
+from lirpa_diffai.pipeline.model_source import load_trained
 from lirpa_diffai.evaluation.regions import region_statistics
 from lirpa_diffai.training.checkpoint import METRICS
 

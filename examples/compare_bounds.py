@@ -27,7 +27,8 @@ from lirpa_diffai.evaluation import budget, margins as certify
 from lirpa_diffai import data
 from lirpa_diffai.bounded_module import parse_correlate_input
 from lirpa_diffai.cli.common import CommandError, check_output_path
-from lirpa_diffai.pipeline.certify_run import check_eps, load_network, parse_methods
+from lirpa_diffai.pipeline.certify_run import check_eps, parse_methods
+from lirpa_diffai.pipeline.model_source import load_network
 
 
 def say(line: str) -> None:

@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from .cli.common import EXIT_ERROR, CommandError, add_common_options, apply_common_options
+from .errors import UnsupportedOperatorError
 
 COMMANDS = ("train", "certify", "graft", "plot", "export", "install_hook")
 DESCRIPTION = ("lirpa-diffai: train networks with DiffAI's goals and hybrid zonotopes (hzono) "
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
     keep_freed_memory()  # large hzono tensors: reuse freed memory instead of page-faulting it in
     try:
         return args.run(args)
-    except CommandError as err:
+    except (CommandError, UnsupportedOperatorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -9,6 +9,7 @@ imports torch until a command runs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -29,6 +30,51 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def number(text: str) -> float:
+    """argparse type: a finite number, also written as a fraction ``a/b`` (``8/255``, as
+    radii are written in this field); parsed, never evaluated."""
+    numerator, slash, denominator = text.partition("/")
+    try:
+        value = float(numerator) / float(denominator) if slash else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction a/b such as 8/255, "
+                                         f"got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def yaml_mapping(text: str) -> dict:
+    """argparse type: a YAML mapping (``{hidden: 64}``), read with the safe loader."""
+    import yaml
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"invalid YAML {text!r}: "
+                                         f"{getattr(err, 'problem', None) or err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{hidden: 64}}', got "
+                                         f"{text!r}")
+    return value
+
+
+MODEL_HELP = ("a training run directory (or its checkpoint.pt), a graft output, a pretrained "
+              "network's name or file (mnist_conv_small_nat, ../shared/models/resnet2b.pth), "
+              "or a state dict (.pth) with --network")
+
+
+def add_model_options(parser: argparse.ArgumentParser, network_help: str | None = None) -> None:
+    """``--network``, ``--network-args`` and ``--dataset``: what a state dict belongs to."""
+    parser.add_argument("--network", default=None, metavar="NAME", help=network_help or (
+        "the network a state dict belongs to: a zoo network (conv_small, ...) or "
+        "package.module:Name"))
+    parser.add_argument("--network-args", type=yaml_mapping, default=None, metavar="YAML",
+                        help="keyword arguments of package.module:Name, a YAML mapping "
+                             "('{hidden: 64}')")
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default=None,
+                        help="the dataset (default: the network's)")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

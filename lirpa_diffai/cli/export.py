@@ -1,10 +1,14 @@
-"""``python -m lirpa_diffai export CHECKPOINT --onnx PATH``."""
-HELP = ("write a trained network as ONNX (input normalisation kept, abstract layers left "
-        "out) for other verifiers")
+"""``python -m lirpa_diffai export MODEL --onnx PATH [--network NAME [--network-args YAML]
+--dataset D]``."""
+HELP = ("write a network (a training run, a graft output, a pretrained network or a state "
+        "dict) as ONNX (input normalisation kept, abstract layers left out) for other "
+        "verifiers")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint.pt written by `train` (or its directory)")
+    from .common import MODEL_HELP, add_model_options
+    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    add_model_options(parser)
     parser.add_argument("--onnx", required=True, metavar="PATH", help="the ONNX file to write")
 
 
@@ -12,16 +16,17 @@ def run(args) -> int:
     from .common import CommandError, check_output_path
     check_output_path(args.onnx, "--onnx")
     from .. import data
-    from ..pipeline.certify_run import load_trained
     from ..goals import SourceError
+    from ..pipeline.model_source import load_model
     from ..pipeline.onnx_export import ExportError, export_onnx
     from ..training import TrainingError
     try:
-        model, cfg = load_trained(args.checkpoint)
-        path = export_onnx(model, data.input_shape(cfg.dataset), args.onnx)
-    except (SourceError, TrainingError, ExportError, FileNotFoundError) as err:
+        loaded = load_model(args.model, args.network, args.network_args, args.dataset)
+        shape = data.input_shape(loaded.dataset)
+        path = export_onnx(loaded.model, shape, args.onnx)
+    except (SourceError, TrainingError, ExportError, FileNotFoundError, ValueError) as err:
         raise CommandError(str(err)) from None
-    print(f"wrote {path}: {cfg.network} on {cfg.dataset}, input {data.input_shape(cfg.dataset)} "
-          f"in [{cfg.data_range[0]:g}, {cfg.data_range[1]:g}] (batch axis dynamic), "
-          f"output the {cfg.num_classes} logits")
+    lo, hi = data.data_range(loaded.dataset)
+    print(f"wrote {path}: {loaded.network} on {loaded.dataset}, input {shape} in "
+          f"[{lo:g}, {hi:g}] (batch axis dynamic), output the logits")
     return 0

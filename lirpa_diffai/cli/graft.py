@@ -4,6 +4,7 @@ HELP = ("linearity grafting: replace the most unstable, least significant ReLU n
 
 
 def add_arguments(parser) -> None:
+    from .common import number
     parser.add_argument("checkpoint", help="a pretrained network (resnet2b, cifar_conv_small_pgd, "
                                            "...), its file, or a training checkpoint / run directory")
     parser.add_argument("--ratio", type=float, required=True,
@@ -11,7 +12,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--method", default="CROWN-IBP",
                         help="bound method of the instability score: IBP, CROWN-IBP (default), "
                              "CROWN or hzono")
-    parser.add_argument("--eps", type=float, default=None,
+    parser.add_argument("--eps", type=number, default=None,
                         help="L-inf radius of the instability score (default: the training "
                              "run's eps, else 2/255)")
     parser.add_argument("--significance", default="gradient", choices=("gradient", "weight"),
@@ -58,23 +59,19 @@ def check_arguments(args) -> None:
 
 
 def source_network(checkpoint: str):
-    """``(network in eval mode, base entry, default eps or None)`` of the ``graft`` argument."""
-    from pathlib import Path
-    from .. import models
-    from ..pipeline.certify_run import load_trained
-    from ..models.pretrained import PRETRAINED
+    """``(network in eval mode, base entry, default eps or None)`` of the ``graft`` argument
+    (any network :func:`~lirpa_diffai.pipeline.model_source.load_model` takes that ``graft``
+    can rebuild: a pretrained or zoo network, or a training run of one)."""
+    from ..pipeline.model_source import load_model
     from ..grafting.rewrite import GraftingError
-    if checkpoint in PRETRAINED or Path(checkpoint).stem in PRETRAINED and Path(checkpoint).is_file():
-        name = checkpoint if checkpoint in PRETRAINED else Path(checkpoint).stem
-        return models.load_pretrained(checkpoint), {"kind": "pretrained", "name": name}, None
-    if not Path(checkpoint).exists():
-        raise FileNotFoundError(f"{checkpoint!r} is neither a file nor one of the pretrained "
-                                f"networks {', '.join(PRETRAINED)}")
-    model, cfg = load_trained(checkpoint)
-    if cfg.graft is not None:
+    loaded = load_model(checkpoint)
+    if loaded.cfg is not None and loaded.cfg.graft is not None:
         raise GraftingError(f"{checkpoint} is a grafted network already; graft its base network "
                             "with a larger --ratio instead")
-    return model, {"kind": "zoo", "network": cfg.network, "dataset": cfg.dataset}, cfg.eps
+    if loaded.base is None:
+        raise GraftingError(f"{loaded.description}: graft rebuilds only pretrained and zoo "
+                            "networks")
+    return loaded.model, loaded.base, loaded.eps
 
 
 def graft_command(args) -> dict:

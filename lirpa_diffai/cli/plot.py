@@ -26,21 +26,26 @@ DEFAULT_METHODS = "IBP,hzono,HNIPS,CROWN"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``layers`` and ``training`` sub-commands."""
+    from .common import number, yaml_mapping
     kinds = parser.add_subparsers(dest="picture", required=True)
     layers = kinds.add_parser("layers", help="mean bound width per layer and method",
                               description="Mean bound width (upper - lower) per layer for "
                               "several bound methods on the same test images and input box.")
     layers.add_argument("--network", default=DEFAULT_NETWORK,
-                        help="a pretrained name (lirpa_diffai.models.PRETRAINED) or a zoo "
-                        f"name with --checkpoint (default {DEFAULT_NETWORK})")
+                        help="the network: a pretrained name or file "
+                        "(lirpa_diffai.models.PRETRAINED), a training run directory, a graft "
+                        "output, or with --checkpoint the network of a state dict (a zoo name "
+                        f"or package.module:Name) (default {DEFAULT_NETWORK})")
     layers.add_argument("--checkpoint", help="weights: a training checkpoint of "
                         "'python -m lirpa_diffai train' (network and dataset from its "
-                        "configuration) or a state dict for the zoo network --network")
+                        "configuration) or a state dict for the network --network")
+    layers.add_argument("--network-args", type=yaml_mapping, default=None, metavar="YAML",
+                        help="keyword arguments of package.module:Name, a YAML mapping")
     layers.add_argument("--dataset", choices=("mnist", "cifar10"),
                         help="default: the network's (pretrained, checkpoint), else mnist")
-    layers.add_argument("--eps", type=float, default=0.02,
+    layers.add_argument("--eps", type=number, default=0.02,
                         help="L-inf radius in the [0, 1] pixel range, in (0, 1] as for "
-                        "certify (default 0.02)")
+                        "certify, a number or a fraction such as 8/255 (default 0.02)")
     layers.add_argument("--methods", default=DEFAULT_METHODS,
                         help="comma-separated bound methods, the names 'certify' takes: IBP, "
                         "CROWN-IBP, CROWN, hzono, HBox, HNIPS, HSwitch, HSmooth, ... "
@@ -69,12 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from ..training import TrainingError
     from .common import CommandError
     try:
         if args.picture == "layers":
             return run_layers(args)
         return run_training(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, TrainingError) as err:
         raise CommandError(str(err)) from None
 
 
@@ -119,9 +125,11 @@ def run_layers(args) -> int:
 
     from .. import data
     from ..bounded_module import BoundedModule
-    from ..pipeline.certify_run import check_eps, load_network
+    from ..pipeline.certify_run import check_eps
+    from ..pipeline.model_source import load_network
     from ..evaluation.layer_widths import format_table, measure_layer_widths
-    net, dataset, description = load_network(args.network, args.checkpoint, args.dataset)
+    net, dataset, description = load_network(args.network, args.checkpoint, args.dataset,
+                                              network_args=args.network_args)
     check_eps(args.eps, data.data_range(dataset))
     x = data.load_dataset(dataset, "test", args.data_root).tensors[0][:args.limit]
     bm = BoundedModule(net, x[:1], bound_opts={"hzono": options}).eval()

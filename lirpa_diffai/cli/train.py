@@ -1,5 +1,5 @@
 """``python -m lirpa_diffai train CONFIG.yaml [--epochs N] [--out DIR] [--resume]
-[--set KEY=VALUE ...] [--max-steps N] [--train-subset N] [--test-subset N]``."""
+[--set KEY=VALUE ...] [--max-steps N [--keep-smoke]] [--train-subset N] [--test-subset N]``."""
 from ..training.schema import set_help
 
 HELP = "train a network with a goal from a YAML configuration (see examples/goals/)"
@@ -22,7 +22,11 @@ def add_arguments(parser) -> None:
                         help="evaluate on the first N test examples (--set test_subset=N)")
     parser.add_argument("--max-steps", type=int, default=None, metavar="N",
                         help="a smoke run: stop after N optimizer steps, evaluate on the "
-                             "test subset, write nothing")
+                             "test subset, write nothing (unless --keep-smoke)")
+    parser.add_argument("--keep-smoke", action="store_true",
+                        help="with --max-steps: write the smoke run's checkpoint and metrics, "
+                             "marked as a smoke run, so that certify, plot, export and graft "
+                             "can follow (it cannot be resumed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -35,6 +39,15 @@ def overrides_of(args) -> list[str]:
     return out
 
 
+def repeated_options(args) -> tuple:
+    """The options the printed resume command repeats: ``--epochs``, ``--threads``."""
+    out = ()
+    for flag, value in (("--epochs", args.epochs), ("--threads", args.threads)):
+        if value is not None:
+            out += (flag, str(value))
+    return out
+
+
 def run(args) -> int:
     import sys
 
@@ -42,12 +55,15 @@ def run(args) -> int:
     for flag, value in (("--epochs", args.epochs), ("--max-steps", args.max_steps)):
         if value is not None and value < 1:
             raise CommandError(f"{flag} must be a positive integer, got {value}")
+    if args.keep_smoke and args.max_steps is None:
+        raise CommandError("--keep-smoke keeps a --max-steps run; give --max-steps N")
     from ..goals import SourceError
     from ..training import Interrupted, TrainingError, train
     try:
         metrics = train(args.config, out=args.out, epochs=args.epochs, resume=args.resume,
                         progress=not args.no_progress, overrides=overrides_of(args),
-                        max_steps=args.max_steps)
+                        max_steps=args.max_steps, keep_smoke=args.keep_smoke,
+                        command_options=repeated_options(args))
     except Interrupted as err:
         print(f"\n{err}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -125,6 +125,9 @@ def signature(cls: type[Term]) -> str:
                      for f in fields(cls))
 
 
+NOTATION_CHARS = set("(),")   # in a mapping key: an unquoted goal that held ': '
+
+
 def resolve(name: str, loc: Loc) -> tuple[type[Term], list]:
     """The constructor called ``name`` and the arguments its name carries (``IFGSM3``)."""
     if name in CONSTRUCTORS:
@@ -398,6 +401,10 @@ def from_node(node: yaml.Node, source: str | None = None, path: str = ""):
     key_loc = _node_loc(key, source, here)
     if not isinstance(name, str):
         raise key_loc.error(f"expected a constructor name, got {name!r}")
+    if NOTATION_CHARS & set(name):
+        raise key_loc.error(f"YAML read this goal as a mapping with the key {name!r}, as "
+                            "': ' starts a mapping; quote the goal (goal: \"...\"); in the "
+                            "paper's notation keyword arguments take '=': Box(w=0.1)")
     cls, carried = resolve(name, key_loc)
     positional = [(v, key_loc) for v in carried]
     keywords = {}

@@ -107,3 +107,18 @@ def contiguous_backward_coefficients():
     def bound_backward(self, last_lA, last_uA, x):
         return original(self, contiguous(last_lA), contiguous(last_uA), x)
     return {(BoundAveragePool, "bound_backward"): bound_backward}
+
+
+@fix(test="test_auto_lirpa_prints_go_to_its_debug_log")
+def prints_to_debug_log():
+    """auto_LiRPA prints progress and advice to stdout in the middle of a command's output
+    (``all verified at 2th iter``; "Dropout operation CANNOT be parsed ... Set model to
+    train() mode!", which lirpa_diffai.BoundedModule handles itself; "BatchNorm1d may raise
+    error ..."). Its modules' ``print`` goes to auto_LiRPA's logger at debug level instead."""
+    from auto_LiRPA import bound_general, optimized_bounds, parse_graph
+    from auto_LiRPA.utils import logger
+
+    def print_to_debug_log(*args, sep=" ", **_kwargs):
+        logger.debug(sep.join(str(a) for a in args).strip())
+    return {(module, "print"): print_to_debug_log
+            for module in (bound_general, optimized_bounds, parse_graph)}

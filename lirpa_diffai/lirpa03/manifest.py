@@ -33,7 +33,7 @@ FIXES: tuple[Fix, ...] = (
     compat.jit_node_getitem,
     # torch 2 / NumPy 2 compatibility
     compat.bounded_module_named_members, compat.bound_pad_tensor_value, compat.prim_constant_interval,
-    compat.contiguous_backward_coefficients,
+    compat.contiguous_backward_coefficients, compat.prints_to_debug_log,
     # soundness: linear operators
     fixes_linear.patches_broadcast_constant, fixes_linear.average_pool_settings,
     fixes_linear.pad_constant_backward, fixes_linear.conv_dilation_groups_backward,

@@ -22,7 +22,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -31,13 +31,7 @@ from ..evaluation.mi_fgsm import attack_correct
 from ..evaluation.margins import METHOD_ERRORS, method_error, proof_and_width
 from ..domain.methods import DOMAINS
 from ..training.batches import dataset_of
-from ..training.checkpoint import (CHECKPOINT, checked_checkpoint, config_of, load_state_checked,
-                                  read_weights)
 from ..training.errors import TrainingError
-from ..training.step import build_network
-
-if TYPE_CHECKING:
-    from ..training.config import TrainConfig
 
 
 @dataclass
@@ -106,7 +100,8 @@ def batches(n: int, size: int):
 def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps: float,
                      methods, batch_size: int = 100, data_range=(0.0, 1.0),
                      num_classes: int = 10, network: str = "", dataset: str = "",
-                     progress=None, timeout: float = 60.0, state_path=None) -> Report:
+                     progress=None, timeout: float = 60.0, state_path=None,
+                     on_row=None) -> Report:
     """Clean, MI-FGSM and certified accuracy of ``model`` (eval mode) on ``(x, y)``.
     ``bm`` is a ``lirpa_diffai.BoundedModule`` around ``model`` in eval mode; ``progress``
     (optional) is called with a message before each part. A method that fails
@@ -114,8 +109,10 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     The method ``"BaB"`` or ``"BaB:<heuristic>"`` (run last) is the complete verifier of
     :mod:`verify.campaign` (with that branching heuristic)
     with ``timeout`` seconds per sample and the stop/resume file ``state_path``; the
-    samples the other methods proved are not verified again."""
+    samples the other methods proved are not verified again. ``on_row(report)`` (optional)
+    is called after each finished row."""
     say = progress or (lambda _msg: None)
+    done = on_row or (lambda _report: None)
     parts = batches(len(x), batch_size)
     with torch.no_grad():
         pred = torch.cat([model(x[s]).argmax(1) for s in parts])
@@ -125,6 +122,7 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
     robust = torch.cat([attack_correct(model, x[s], y[s], eps, data_range) for s in parts])
     report = Report(network, dataset, len(x), eps, correct.float().mean().item(),
                     robust.float().mean().item(), time.perf_counter() - start)
+    done(report)
     proved_by: dict = {}
     bab = [m for m in methods if is_bab(m)]
     for method in [m for m in methods if not is_bab(m)]:
@@ -135,12 +133,14 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
                                            num_classes) for s in parts]
         except METHOD_ERRORS as err:
             report.methods.append(MethodRow(method, error=method_error(err)))
+            done(report)
             continue
         seconds = time.perf_counter() - start
         proved = torch.cat([p for p, _ in batches_out])
         width = None if batches_out[0][1] is None else torch.cat([w for _, w in batches_out])
         proved_by[method] = proved & correct
         report.methods.append(method_row(method, proved, correct, width, seconds))
+        done(report)
     if bab:
         from ..verify import BaBOptions
         from ..verify.campaign import verify_images
@@ -151,6 +151,7 @@ def evaluate_network(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, eps
                                 options=options)
         report.methods.append(MethodRow(bab[-1], summary.verified_accuracy, summary.seconds,
                                         complete=summary.as_dict()))
+        done(report)
     return report
 
 
@@ -208,6 +209,15 @@ SPELLING = {**{key: domain.name for key, domain in DOMAINS.items()},
             "crown-hzono": "CROWN-hzono", "alpha-crown-hzono": "alpha-CROWN-hzono"}
 
 
+# what other tools call methods that have another name here
+OTHER_NAMES = {
+    "deepz": "DeepZ is 'ZNIPS' here (a pure zonotope with DeepZ's ReLU, as ERAN has it), or "
+             "'HNIPS' (the hybrid zonotope with DeepZ's ReLU).",
+    "deeppoly": "DeepPoly's relaxation is auto_LiRPA's 'CROWN' (backward linear bounds).",
+    "zonotope": "a zonotope is 'ZNIPS', 'ZBox', 'ZSwitch' or 'ZSmooth' here (by ReLU).",
+}
+
+
 def is_bab(method: str) -> bool:
     """Whether a parsed method is the complete verifier, ``BaB`` or ``BaB:<heuristic>``."""
     return method.split(":")[0] == "BaB"
@@ -239,7 +249,8 @@ def parse_methods(text: str) -> list[str]:
         key = name.lower().replace("_", "-")
         if key not in known:
             near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.0)
-            raise ValueError(f"unknown bound method {name!r}; did you mean {known[near[0]]!r}? "
+            hint = OTHER_NAMES.get(key, f"did you mean {known[near[0]]!r}?")
+            raise ValueError(f"unknown bound method {name!r}; {hint} "
                              f"Known: {', '.join(sorted(set(known.values())))}")
         out.append(known[key])
     if not out:
@@ -256,115 +267,66 @@ def check_eps(eps: float, data_range) -> float:
     return float(eps)
 
 
-def load_trained(checkpoint_path) -> tuple:
-    """``(model in eval mode, cfg)`` from a training checkpoint (a file, or a run directory
-    holding ``checkpoint.pt``) or a grafted checkpoint (``grafted.pt`` or its directory; its
-    cfg has the network, dataset and selection eps, and the defaults otherwise)."""
-    from ..grafting.checkpoint import GRAFTED_FILE, is_grafted_checkpoint, network_from
-    path = Path(checkpoint_path)
-    if path.is_dir() and (path / GRAFTED_FILE).is_file() and not (path / CHECKPOINT).is_file():
-        path = path / GRAFTED_FILE
-    path = checkpoint_file(path)
-    ckpt = read_weights(path, "a lirpa-diffai checkpoint")
-    if is_grafted_checkpoint(ckpt):
-        from ..grafting.rewrite import GraftingError
+class LaterStageError(TrainingError):
+    """A stage after the method rows (``--regions``, writing ``--json``) failed; ``report``
+    and ``table`` hold the complete rows."""
+
+    def __init__(self, message: str, report: Report, table: str):
+        super().__init__(message)
+        self.report, self.table = report, table
+
+
+class RowWriter:
+    """Called with the report after each finished row: logs the row and rewrites the JSON
+    file (if any), so that no finished row is lost to a later failure or Ctrl-C. A failed
+    write is remembered (``error``), not raised: the evaluation goes on."""
+
+    def __init__(self, json_path: str | None, log):
+        self.path, self.log, self.error = json_path, log, None
+
+    def __call__(self, report: Report) -> None:
+        if report.methods:
+            self.log(f"    {row_summary(report.methods[-1])}")
+        self.write(report)
+
+    def write(self, report: Report) -> None:
+        if not self.path:
+            return
         try:
-            return network_from(ckpt, str(path)), grafted_config(ckpt, path)
-        except GraftingError as err:
-            raise TrainingError(str(err)) from None
-    return trained_network(checked_checkpoint(ckpt, path))
+            Path(self.path).write_text(report.to_json() + "\n")
+        except OSError as err:
+            self.error = f"--json {self.path}: {err.strerror or err}"
 
 
-def checkpoint_file(path) -> Path:
-    """``path``, or the ``checkpoint.pt`` inside it when it is a run directory."""
-    path = Path(path)
-    return path / CHECKPOINT if path.is_dir() else path
+def row_summary(row: MethodRow) -> str:
+    """One finished row as a log line."""
+    if row.error:
+        return f"{row.method}: failed: {row.error}"
+    return f"{row.method}: certified {row.certified:.1%} in {row.seconds:.1f} s"
 
 
-def trained_network(ckpt: dict) -> tuple:
-    """``(model in eval mode, cfg)``: the configuration's network with the checkpoint's
-    weights, each key and shape checked."""
-    cfg = config_of(ckpt)
-    model = build_network(cfg)
-    load_state_checked(model, ckpt["state_dict"], cfg.network)
-    return model.eval(), cfg
-
-
-def load_network(name: str, checkpoint=None, dataset: str | None = None,
-                 untrained: bool = False) -> tuple[nn.Module, str, str]:
-    """``(network in eval mode, dataset, description)`` for the tools that bound a network
-    on test images (``plot layers``, ``examples/compare_bounds.py``).
-
-    Without ``checkpoint``: the pretrained network ``name`` (``models.PRETRAINED``), or, with
-    ``untrained``, the zoo network ``name`` freshly initialised. With ``checkpoint``: a
-    training checkpoint of ``python -m lirpa_diffai train`` (a file or its run directory;
-    network and dataset from its configuration) or a state dict for the zoo network
-    ``name``. ``dataset`` defaults to the network's (the first the zoo defines it for); one
-    that contradicts the pretrained network or the configuration is a ValueError, as is an
-    unreadable checkpoint (``CheckpointError``)."""
-    from .. import models
-    from ..models.pretrained import check, state_dict_of, translate
-    from ..models.registry import ZOO
-
-    def agreed(known: str, what: str) -> str:
-        if dataset not in (None, known):
-            raise ValueError(f"{what} is a {known} network, not {dataset}")
-        return known
-
-    if checkpoint is None:
-        if name in models.PRETRAINED:
-            return (models.load_pretrained(name).eval(),
-                    agreed(models.PRETRAINED[name].dataset, name), name)
-        if not untrained:
-            raise ValueError(f"--network {name!r} is not a pretrained network "
-                             f"({', '.join(models.PRETRAINED)}); give --checkpoint for a zoo "
-                             "network")
-        name = models.canonical_name(name)
-        dataset = dataset or ZOO[name].datasets[0]
-        return models.get(name, dataset).eval(), dataset, f"{name} (untrained)"
-    path = checkpoint_file(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    ckpt = read_weights(path, "a readable checkpoint")
-    if isinstance(ckpt, dict) and "config_text" in ckpt:
-        net, cfg = trained_network(ckpt)
-        return net, agreed(cfg.dataset, f"{path}'s {cfg.network}"), \
-            f"{cfg.network} ({path.name})"
-    name = models.canonical_name(name)
-    dataset = dataset or ZOO[name].datasets[0]
-    net = models.get(name, dataset)
-    state = state_dict_of(ckpt)
-    buffers = dict(net.named_buffers())
-    check(net, translate({k: v for k, v in state.items() if k not in buffers}, {}))
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:  # a buffer that does not fit (check covers the parameters)
-        raise ValueError(f"{path}: {err}") from None
-    return net.eval(), dataset, f"{name} ({path.name})"
-def grafted_config(ckpt: dict, path) -> "TrainConfig":
-    """The configuration certify uses for a grafted checkpoint: its network, dataset and
-    eps (the one its neurons were selected at)."""
-    from ..goals import Point
-    from ..training.config import TrainConfig
-    return TrainConfig(network=ckpt["network"], dataset=ckpt["dataset"], eps=ckpt["eps"],
-                       goal=Point(), epochs=1, graft=str(path), source=str(path))
-
-
-def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
+def certify_checkpoint(source, methods: str, eps: float | None = None,
                        limit: int | None = None, batch_size: int = 100,
                        json_path: str | None = None, log=print,
                        hzono_rows: str | None = None, regions: bool = False,
-                       timeout: float = 60.0) -> tuple[Report, str]:
-    """Evaluate a checkpoint on its dataset's test split (see :func:`evaluate_network`);
-    returns the report and its table, and writes the JSON to ``json_path`` if given.
+                       timeout: float = 60.0, network: str | None = None,
+                       network_args: dict | None = None,
+                       dataset: str | None = None) -> tuple[Report, str]:
+    """Evaluate a network on its dataset's test split (see :func:`evaluate_network`);
+    returns the report and its table. ``source``, ``network``, ``network_args`` and
+    ``dataset``: any network :func:`model_source.load_model` takes (a network without a
+    training run needs ``eps``). Each finished row is logged and, with ``json_path``,
+    written to that file at once; a failure after the rows (``regions``, the JSON file)
+    raises :class:`LaterStageError` with the complete rows.
     With the method ``BaB``, ``timeout`` is its time per sample and the samples it decided
     are kept in ``<json stem>.bab.jsonl`` next to ``json_path`` for a resumed run.
     ``hzono_rows`` ("0", "k" or "all") replaces the configuration's
     ``hzono.correlate_input`` for the hzono methods (and CROWN-hzono). ``regions`` adds the
-    region statistics of :mod:`lirpa_diffai.evaluation.regions` (unstable ReLUs per layer and method,
-    median smallest d_B and d_D).
-    Refused input raises ValueError (TrainingError, CheckpointError, ConfigError)."""
+    region statistics of :mod:`lirpa_diffai.evaluation.regions` (unstable ReLUs per layer and
+    bound method, BaB having no per-layer bounds; median smallest d_B and d_D).
+    Refused input raises TrainingError (CheckpointError, ConfigError)."""
     from ..bounded_module import BoundedModule, parse_correlate_input
+    from .model_source import evaluation_config, load_model
     try:
         method_list = parse_methods(methods)
         if limit is not None and limit < 1:
@@ -373,13 +335,12 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
             raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
         if not (timeout > 0 and timeout < float("inf")):
             raise ValueError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    except ValueError as err:
-        raise TrainingError(str(err)) from None
-    model, cfg = load_trained(checkpoint_path)
-    try:
+        loaded = load_model(source, network, network_args, dataset)
+        cfg = evaluation_config(loaded, eps)
         eps = check_eps(cfg.eps if eps is None else eps, cfg.data_range)
     except ValueError as err:
         raise TrainingError(str(err)) from None
+    model = loaded.model
     x, y = dataset_of(cfg, "test").tensors
     n = limit or cfg.test_subset or len(x)
     x, y = x[:n], y[:n]
@@ -391,27 +352,39 @@ def certify_checkpoint(checkpoint_path, methods: str, eps: float | None = None,
         bm = BoundedModule(model, x[:1], bound_opts=bound_opts).eval()
     except ValueError as err:  # bound_opts["hzono"] refused
         raise TrainingError(str(err)) from None
-    log(f"evaluating {cfg.network} on {len(x)} {cfg.dataset} test images at eps {eps:g}")
+    log(f"evaluating {loaded.description} on {len(x)} {cfg.dataset} test images at eps {eps:g}")
     state_path = Path(json_path).with_suffix(".bab.jsonl") if json_path else None
+    writer = RowWriter(json_path, log)
     try:
         report = evaluate_network(model, bm, x, y, eps, method_list, batch_size,
                                   cfg.data_range, cfg.num_classes, cfg.network, cfg.dataset,
                                   progress=lambda m: log(f"  {m} ..."), timeout=timeout,
-                                  state_path=state_path)
+                                  state_path=state_path, on_row=writer)
     except ValueError as err:  # a state file of another run, a refused network
         raise TrainingError(str(err)) from None
     table = format_report(report)
     if regions:
-        from ..mmr import RegionError
-        from ..evaluation.regions import format_region_stats, region_statistics
-        log("  region statistics ...")
-        try:
-            stats = region_statistics(model, bm, x, y, eps, method_list, batch_size,
-                                      cfg.data_range)
-        except RegionError as err:
-            raise TrainingError(f"--regions: {err}") from None
-        report.regions = stats.as_dict()
-        table += "\n\n" + format_region_stats(stats)
-    if json_path:
-        Path(json_path).write_text(report.to_json() + "\n")
+        table = add_regions(report, table, model, bm, x, y, method_list, batch_size,
+                            cfg.data_range, log)
+        writer.write(report)
+    if writer.error:
+        raise LaterStageError(f"{writer.error}; every row is in the table above", report,
+                              table)
     return report, table
+
+
+def add_regions(report: Report, table: str, model, bm, x, y, methods: list, batch_size: int,
+                data_range, log) -> str:
+    """The table with the region statistics of the incomplete methods added (and
+    ``report.regions`` set); a failure raises :class:`LaterStageError` keeping the rows."""
+    from ..mmr import RegionError
+    from ..evaluation.regions import format_region_stats, region_statistics
+    log("  region statistics ...")
+    try:
+        stats = region_statistics(model, bm, x, y, report.eps,
+                                  [m for m in methods if not is_bab(m)], batch_size, data_range)
+    except (RegionError, *METHOD_ERRORS) as err:
+        raise LaterStageError(f"--regions failed: {method_error(err)}; the rows above are "
+                              "complete", report, table) from None
+    report.regions = stats.as_dict()
+    return table + "\n\n" + format_region_stats(stats)

@@ -51,7 +51,7 @@ def override_node(text: str, argument: str) -> yaml.Node:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
-        raise ConfigError(f"invalid YAML: {err.problem or err.context}",
+        raise ConfigError(f"invalid YAML: {err.problem or err.context}{yaml_hint(err)}",
                           source=loader.name) from None
     finally:
         loader.dispose()
@@ -90,6 +90,16 @@ def apply_override(root: yaml.MappingNode, argument: str) -> None:
             mapping = entry[1]
 
 
+def yaml_hint(err: yaml.MarkedYAMLError) -> str:
+    """Advice for the YAML error an unquoted goal in the paper's notation gives: a ``:``
+    inside it starts a mapping."""
+    if "mapping values are not allowed" in str(err.problem):
+        return ("; YAML reads ': ' as the start of a mapping, so quote a value that holds "
+                "one, e.g. goal: \"...\" (in the paper's notation keyword arguments take "
+                "'=': Box(w=0.1))")
+    return ""
+
+
 def parse_config(text: str, source: str = "<string>",
                  validate_network: Callable[[str], str] = check_network,
                  overrides: Sequence[str] = ()) -> TrainConfig:
@@ -99,7 +109,7 @@ def parse_config(text: str, source: str = "<string>",
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        raise ConfigError(f"invalid YAML: {err.problem or err.context}",
+        raise ConfigError(f"invalid YAML: {err.problem or err.context}{yaml_hint(err)}",
                           mark.line + 1 if mark else None, mark.column + 1 if mark else None,
                           source) from None
     if root is None:

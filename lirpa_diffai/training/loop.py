@@ -22,7 +22,9 @@ The order of the training examples in epoch e is a function of ``(seed, e)`` onl
 restored RNG states, ``--resume`` continues exactly where the interrupted run stopped.
 Ctrl-C stops a run with :class:`Interrupted` (the CLI exits 130) naming the last checkpoint
 and the command that resumes it. ``max_steps`` (``--max-steps``, a smoke run) stops after that
-many optimizer steps, evaluates on the test subset, and writes nothing.
+many optimizer steps, evaluates on the test subset, and writes nothing, or with
+``keep_smoke`` (``--keep-smoke``) its checkpoint and metrics, marked ``smoke``. Before the
+first step, :mod:`.preflight` checks on one batch everything the run will do.
 
 Several processes (``torchrun --nproc_per_node=N``): gloo on CPU, nccl on CUDA. The goal's
 loss -- concrete forward passes and ``bm.compute_bounds`` alike -- is computed inside the
@@ -54,8 +56,8 @@ from .readouts import format_duration, format_metrics, goal_eps, progress_fields
     schedule_values
 from .rng import rng_state, set_rng_state
 from .run import Run, check_device, output_dir, remove_leftovers, start_run
-from .step import GoalLoss, wrap_for_training, is_out_of_memory, out_of_memory_error, \
-    training_step
+from .preflight import preflight
+from .step import GoalLoss, is_out_of_memory, out_of_memory_error, training_step
 
 TIMING_STEPS = 4   # the time per step is measured on steps 2..4 (step 1 warms caches up)
 
@@ -101,12 +103,15 @@ def evaluate(model: nn.Module, bm, x: torch.Tensor, y: torch.Tensor, cfg: TrainC
 
 def train(config_path: str, out: str | None = None, epochs: int | None = None,
           resume: bool = False, progress: bool = True, log=print, overrides=(),
-          max_steps: int | None = None) -> list[dict]:
+          max_steps: int | None = None, keep_smoke: bool = False,
+          command_options: tuple = ()) -> list[dict]:
     """Train as the configuration (with the ``--set`` ``overrides``, ``key=value``) says;
     ``epochs`` overrides its epoch count, ``max_steps`` stops after that many steps without
-    writing anything. Returns the metrics of every epoch so far (a ``max_steps`` run: of
-    the epochs it trained in, the last one partial). See the module docstring for what is
-    written."""
+    writing anything, or with ``keep_smoke`` writing its checkpoint and metrics marked as a
+    smoke run (``smoke``: the steps taken; not resumable). Returns the metrics of every
+    epoch so far (a ``max_steps`` run: of the epochs it trained in, the last one partial).
+    ``command_options``: command-line options (``--threads 1``) that the printed resume
+    command repeats. See the module docstring for what is written."""
     path = Path(config_path)
     if not path.is_file():
         raise TrainingError(f"configuration file {config_path} not found")
@@ -125,10 +130,11 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
     if rng_states is not None:
         say(resume_message(run, total, out_dir))
     (x_train, y_train), (x_test, y_test) = load_data(cfg)
-    if dist.is_main and max_steps is None:
+    batch = max(cfg.batch_size // dist.world, 1)
+    bm = preflight(model, cfg, x_train[:batch].to(dist.device), y_train[:batch].to(dist.device))
+    if dist.is_main and (max_steps is None or keep_smoke):
         out_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(out_dir / METRICS, run.metrics)
-    bm = wrap_for_training(model, cfg, x_train[:1].to(dist.device))
     model.train()
     bm.train()
     loss_module: nn.Module = GoalLoss(model, bm, cfg)
@@ -166,15 +172,28 @@ def train(config_path: str, out: str | None = None, epochs: int | None = None,
             saved = run.epoch
     except KeyboardInterrupt:
         raise Interrupted(interrupted_message(saved, out_dir, config_path, overrides,
-                                              max_steps)) from None
-    if max_steps is not None:
+                                              max_steps, command_options)) from None
+    if max_steps is not None and keep_smoke:
+        keep_smoke_run(run, smoke, max_steps - steps_left, out_dir, dist)
+        say(f"stopped after {max_steps - steps_left} steps (--max-steps {max_steps}); kept as "
+            f"a smoke run (not resumable) in {out_dir / CHECKPOINT} and {out_dir / METRICS}")
+    elif max_steps is not None:
         say(f"stopped after {max_steps - steps_left} steps (--max-steps {max_steps}); "
-            "nothing written")
+            "nothing written (--keep-smoke keeps it)")
     if dist.active:
         import torch.distributed as tdist
         tdist.barrier()
         tdist.destroy_process_group()
     return run.metrics + smoke
+
+
+def keep_smoke_run(run: Run, metrics: list, steps: int, out_dir: Path, dist: Dist) -> None:
+    """Write a smoke run's checkpoint and metrics, both marked ``smoke``."""
+    run.metrics = [{**m, "smoke": True} for m in metrics]
+    states = gather_objects(rng_state(), dist)
+    if dist.is_main:
+        save_atomic({**run.checkpoint(states), "smoke": {"steps": steps}}, out_dir / CHECKPOINT)
+        write_metrics(out_dir / METRICS, run.metrics)
 
 
 def resume_message(run: Run, total: int, out_dir: Path) -> str:
@@ -189,9 +208,9 @@ def resume_message(run: Run, total: int, out_dir: Path) -> str:
 
 
 def interrupted_message(saved: int, out_dir: Path, config_path: str, overrides,
-                        max_steps: int | None) -> str:
+                        max_steps: int | None, command_options: tuple = ()) -> str:
     """Where an interrupted run stands (``saved``: the epoch of its last checkpoint) and how
-    to continue it."""
+    to continue it (the command repeats ``command_options``)."""
     if max_steps is not None:
         return "interrupted (a --max-steps run writes no checkpoint)"
     ckpt = out_dir / CHECKPOINT
@@ -202,6 +221,7 @@ def interrupted_message(saved: int, out_dir: Path, config_path: str, overrides,
                "--resume"]
     for argument in overrides:
         command += ["--set", argument]
+    command += list(command_options)
     return (f"interrupted; the last checkpoint is {ckpt} (after epoch {saved}). Resume "
             f"with:\n  {shlex.join(command)}")
 

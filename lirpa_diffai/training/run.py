@@ -95,6 +95,10 @@ def start_run(cfg: TrainConfig, text: str, config_path: str, out: Path, resume: 
     ckpt = None
     if resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
+        if "smoke" in ckpt:
+            raise TrainingError(f"{ckpt_path} is a smoke run's checkpoint (--keep-smoke, "
+                                f"{ckpt['smoke']['steps']} steps), not resumable; start the "
+                                "real run in another --out")
         differences = config_differences(cfg, config_of(ckpt))
         if differences:
             raise TrainingError(f"{config_path} (with its --set options) differs from the "

@@ -33,11 +33,26 @@ def build_network(cfg: TrainConfig) -> nn.Module:
     return model
 
 
+# torch's tracer warns about what auto_LiRPA's trace of a network in training mode does on
+# purpose: BatchNorm's running-statistics update (an in-place add) is left out of the graph,
+# and batch norm is traced with train=True (the bounds use the batch statistics)
+TRAINING_TRACE_WARNINGS = (r"ONNX Preprocess - Removing mutation from node aten::add_",
+                           r"ONNX export mode is set to TrainingMode\.EVAL, but operator "
+                           r"'batch_norm' is set to train=True")
+
+
 def wrap_for_training(model: nn.Module, cfg: TrainConfig, example: torch.Tensor):
-    """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options."""
+    """A ``lirpa_diffai.BoundedModule`` around ``model`` with the configuration's options,
+    traced on the first two examples of ``example`` (BatchNorm1d in training mode needs more
+    than one value per channel), without the tracer's warnings about batch norm in training
+    mode (``TRAINING_TRACE_WARNINGS``)."""
+    import warnings
     from ..bounded_module import BoundedModule
-    return BoundedModule(model, example[:1], bound_opts=cfg.bound_opts,
-                         device=str(example.device))
+    with warnings.catch_warnings():
+        for message in TRAINING_TRACE_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        return BoundedModule(model, example[:2], bound_opts=cfg.bound_opts,
+                             device=str(example.device))
 
 
 def box_bounds(bm, method: str):

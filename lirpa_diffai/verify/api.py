@@ -4,12 +4,13 @@ Only graphs whose operators' bounds are trusted (:mod:`trust`) are verified. Per
 falsifies what it can (:mod:`falsify`); CROWN-hzono, then alpha-CROWN, prove what they can
 (:mod:`bounding`); each sample left goes to branch and bound until its time is
 up (:mod:`bab` over ReLU splits, or :mod:`input_split` over input boxes when the input has at
-most ``input_split_dims`` dimensions). Time spent on a batch step is shared equally among
-the samples in it.
+most ``input_split_dims`` dimensions). The samples of a batch are decided one after the
+other, each with its own attack, bounds and branch and bound, so each one's ``seconds`` is
+its own time.
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import time
 from typing import Callable, Optional
 
@@ -36,31 +37,17 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.lines: list = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 def bounded_for_verify(model: nn.Module, x: torch.Tensor):
-    """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode); auto_LiRPA's refusal
-    becomes a VerificationError with the nodes and operators it logged."""
+    """A ``lirpa_diffai.BoundedModule`` around ``model`` (eval mode), to pass to
+    :func:`verify` as ``bounded=`` across calls; auto_LiRPA's refusal (an
+    ``UnsupportedOperatorError`` naming each operator and its module, or another error)
+    becomes a VerificationError."""
     from ..bounded_module import BoundedModule
-    log = logging.getLogger("auto_LiRPA")
-    collect = _Collect()
-    log.addHandler(collect)
     try:
         return BoundedModule(model, x[:1], device=x.device).eval()
     except Exception as err:  # auto_LiRPA raises plain exceptions for unsupported graphs
-        nodes = [line for line in collect.lines if "unsupported operation" in line]
-        detail = ("; " + "; ".join(nodes)) if nodes else ""
         raise VerificationError(f"auto_LiRPA cannot bound this network: "
-                                f"{type(err).__name__}: {err}{detail}") from err
-    finally:
-        log.removeHandler(collect)
+                                f"{type(err).__name__}: {err}") from err
 
 
 def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
@@ -78,6 +65,24 @@ def crown_bounds(bm, x_L, x_U, spec: Spec, method: str):
     return lb - spec.threshold, boxes
 
 
+@contextlib.contextmanager
+def threads_and_seed(threads: Optional[int], seed: Optional[int]):
+    """Inside the block, torch uses ``threads`` CPU threads and (with ``seed``) RNG states
+    seeded with it (the attack's random starts); both are as before after it."""
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise VerificationError(f"threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(enabled=seed is not None, devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
 def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
            eps: float | None = None, *, timeout: float, spec: Optional[Spec] = None,
            x_L: Optional[torch.Tensor] = None, x_U: Optional[torch.Tensor] = None,
@@ -85,7 +90,8 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
            options: Optional[BaBOptions] = None, input_split_dims: int = INPUT_SPLIT_DIMS,
            attack_restarts: int = 5, incomplete=("CROWN-hzono",),
            progress: Optional[Callable[[int, SampleResult], None]] = None,
-           bounded=None) -> list[SampleResult]:
+           bounded=None, threads: Optional[int] = None,
+           seed: Optional[int] = None) -> list[SampleResult]:
     """One :class:`SampleResult` per sample of ``x`` (B, ...).
 
     The input set is ``[max(x - eps, lo), min(x + eps, hi)]`` (``data_range = (lo, hi)``) or
@@ -95,10 +101,13 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
     alpha-CROWN's). ``progress(i, result)`` is called as each sample is decided.
     ``bounded``: a ``lirpa_diffai.BoundedModule`` of ``model`` (eval mode) to reuse across
     calls (tracing the graph again per sample costs about as much as bounding it). The
-    network is verified in eval mode (its mode is restored afterwards). A graph with an
-    operator outside :data:`.trust.TRUSTED` is refused by node (``VerificationError``)."""
+    network is verified in eval mode (its mode is restored afterwards). ``threads``: torch
+    CPU threads while it runs; ``seed``: the seed of the attack's random starts (torch's
+    global RNG is left as it was). Each sample is decided on its own, so its ``seconds``
+    is its own time. A graph with an operator outside :data:`.trust.TRUSTED` is refused by
+    node (``VerificationError``)."""
     timeout = check_timeout(timeout)
-    with eval_mode(model):
+    with eval_mode(model), threads_and_seed(threads, seed):
         device = model_device(model)
         x = x.to(device)
         if x_L is None or x_U is None:
@@ -119,8 +128,14 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
         spec = Spec(spec.C.to(device), spec.threshold.to(device))
         bm = bounded if bounded is not None else bounded_for_verify(model, x)
         require_trusted(bm)
-        return decide_batch(bm, model, x_L, x_U, spec, timeout, options or BaBOptions(),
-                            input_split_dims, attack_restarts, tuple(incomplete), progress)
+        results = []
+        for i in range(len(x)):
+            one = slice(i, i + 1)
+            report = None if progress is None else (lambda _j, r, i=i: progress(i, r))
+            results += decide_batch(bm, model, x_L[one], x_U[one], spec.select(one), timeout,
+                                    options or BaBOptions(), input_split_dims,
+                                    attack_restarts, tuple(incomplete), report)
+        return results
 
 
 class Ledger:

@@ -107,8 +107,8 @@ def verify_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     start = time.perf_counter()
     decided_here = 0
     bounded = None
-    bar = tqdm(range(len(x)), desc="BaB", unit="sample", disable=not progress, leave=False)
-    for i in bar:
+    bar = tqdm(total=len(x), desc="BaB", unit="sample", disable=not progress, leave=False)
+    for i in range(len(x)):
         if i in done:
             sample = done[i]
         else:
@@ -128,6 +128,7 @@ def verify_images(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
             append_state(state_path, key, sample)
         summary.samples.append(sample)
         tally(summary, sample)
+        bar.update(1)   # the count first: the postfix's counts add up to it
         bar.set_postfix(verified=summary.verified, falsified=summary.falsified,
                         timeout=summary.timed_out)
     bar.close()

@@ -8,7 +8,7 @@ import torch
 
 from lirpa_diffai import data, models
 from lirpa_diffai.__main__ import main
-from lirpa_diffai.pipeline.certify_run import load_trained
+from lirpa_diffai.pipeline.model_source import load_trained
 from lirpa_diffai.grafting import graft, grafted_modules
 from lirpa_diffai.training import TrainingError, train
 

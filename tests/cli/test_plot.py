@@ -16,7 +16,7 @@ from lirpa_diffai.__main__ import main
 from lirpa_diffai.cli import plot
 from lirpa_diffai.evaluation.curves import MetricsFormatError, read_metrics, series
 from lirpa_diffai.data import load_dataset
-from lirpa_diffai.pipeline.certify_run import load_network
+from lirpa_diffai.pipeline.model_source import load_network
 from lirpa_diffai.evaluation.layer_widths import (Layer, LayerWidths, bound_layers,
                                                   describe_layers, mean_widths,
                                                   measure_layer_widths, unique_labels, width_sums)
@@ -264,8 +264,8 @@ def test_layers_refuse_the_eps_certify_refuses(eps, capsys):
 
 @pytest.mark.parametrize("option", ["--json", "--out"])
 def test_layers_refuse_an_unwritable_output_before_any_work(option, tmp_path, capsys, monkeypatch):
-    import lirpa_diffai.pipeline.certify_run as evaluation
-    monkeypatch.setattr(evaluation, "load_network", lambda *a: pytest.fail("the network was loaded"))
+    import lirpa_diffai.pipeline.model_source as model_source
+    monkeypatch.setattr(model_source, "load_network", lambda *a: pytest.fail("the network was loaded"))
     err = refused(["plot", "layers", option, str(tmp_path / "missing" / "x.out")], capsys)
     assert f"{option} {tmp_path / 'missing' / 'x.out'}: directory" in err and "does not exist" in err
 

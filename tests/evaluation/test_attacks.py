@@ -13,7 +13,8 @@ from lirpa_diffai.evaluation.mi_fgsm import attack_correct, mi_fgsm
 from lirpa_diffai.bounded_module import BoundedModule
 from lirpa_diffai.data import load_dataset
 from lirpa_diffai.evaluation.margins import certified_mask
-from lirpa_diffai.pipeline.certify_run import evaluate_network, load_trained
+from lirpa_diffai.pipeline.certify_run import evaluate_network
+from lirpa_diffai.pipeline.model_source import load_trained
 
 from tests.support import needs_mnist
 
