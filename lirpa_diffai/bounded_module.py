@@ -13,6 +13,7 @@ import torch
 from auto_LiRPA.operators import BoundBatchNormalization, BoundDropout, BoundLinear
 
 from .lirpa03 import batch_axis, graph_check
+from .lirpa03.follow import ModelTensors
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
 from .bound_ops.grafted import BoundGraftedRelu
@@ -25,6 +26,7 @@ from .lirpa03.untraceable import refuse_untraceable
 from .lirpa03.state import default_dtype_of, keep_modes_and_buffers, keep_requires_grad
 from .lirpa03.input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .domain.perturbation import input_zonotope
+from .errors import UnsupportedOperatorError
 
 # combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
 CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
@@ -78,6 +80,12 @@ def correlate_input(z: HybridZonotope, rows) -> HybridZonotope:
     return hz.correlate_max_k(z, rows) if rows else z
 
 
+def input_device(global_input) -> torch.device:
+    """The device of the first tensor among the example inputs (CPU if none)."""
+    inputs = global_input if isinstance(global_input, (tuple, list)) else (global_input,)
+    return next((t.device for t in inputs if torch.is_tensor(t)), torch.device("cpu"))
+
+
 @contextlib.contextmanager
 def optimize_args(bm, **temporary):
     """``bm.bound_opts["optimize_bound_args"]`` with ``temporary`` values inside the block."""
@@ -119,10 +127,13 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                  custom_ops=None):
         bound_opts = dict(bound_opts or {})
         bound_opts["hzono"] = hzono_options(bound_opts.get("hzono"))
+        if device == "auto" and next(model.parameters(), None) is None:
+            device = input_device(global_input)  # auto_LiRPA 0.3 reads it from one tensor input
         # the network's parameters, which the graph's parameter nodes share (a tuple, not a
         # module: a module attribute would become a graph node); set first, as auto_LiRPA's
-        # __init__ already runs forward passes
+        # __init__ already runs forward passes (before the graph follows the model's tensors)
         self._shared_parameters = tuple(model.parameters())
+        self._model_tensors = None
         with keep_requires_grad(self._shared_parameters):
             with keep_modes_and_buffers(model), graph_check.first_output(model) as first, \
                     refuse_untraceable(model, global_input):
@@ -130,6 +141,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
                                  verbose=verbose, custom_ops=custom_ops)
             graph_check.refuse_mistraced_nodes(self)
             graph_check.check_graph_matches_model(self, model, global_input, first)
+        self._model_tensors = ModelTensors(model, self)
         if not model.training:  # auto_LiRPA traced Dropout in training mode; the model is not
             for node in self._modules.values():
                 if isinstance(node, BoundDropout):
@@ -151,27 +163,58 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     def eval(self) -> "BoundedModule":
         return self.train(False)
 
+    def _follow_model(self) -> None:
+        """Bound the model as it is now (``lirpa03.follow``): its replaced tensors re-pointed,
+        what the graph cannot follow refused."""
+        if self._model_tensors is not None and self._model_tensors.sync():
+            self._shared_parameters = tuple(self._model_tensors.model.parameters())
+
     def forward(self, *x, **kwargs):
+        self._follow_model()
         with keep_requires_grad(self._shared_parameters):
             return super().forward(*x, **kwargs)
 
     def compute_bounds(self, x=None, aux=None, C=None, method="backward", *args, **kwargs):
         key = check_method(method, OWN_METHOD_NAMES)
+        self._follow_model()
         x = as_input_tuple(x)
         check_inputs(x)
         C = self._checked_spec(x, C, kwargs.get("final_node_name"))
         with keep_requires_grad(self._shared_parameters), default_dtype_of(x):
-            if key not in DOMAINS and key != "ibp":
-                self._check_batch_axis(x, kwargs.get("final_node_name"), method)
-            if key in DOMAINS:
-                return self.compute_hzono_bounds(x, C=C, domain=key, **kwargs)
-            if key in CROWN_HZONO_METHODS:
-                if args:
-                    raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
-                return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
-            if self.training:
-                self._use_batch_statistics(x, kwargs.get("final_node_name"))
-            return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+            result = self._compute_bounds(key, x, aux, C, method, *args, **kwargs)
+        self._refuse_nan(result, method, kwargs.get("final_node_name"))
+        return result
+
+    def _compute_bounds(self, key, x, aux, C, method, *args, **kwargs):
+        """``compute_bounds`` of the checked arguments, by method family."""
+        if key not in DOMAINS and key != "ibp":
+            self._check_batch_axis(x, kwargs.get("final_node_name"), method)
+        if key in DOMAINS:
+            return self.compute_hzono_bounds(x, C=C, domain=key, **kwargs)
+        if key in CROWN_HZONO_METHODS:
+            if args:
+                raise TypeError(f"method={method!r}: pass auto_LiRPA's options by keyword")
+            return self.compute_crown_hzono_bounds(x, aux, C, final=CROWN_HZONO_METHODS[key], **kwargs)
+        if self.training:
+            self._use_batch_statistics(x, kwargs.get("final_node_name"))
+        return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def _refuse_nan(self, result, method, final_node_name=None) -> None:
+        """NaN bounds are never an answer: refuse, naming the first node (in graph order) whose
+        bounds are NaN or overflow float (``exp`` of a large interval), else the final node."""
+        bounds = [t for t in (result[:2] if isinstance(result, tuple) else ()) if torch.is_tensor(t)]
+        if not any(bool(t.isnan().any()) for t in bounds):
+            return
+        final = self.final_node() if final_node_name is None else self[final_node_name]
+
+        def broken(node):
+            found = [getattr(node, side, None) for side in ("lower", "upper")]
+            return any(torch.is_tensor(t) and not bool(torch.isfinite(t).all()) for t in found)
+        node = next((n for n in self._topological_order(final) if broken(n)), final)
+        raise UnsupportedOperatorError(
+            f"{method}: graph node '{node.name}' (operator {type(node).__name__[5:]}, {type(node).__name__}): "
+            "its bounds are NaN or overflow (an input interval too wide for the operator in this "
+            "float type); bound a smaller input set")
 
     def _final(self, final_node_name=None):
         """The node bounds are computed for: ``final_node_name``'s, else the output node."""

@@ -4,6 +4,7 @@ reference implementations. Imported as ``tests.support``; it needs no ``lirpa_di
 (the few helpers that call it import it inside)."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import types
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -163,3 +165,63 @@ def assert_goal_refused_at(text: str, message: str, column: int) -> None:
         parse_goal(text)
     assert message in str(err.value)
     assert (err.value.line, err.value.column) == (1, column)
+
+
+def bounds_of(bm, x: torch.Tensor, eps: float, method: str, **kwargs):
+    """``bm.compute_bounds`` of the L-inf ball ``x +- eps`` with ``method``, detached."""
+    from auto_LiRPA import BoundedTensor, PerturbationLpNorm
+    ptb = PerturbationLpNorm(norm=np.inf, eps=eps)
+    lb, ub = bm.compute_bounds(x=(BoundedTensor(x, ptb),), method=method, **kwargs)
+    return lb.detach(), ub.detach()
+
+
+def assert_bounds_hold(bm, f, x: torch.Tensor, eps: float, method: str, samples: int = 64,
+                       refusal_allowed: bool = False):
+    """``bm``'s ``method`` bounds of the ball ``x +- eps`` contain ``f`` at sampled, corner and
+    PGD points, are never NaN, and equal ``f(x)`` at ``eps = 0`` (float32 tolerance);
+    ``refusal_allowed``: or ``method`` refuses, naming a graph node and its operator."""
+    try:
+        lb, ub = bounds_of(bm, x, eps, method)
+        lb0, ub0 = bounds_of(bm, x, 0.0, method)
+    except Exception as error:  # noqa: BLE001  (every error is a refusal or a failure)
+        if refusal_allowed and refused_by_node(error, bm):
+            return
+        raise AssertionError(f"{method} failed without naming a node: {type(error).__name__}: {error}") \
+            from error
+    lower, upper = x - eps, x + eps
+    points = torch.cat([box_samples(lower, upper, samples), attack_points(f, lower, upper)])
+    with torch.no_grad():
+        outputs, clean = forward_each(f, points), f(x)
+    for bound in (lb, ub, lb0, ub0):
+        assert not bound.isnan().any(), f"{method}: NaN bounds"
+    assert_inside(outputs, lb, ub)
+    torch.testing.assert_close(lb0, clean, atol=1e-5, rtol=1e-5, msg=f"{method} lower at eps=0")
+    torch.testing.assert_close(ub0, clean, atol=1e-5, rtol=1e-5, msg=f"{method} upper at eps=0")
+
+
+def refused_by_node(error: BaseException, bm) -> bool:
+    """Whether ``error``'s message names a graph node of ``bm`` (``node '<name>'``) and an
+    operator (``operator X`` or a ``BoundX`` class)."""
+    import re
+    message = str(error)
+    names = {node.name for node in bm._modules.values()}
+    named = any(name in names for name in re.findall(r"node '([^']+)'", message))
+    return named and re.search(r"operator \w+|\bBound[A-Z]\w*", message) is not None
+
+
+def with_clean_batch_statistics(net: nn.Module, x: torch.Tensor) -> nn.Module:
+    """The function every method bounds in training mode: ``net`` with each BatchNorm's
+    statistics those of the clean batch ``x`` at that layer, held fixed (an eval-mode copy)."""
+    ref = copy.deepcopy(net).train()
+    seen = {}
+    norms = [m for m in ref.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    hooks = [m.register_forward_pre_hook(lambda m, i: seen.setdefault(m, i[0].detach())) for m in norms]
+    with torch.no_grad():
+        ref(x)
+    for hook in hooks:
+        hook.remove()
+    for m, value in seen.items():
+        dims = [0] + list(range(2, value.ndim))
+        m.running_mean.copy_(value.mean(dims))
+        m.running_var.copy_(value.var(dims, unbiased=False))
+    return ref.eval()

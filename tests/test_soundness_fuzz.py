@@ -3,6 +3,11 @@
 contain samples, corners and PGD points aimed at each bound, and equal f(x) at eps = 0) or
 refuses naming the graph node and its operator. A failure prints its seed and a replay command.
 
+Value ranges (tests/soundness/ranges.py): every operator case moved to negative, positive, tiny
+and huge values and next to a pole, and functions with a pole or a domain boundary on each side
+of it. Stateful sequences (tests/soundness/stateful.py): wrap, change the model
+(``load_state_dict``, in-place edits, replaced tensors), bound again.
+
 Known failures (tests/soundness/known.py, each a finding of issue 10; the operator cases in
 tests/soundness/expected_failures.txt) are expected failures, strictly: a listed case that
 passes fails the test until its line is removed.
@@ -14,10 +19,12 @@ from functools import lru_cache
 import pytest
 
 from tests.soundness.catalogue import NOT_TRACEABLE, SNIPPETS, bound_classes
-from tests.soundness.check import classify_error
+from tests.soundness.check import classify_error, run_case
 from tests.soundness.known import case_key, expected_failure, finding_id, load_expected
 from tests.soundness.methods import METHODS, QUICK
-from tests.soundness.sweep import Record, graph_case, operator_case, run, traced_classes
+from tests.soundness.ranges import POLES, RANGES, in_range, pole_case
+from tests.soundness.stateful import ROUTES, changed_case
+from tests.soundness.sweep import WITNESS, Record, graph_case, operator_case, run, traced_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,3 +128,74 @@ def test_random_graph_sound_or_refused(seed):
 @pytest.mark.parametrize("seed", SLOW_GRAPH_SEEDS)
 def test_random_graph_sound_or_refused_all_methods(seed):
     check_graph(seed, list(METHODS))
+
+
+# ------------------------------------------------------------------ value ranges
+POLE_METHODS = ("IBP", "CROWN", "CROWN-IBP", "alpha-CROWN", "forward", "forward+backward", "CROWN-hzono",
+                "hzono[boxy,rows=0]")
+KINKED = ("BoundAbs", "BoundATenHeaviside", "BoundAtan", "BoundClip", "BoundCos", "BoundDiv", "BoundExp",
+          "BoundLeakyRelu", "BoundLog", "BoundMaxPool", "BoundMul", "BoundPow", "BoundReciprocal",
+          "BoundReduceMax", "BoundRelu", "BoundSigmoid", "BoundSin", "BoundSoftplus", "BoundSqrt",
+          "BoundTan", "BoundTanh")
+MOVED = [regime for regime in RANGES if regime != "straddling"]  # straddling: the cases above
+
+
+def assert_sound_or_refused(case, label: str, methods, training: bool = False) -> None:
+    failures = []
+    for method in methods:
+        outcome = run_case(case, METHODS[method], training, **WITNESS)
+        if not outcome.ok:
+            failures.append(f"{outcome.kind}: {method} ({'training' if training else 'eval'} mode) on "
+                            f"{label}: {outcome.detail}\n  graph:\n    "
+                            + case.model.describe().replace("\n", "\n    "))
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("regime", sorted(RANGES))
+@pytest.mark.parametrize("code", sorted(POLES))
+def test_pole_function_sound_or_refused(code, regime):
+    """A box on either side of the pole, next to it, across it (refused), tiny and huge."""
+    case = pole_case(code, regime)
+    if case is None:
+        pytest.skip(f"{code} is undefined on the {regime} box")
+    assert_sound_or_refused(case, f"{code} on the {regime} box", POLE_METHODS)
+
+
+def range_params():
+    for operator in OPERATORS:
+        for regime in MOVED:
+            marks = () if operator in KINKED else (pytest.mark.slow,)
+            yield pytest.param(operator, regime, marks=marks, id=f"{operator}-{regime}")
+
+
+@pytest.mark.parametrize("operator,regime", range_params())
+def test_operator_sound_or_refused_on_value_ranges(operator, regime):
+    assert_sound_or_refused(in_range(cached_operator_case(operator, 0), regime),
+                            f"{operator}'s case moved to the {regime} range", ("CROWN", "forward", "IBP"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regime", MOVED)
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_operator_sound_or_refused_on_value_ranges_all_methods(operator, regime):
+    case = in_range(cached_operator_case(operator, 0), regime)
+    for training in (False, True):
+        assert_sound_or_refused(case, f"{operator}'s case moved to the {regime} range", list(METHODS), training)
+
+
+# ------------------------------------------------------------------ a model that changes
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_changed_model_sound_or_refused(route):
+    case = changed_case(graph_case(0), route)
+    for training in (False, True):
+        assert_sound_or_refused(case, f"graph 0 changed by {route}", ("IBP", "CROWN", "hzono[boxy,rows=0]"),
+                                training)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", sorted(ROUTES))
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_changed_model_sound_or_refused_all_methods(seed, route):
+    case = changed_case(graph_case(seed), route)
+    for training in (False, True):
+        assert_sound_or_refused(case, f"graph {seed} changed by {route}", QUICK, training)

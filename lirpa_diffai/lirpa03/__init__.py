@@ -2,7 +2,8 @@
 
 - :mod:`.manifest`: every change to auto_LiRPA, torch and NumPy, applied in one place behind one
   version gate; :mod:`.fix` (an entry), :mod:`.compat` (torch 2 / NumPy 2),
-  :mod:`.fixes_linear` and :mod:`.fixes_nonlinear` (soundness), :mod:`.hook` (start-up hook).
+  :mod:`.fixes_linear`, :mod:`.fixes_nonlinear`, :mod:`.fixes_division` and :mod:`.fixes_forward`
+  (soundness), :mod:`.hook` (start-up hook).
 - guards around auto_LiRPA's own code: :mod:`.graph_check` (the traced graph computes the
   model), :mod:`.batch_axis` (nodes that mix samples), :mod:`.input_checks` (what
   ``compute_bounds`` is given), :mod:`.state` (what a bound pass must leave as it found),

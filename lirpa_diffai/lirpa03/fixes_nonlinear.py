@@ -1,4 +1,4 @@
-"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Div, Sqrt, sin,
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Sqrt, sin,
 Heaviside, tan) and its ``BoundedModule`` (nested ``load_state_dict``, CROWN's start,
 alpha-CROWN, errors that name no node); :mod:`.manifest` applies them.
 
@@ -115,29 +115,6 @@ def nested_load_state_dict():
                     unexpected_keys, error_msgs)
     return {(BoundInput, "_load_from_state_dict"): load_leaf,
             (BoundedModule, "_load_from_state_dict"): load_module}
-
-
-@fix(test="test_division_by_an_interval_around_zero_is_refused_by_node")
-def division_interval():
-    """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
-    ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
-    Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
-    products), and refuse a denominator whose interval contains 0. Its layer-norm special
-    case (denominator a ``Sqrt`` node) is left as it is."""
-    import torch
-    from auto_LiRPA.operators import BoundDiv, BoundSqrt
-    original = BoundDiv.interval_propagate
-
-    def interval_propagate(self, *v):
-        if isinstance(self.inputs[1], BoundSqrt):
-            return original(self, *v)
-        (x_l, x_u), (y_l, y_u) = v[0][:2], v[1][:2]
-        if not bool(((y_l > 0) | (y_u < 0)).all()):
-            raise NotImplementedError(f"IBP: graph node '{self.name}' (operator Div): the denominator's "
-                                      "bounds contain 0, so the quotient is unbounded")
-        corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
-        return corners.min(0).values, corners.max(0).values
-    return {(BoundDiv, "interval_propagate"): interval_propagate}
 
 
 @fix(test="test_fuzzer_findings_are_bounded_soundly")
@@ -290,7 +267,21 @@ def full_alpha_of_any_rank():
     return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
 
 
-NODE_METHODS = ("forward", "interval_propagate", "bound_backward", "bound_forward", "init_opt_parameters")
+NODE_METHODS = ("__init__", "forward", "interval_propagate", "bound_backward", "bound_forward",
+                "init_opt_parameters")
+
+
+def node_being_built() -> str:
+    """The name of the graph node auto_LiRPA 0.3 is building (``nodesOP[n]`` in the frame of
+    its ``BoundedModule._convert_nodes``, which names its nodes only after building them all);
+    ``"?"`` outside it."""
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_convert_nodes" and "nodesOP" in frame.f_locals:
+            return str(frame.f_locals["nodesOP"][frame.f_locals["n"]].name)
+        frame = frame.f_back
+    return "?"
 
 
 def name_node_in(error: Exception, node, method: str) -> None:
@@ -300,8 +291,8 @@ def name_node_in(error: Exception, node, method: str) -> None:
         return
     operator = type(node).__name__
     detail = str(error) or f"auto_LiRPA 0.3 failed an internal check ({type(error).__name__})"
-    error.args = (f"{method}: graph node '{getattr(node, 'name', '?')}' (operator {operator[5:]}, "
-                  f"{operator}): {detail}",)
+    name = getattr(node, "name", None) or node_being_built()
+    error.args = (f"{method}: graph node '{name}' (operator {operator[5:]}, {operator}): {detail}",)
     error._names_graph_node = True
 
 
@@ -310,7 +301,8 @@ def failing_nodes_named():
     """auto_LiRPA 0.3 fails on many graphs it accepts with errors that name no node (bare
     assertions, shape errors deep in its operators). Every error raised in a node's
     ``forward``, ``interval_propagate``, ``bound_backward`` or ``bound_forward`` now names the
-    graph node and its operator, so it is a refusal a user can act on (same exception type)."""
+    graph node and its operator, so it is a refusal a user can act on (same exception type);
+    so does every error raised while a node is built (``__init__``)."""
     import functools
     import inspect
     import auto_LiRPA.operators as operators

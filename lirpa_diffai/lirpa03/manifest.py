@@ -20,9 +20,10 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_linear, fixes_nonlinear, fixes_activations = (
+compat, fixes_activations, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_linear", "fixes_nonlinear", "fixes_activations"))
+    for name in ("compat", "fixes_activations", "fixes_division", "fixes_forward", "fixes_linear",
+                 "fixes_nonlinear"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -40,10 +41,14 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.patches_to_matrix_rectangular, fixes_linear.concat_backward_any_axis,
     fixes_linear.gather_elements_repeated_indices, fixes_linear.batched_constant_contribution,
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
-    fixes_linear.constant_root_contribution,
+    fixes_linear.constant_root_contribution, fixes_linear.layer_settings_refused,
+    # soundness: forward modes
+    fixes_forward.add_sub_forward, fixes_forward.multiply_constant_forward,
+    fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
     # soundness: nonlinear operators and BoundedModule
     fixes_nonlinear.relu_full_alpha_indices, fixes_nonlinear.leaky_relu_bounds,
-    fixes_nonlinear.division_interval, fixes_nonlinear.sqrt_upper_tangent,
+    fixes_division.division_interval, fixes_division.reciprocal_of_either_sign,
+    fixes_division.division_denominator_checked, fixes_nonlinear.sqrt_upper_tangent,
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.start_coefficients_without_patches,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
     fixes_nonlinear.unsound_relaxations_refused,

@@ -1,7 +1,8 @@
 """``verify``: a complete verifier per sample.
 
-Per batch: PGD falsifies what it can (:mod:`attack`); CROWN-hzono, then alpha-CROWN, prove
-what they can (:mod:`bounding`); each sample left goes to branch and bound until its time is
+Only graphs whose operators' bounds are trusted (:mod:`trust`) are verified. Per batch: PGD
+falsifies what it can (:mod:`falsify`); CROWN-hzono, then alpha-CROWN, prove what they can
+(:mod:`bounding`); each sample left goes to branch and bound until its time is
 up (:mod:`bab` over ReLU splits, or :mod:`input_split` over input boxes when the input has at
 most ``input_split_dims`` dimensions). The samples of a batch are decided one after the
 other, each with its own attack, bounds and branch and bound, so each one's ``seconds`` is
@@ -24,6 +25,7 @@ from .bounding import Domains, root_bounds, split_relus
 from .input_split import input_branch_and_bound
 from .spec import (SampleResult, Spec, Status, VerificationError, check_spec, check_timeout,
                    robustness_spec)
+from .trust import require_trusted
 
 INPUT_SPLIT_DIMS = 8
 
@@ -102,7 +104,8 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
     network is verified in eval mode (its mode is restored afterwards). ``threads``: torch
     CPU threads while it runs; ``seed``: the seed of the attack's random starts (torch's
     global RNG is left as it was). Each sample is decided on its own, so its ``seconds``
-    is its own time."""
+    is its own time. A graph with an operator outside :data:`.trust.TRUSTED` is refused by
+    node (``VerificationError``)."""
     timeout = check_timeout(timeout)
     with eval_mode(model), threads_and_seed(threads, seed):
         device = model_device(model)
@@ -124,6 +127,7 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
         spec = check_spec(spec, len(x), outputs.shape[1])
         spec = Spec(spec.C.to(device), spec.threshold.to(device))
         bm = bounded if bounded is not None else bounded_for_verify(model, x)
+        require_trusted(bm)
         results = []
         for i in range(len(x)):
             one = slice(i, i + 1)
@@ -135,12 +139,14 @@ def verify(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
 
 
 class Ledger:
-    """The answers of a batch so far and the seconds spent per sample."""
+    """The answers of a batch so far and the seconds spent per sample. ``refutes(i, point)``:
+    whether ``point`` violates sample ``i``'s spec on the model (every falsification passes it)."""
 
-    def __init__(self, n: int, progress):
+    def __init__(self, n: int, progress, refutes: Callable[[int, torch.Tensor], bool]):
         self.results: list = [None] * n
         self.spent = torch.zeros(n, dtype=torch.float64)
         self.say = progress or (lambda i, r: None)
+        self.refutes = refutes
 
     def open(self) -> list:
         return [i for i, r in enumerate(self.results) if r is None]
@@ -150,6 +156,10 @@ class Ledger:
         self.spent[samples] += seconds / max(len(samples), 1)
 
     def settle(self, i: int, status: Status, method: str, **kw) -> None:
+        point = kw.get("counterexample")
+        if status is Status.FALSIFIED and (point is None or not self.refutes(i, point)):
+            raise VerificationError(f"{method} answered 'falsified' for sample {i} without a point "
+                                    "of its box that violates the spec on the model")
         self.results[i] = SampleResult(status, method, float(self.spent[i]), **kw)
         self.say(i, self.results[i])
 
@@ -198,7 +208,10 @@ def decide_batch(bm, model, x_L, x_U, spec: Spec, timeout: float, options: BaBOp
                  input_split_dims: int, attack_restarts: int, incomplete: tuple,
                  progress) -> list[SampleResult]:
     """The pipeline of :func:`verify` on checked inputs."""
-    ledger = Ledger(len(x_L), progress)
+    def refutes(i: int, point: torch.Tensor) -> bool:
+        one = slice(i, i + 1)
+        return falsify.checked_counterexample(model, point, x_L[one], x_U[one], spec.select(one))
+    ledger = Ledger(len(x_L), progress, refutes)
     attack_stage(ledger, model, x_L, x_U, spec, attack_restarts)
     reference = incomplete_stage(ledger, bm, x_L, x_U, spec, incomplete)
     todo = ledger.open()

@@ -321,8 +321,8 @@ def test_elementwise_on_a_concatenation_runs_once_per_part(monkeypatch, act, rel
     lb, ub, per_part = bounds()
     monkeypatch.setattr(HzonoContext, "elementwise", lambda self, key, fn, z: fn(joined(z)))
     lb_whole, ub_whole, whole = bounds()
-    # equal up to the last bit of tanh's vectorised kernel on different lengths
-    torch.testing.assert_close((lb, ub), (lb_whole, ub_whole), rtol=1e-6, atol=1e-7)
+    # equal up to float32 rounding (tanh's vectorised kernel on different lengths)
+    torch.testing.assert_close((lb, ub), (lb_whole, ub_whole), rtol=1e-5, atol=1e-6)
     assert per_part < whole  # each channel transformed once: 3+2+2+2 of the 3+5+7+9 channels
     points = torch.cat([box_samples(x - 0.1, x + 0.1, 64), attack_points(net, x - 0.1, x + 0.1, 5)])
     with torch.no_grad():

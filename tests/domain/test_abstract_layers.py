@@ -294,7 +294,7 @@ def test_lirpa_bounds_equal_without_the_layers(resnet_pair, method):
                                         bound_upper=method != "CROWN-Optimized"))
     for ours, theirs in zip(*bounds):
         if theirs is not None:
-            torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)  # float32, two graphs
 
 
 def test_concrete_output_and_state_dict_unchanged(resnet_pair):

@@ -87,8 +87,9 @@ def test_statistics_are_the_counts_and_medians_they_claim():
         total = sum(m.sum().item() for m in masks) / (76 * 7)
         assert stats.unstable[method]["total"] == pytest.approx(total)
     d_b, d_d = region_distances(net, x, y)
-    assert stats.median_min_d_b == pytest.approx(d_b.min(1).values.median().item())
-    assert stats.median_min_d_d == pytest.approx(d_d.min(1).values.median().item())
+    # float32 distances computed in batches of other sizes: a float32 tolerance, not the last bit
+    assert stats.median_min_d_b == pytest.approx(d_b.min(1).values.median().item(), rel=1e-5)
+    assert stats.median_min_d_d == pytest.approx(d_d.min(1).values.median().item(), rel=1e-5)
 
 
 @needs_mnist

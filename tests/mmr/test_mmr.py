@@ -132,7 +132,7 @@ def test_mmr_loss_equals_the_formula(kind, p, q):
     got = mmr_loss(net, x, y, gamma_b=gamma, gamma_d=2 * gamma, k_b=0.3, k_d=4, p=p)
     want = direct_mmr(net, x, y, gamma, 2 * gamma, max(1, int(0.3 * h)), 4, q)
     assert want > 0
-    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-12)  # float32, two formulas
 
 
 @pytest.mark.parametrize("kind", list(NETWORKS))

@@ -121,28 +121,44 @@ def make_linear(rng, xs, ys):
     return Step(f"nn.Linear({xs[-1]}, n)(x)", lambda self, x: self.lin(x), lin=nn.Linear(xs[-1], rng.choice((1, 2, 3))))
 
 
+def pair(rng, choices) -> tuple:
+    """Two independent draws: a square or non-square kernel / stride / dilation."""
+    return rng.choice(choices), rng.choice(choices)
+
+
 def make_conv(rng, xs, ys):
+    """``nn.Conv2d`` over a grid of its options (non-square kernel, stride and dilation,
+    padding and its modes, groups), or ``nn.Conv1d`` on a rank-3 input (refused by node)."""
+    if len(xs) == 3 and xs[2] >= 2:
+        conv = nn.Conv1d(xs[1], rng.choice((1, 2)), 2)
+        return Step("nn.Conv1d(.., 2)(x)", lambda self, x: self.conv(x), conv=conv)
     if len(xs) != 4:
         return None
-    k = rng.choice((1, 2, 3))
-    dil = rng.choice((1, 1, 2))
+    k, dil, stride = pair(rng, (1, 2, 3)), pair(rng, (1, 1, 2)), pair(rng, (1, 2))
     pad = rng.choice((0, 1))
-    if (k - 1) * dil + 1 > min(xs[2:]) + 2 * pad:
+    if any((k[i] - 1) * dil[i] + 1 > xs[2 + i] + 2 * pad for i in (0, 1)):
         return None
     mode = rng.choice(("zeros", "zeros", "reflect", "replicate", "circular")) if pad else "zeros"
     if mode == "reflect" and pad >= min(xs[2:]):
         mode = "zeros"
-    conv = nn.Conv2d(xs[1], rng.choice((1, 2)), k, stride=rng.choice((1, 2)), padding=pad,
-                     dilation=dil, padding_mode=mode)
-    return Step(f"nn.Conv2d(.., {k}, stride={conv.stride[0]}, padding={pad}, dilation={dil}, "
+    groups = xs[1] if xs[1] > 1 and rng.random() < 0.3 else 1
+    conv = nn.Conv2d(xs[1], groups * rng.choice((1, 2)), k, stride=stride, padding=pad, dilation=dil,
+                     groups=groups, padding_mode=mode)
+    return Step(f"nn.Conv2d(.., {k}, stride={stride}, padding={pad}, dilation={dil}, groups={groups}, "
                 f"padding_mode={mode!r})(x)", lambda self, x: self.conv(x), conv=conv)
 
 
 def make_conv_transpose(rng, xs, ys):
+    """``nn.ConvTranspose2d`` over its options: kernel, stride (non-square too), padding,
+    output_padding (refused by node where auto_LiRPA 0.3 cannot bound them)."""
     if len(xs) != 4:
         return None
-    conv = nn.ConvTranspose2d(xs[1], rng.choice((1, 2)), rng.choice((1, 2)), stride=rng.choice((1, 2)))
-    return Step("nn.ConvTranspose2d(..)(x)", lambda self, x: self.conv(x), conv=conv)
+    k, stride = rng.choice((1, 2, 3)), pair(rng, (1, 2)) if rng.random() < 0.3 else (rng.choice((1, 2)),) * 2
+    pad = rng.choice((0, 0, 1)) if k > 1 else 0
+    out_pad = 1 if min(stride) > 1 and rng.random() < 0.3 else 0
+    conv = nn.ConvTranspose2d(xs[1], rng.choice((1, 2)), k, stride=stride, padding=pad, output_padding=out_pad)
+    return Step(f"nn.ConvTranspose2d(.., {k}, stride={stride}, padding={pad}, output_padding={out_pad})(x)",
+                lambda self, x: self.conv(x), conv=conv)
 
 
 def make_pad(rng, xs, ys):
@@ -158,20 +174,28 @@ def make_pad(rng, xs, ys):
 
 
 def make_avg_pool(rng, xs, ys):
+    """``nn.AvgPool2d`` over its options: kernel 2 or 3, stride, padding, ``ceil_mode``,
+    ``count_include_pad``."""
     if len(xs) != 4 or min(xs[2:]) < 2:
         return None
-    pad = rng.choice((0, 1))
-    include = rng.choice((True, False))
-    pool = nn.AvgPool2d(2, stride=rng.choice((1, 2)), padding=pad, count_include_pad=include)
-    return Step(f"nn.AvgPool2d(2, stride={pool.stride}, padding={pad}, count_include_pad={include})(x)",
-                lambda self, x: self.pool(x), pool=pool)
+    k = rng.choice((2, 3)) if min(xs[2:]) >= 3 else 2
+    pad = rng.choice((0, 1)) if k > 1 else 0
+    include, ceil = rng.choice((True, False)), rng.random() < 0.3
+    pool = nn.AvgPool2d(k, stride=rng.choice((1, 2)), padding=pad, ceil_mode=ceil, count_include_pad=include)
+    return Step(f"nn.AvgPool2d({k}, stride={pool.stride}, padding={pad}, ceil_mode={ceil}, "
+                f"count_include_pad={include})(x)", lambda self, x: self.pool(x), pool=pool)
 
 
 def make_max_pool(rng, xs, ys):
+    """``nn.MaxPool2d`` over its options: kernel 2 or 3 (``max_pool2d(x, 3, 2, 1)``), stride,
+    padding, ``ceil_mode`` (refused by node)."""
     if len(xs) != 4 or min(xs[2:]) < 2:
         return None
-    pool = nn.MaxPool2d(2, stride=rng.choice((1, 2)), padding=rng.choice((0, 1)))
-    return Step(f"nn.MaxPool2d(2, stride={pool.stride}, padding={pool.padding})(x)",
+    k = rng.choice((2, 3)) if min(xs[2:]) >= 3 else 2
+    pad = rng.choice((0, 1))
+    ceil = rng.random() < 0.2
+    pool = nn.MaxPool2d(k, stride=rng.choice((1, 2)), padding=pad, ceil_mode=ceil)
+    return Step(f"nn.MaxPool2d({k}, stride={pool.stride}, padding={pad}, ceil_mode={ceil})(x)",
                 lambda self, x: self.pool(x), pool=pool)
 
 

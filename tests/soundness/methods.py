@@ -1,4 +1,6 @@
-"""Every bound method ``lirpa_diffai.BoundedModule`` exposes, as the fuzzer runs it."""
+"""Every bound method ``lirpa_diffai.BoundedModule`` exposes, as the fuzzer runs it: every
+method string ``compute_bounds`` accepts (auto_LiRPA's aliases ``IBP+CROWN``, ``backward`` and
+``forward+CROWN`` run the same code as one listed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,6 +47,11 @@ def all_methods() -> list[Method]:
         Method("CROWN", "CROWN"),
         Method("CROWN-IBP", "CROWN-IBP"),
         Method("alpha-CROWN", "alpha-CROWN", optimize),
+        Method("CROWN-Optimized", "CROWN-Optimized", optimize),
+        Method("IBP+backward", "IBP+backward"),
+        Method("forward", "forward"),
+        Method("forward+backward", "forward+backward"),
+        Method("forward-optimized", "forward-optimized", optimize),
         Method("zono-input:hzono[deepz,rows=all]", "hzono",
                {"hzono": {"relu": "deepz", "correlate_input": "all"}}, zonotope_input=True),
         Method("zono-input:IBP", "IBP", zonotope_input=True),
@@ -57,4 +64,4 @@ METHODS = {m.label: m for m in all_methods()}
 
 # the quick subset: one method per family
 QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZSwitch", "CROWN-hzono", "IBP", "CROWN",
-         "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN"]
+         "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN", "forward", "forward+backward"]

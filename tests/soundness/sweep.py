@@ -8,7 +8,7 @@ from typing import Optional
 from lirpa_diffai.bound_ops import HZONO_TRANSFORMERS
 
 from .catalogue import SNIPPETS
-from .check import Case, Outcome, run_case
+from .check import Case, Outcome, classify_error, run_case
 from .graphs import Graph, build_graph
 from .known import Known, expected_failure
 from .methods import METHODS
@@ -22,7 +22,9 @@ WITNESS = {"samples": 200, "pgd_steps": 15, "pgd_targets": 16}
 def operator_case(operator: str, seed: int, tries: int = 10) -> Case:
     """A graph of ``operator`` only: the first of the graphs drawn from ``seed * 1000 + k``
     whose trace holds the operator's Bound class (a snippet can trace into other classes on
-    some shapes: ``nn.Linear`` on a rank-3 input is MatMul and Add), else the first."""
+    some shapes: ``nn.Linear`` on a rank-3 input is MatMul and Add) or whose construction
+    crashes, else the first (a graph refused by node at construction, e.g. ``nn.Conv1d``, is
+    passed over for one that is bounded)."""
     cases = []
     for k in range(tries):
         graph, x = build_graph(seed * 1000 + k, [operator], OPERATOR_STEPS, forced=operator)
@@ -30,8 +32,9 @@ def operator_case(operator: str, seed: int, tries: int = 10) -> Case:
         try:
             if operator in traced_classes(cases[-1]):
                 return cases[-1]
-        except Exception:  # noqa: BLE001  (a construction crash is the case's finding)
-            return cases[-1]
+        except Exception as error:  # noqa: BLE001  (a construction crash is the case's finding)
+            if classify_error(error, None).kind != "refused":
+                return cases[-1]  # a refused setting (Conv1d, ceil_mode): try the next graph
     return cases[0]
 
 

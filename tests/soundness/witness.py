@@ -66,7 +66,20 @@ def eval_reference(model: nn.Module, x: torch.Tensor, training: bool) -> Callabl
             if name in stats:
                 module.running_mean.copy_(stats[name][0])
                 module.running_var.copy_(stats[name][1])
-    return lambda inputs: ref(inputs)
+    reference = lambda inputs: ref(inputs)  # noqa: E731
+    reference.model = ref
+    return reference
+
+
+def float32_error(reference: Callable, x: torch.Tensor, value: torch.Tensor):
+    """``|f(x) - f64(x)|``: how far float32 rounding alone moves the reference's value (the
+    model run in float64); 0 where the graph does not run in float64 (float32 constants)."""
+    try:
+        with torch.no_grad():
+            exact = copy.deepcopy(reference.model).double()(x.double())
+        return (value.double() - exact).abs().to(value.dtype).reshape(value.shape)
+    except (RuntimeError, TypeError, AttributeError):
+        return torch.zeros_like(value)
 
 
 @dataclass

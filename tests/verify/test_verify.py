@@ -347,3 +347,62 @@ def test_cuda_model_gives_the_cpu_answers():
     cpu = verify(net, x, y, 0.08, timeout=20)
     gpu = verify(net.cuda(), x.cuda(), y.cuda(), 0.08, timeout=20)
     assert [r.status for r in cpu] == [r.status for r in gpu]
+
+
+class NegativeReciprocal(nn.Module):
+    """Issue 21's network: one input, outputs ``[1 / (x - 3), -0.6]``; on x in [-0.5, 1.5]
+    the margin ``f_0 - f_1`` is -0.067 at x = 1.5."""
+
+    def __init__(self, head=None):
+        super().__init__()
+        self.head = head or (lambda x: 1 / (x - 3))
+
+    def forward(self, x):
+        return torch.cat([self.head(x), 0 * x - 0.6], 1)
+
+
+def test_a_graph_off_relu_networks_is_never_verified_wrongly():
+    """alpha-CROWN "proved" it on auto_LiRPA 0.3's relaxation of 1/y (made for y > 0) once PGD
+    missed the corner (no restarts here); its counterexample is checked on the model."""
+    x_L, x_U = torch.tensor([[-0.5]]), torch.tensor([[1.5]])
+    [r] = verify(NegativeReciprocal(), torch.tensor([[0.5]]), torch.tensor([0]), x_L=x_L, x_U=x_U,
+                 timeout=10, attack_restarts=0)
+    assert r.status is Status.FALSIFIED
+    assert ((r.counterexample >= x_L) & (r.counterexample <= x_U)).all()
+    with torch.no_grad():
+        margin = NegativeReciprocal()(r.counterexample)
+    assert margin[0, 0] < margin[0, 1]
+
+
+def test_an_operator_verify_does_not_trust_is_refused_by_node():
+    net = NegativeReciprocal(lambda x: torch.sin(x) - 1)
+    with pytest.raises(VerificationError, match=r"graph node '/\d+' \(operator Sin"):
+        verify(net, torch.tensor([[0.5]]), torch.tensor([0]), x_L=torch.tensor([[-0.5]]),
+               x_U=torch.tensor([[1.5]]), timeout=5)
+
+
+def test_a_falsification_without_a_violating_point_is_an_error():
+    from lirpa_diffai.verify.api import Ledger
+    ledger = Ledger(1, None, refutes=lambda i, point: False)
+    with pytest.raises(VerificationError, match="without a point"):
+        ledger.settle(0, Status.FALSIFIED, "BaB", counterexample=torch.zeros(1, 1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_answers_on_a_quotient_network_agree_with_a_dense_grid(seed):
+    """Off ReLU networks (no MIP applies): on one input, every answer is checked against the
+    margin on a grid of 20001 points of the box (a verified sample's grid minimum is > 0)."""
+    torch.manual_seed(seed)
+    a, b, c = torch.randn(3)
+    net = NegativeReciprocal(lambda x: a / (x - 3) + b * x + c)
+    x_L, x_U = torch.tensor([[-0.5]]), torch.tensor([[1.5]])
+    grid = torch.linspace(-0.5, 1.5, 20001).unsqueeze(1)
+    with torch.no_grad():
+        out = net(grid)
+    lowest = (out[:, 0] - out[:, 1]).min().item()
+    [r] = verify(net, torch.tensor([[0.5]]), torch.tensor([0]), x_L=x_L, x_U=x_U, timeout=10,
+                 attack_restarts=0)
+    if r.status is Status.VERIFIED:
+        assert lowest > 0
+    else:
+        assert r.status is Status.FALSIFIED or abs(lowest) < 1e-3
