@@ -135,7 +135,7 @@ def test_one_network_end_to_end(tmp_path):
 
 def test_bench_hzono_report_judges_targets_in_eval_mode_only():
     from benchmarks import bench_hzono
-    methods = {m: {"seconds": 1.0, "peak_mib": 1.0} for m in ("forward", "IBP")}
+    methods = {m: {"seconds": 1.0, "peak_mib": 1.0, "fresh_peak_mib": 1.0} for m in ("forward", "IBP")}
 
     def result(name, train, hzono0, hzono16):
         return {"network": name, "train_mode": train, "methods": methods,
