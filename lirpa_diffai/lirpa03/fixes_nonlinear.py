@@ -117,6 +117,47 @@ def nested_load_state_dict():
             (BoundedModule, "_load_from_state_dict"): load_module}
 
 
+def leaf_key(prefix: str, name: str, node) -> str:
+    """The state-dict key auto_LiRPA's leaf ``node`` reads its tensor ``name`` from."""
+    return prefix + name if len(prefix.split(".")) == 2 else ".".join(prefix.split(".")[:-2]) + "." + node.ori_name
+
+
+@fix(test="test_wrapping_a_model_leaves_its_tensors_untouched", after=("nested_load_state_dict",))
+def construction_keeps_tensor_versions():
+    """auto_LiRPA 0.3 bug: building a ``BoundedModule`` copies the saved state back into the
+    model's own parameters and buffers (``copy_`` of equal values), which bumps their version
+    counters: a backward pass through any graph that saved them before (``loss = net(x)``,
+    then wrapping ``net``) fails. Load only the tensors whose values the trace changed (the
+    statistics a training-mode trace moves)."""
+    import torch
+    from auto_LiRPA import BoundedModule
+    from auto_LiRPA.operators import BoundInput
+
+    from .state import holds_already
+    leaf_load, convert = BoundInput._load_from_state_dict, BoundedModule._convert
+
+    def load_leaf(self, state_dict, prefix, *args):
+        tensors = {name: t for name, t in (*self._parameters.items(), *self._buffers.items()) if t is not None}
+        if tensors and all(holds_already(t, state_dict.get(leaf_key(prefix, name, self)))
+                           for name, t in tensors.items()):
+            return
+        leaf_load(self, state_dict, prefix, *args)
+
+    def _convert(self, model, global_input):
+        saved, restore = self.ori_state_dict, self.ori_training
+        self.ori_training = False  # the model's own restore: done below, for changed tensors only
+        try:
+            convert(self, model, global_input)
+        finally:
+            self.ori_training = restore
+        if restore:
+            with torch.no_grad():
+                for key, tensor in model.state_dict(keep_vars=True).items():
+                    if key in saved and not holds_already(tensor, saved[key]):
+                        tensor.copy_(saved[key])
+    return {(BoundInput, "_load_from_state_dict"): load_leaf, (BoundedModule, "_convert"): _convert}
+
+
 @fix(test="test_fuzzer_findings_are_bounded_soundly")
 def sqrt_upper_tangent():
     """auto_LiRPA 0.3 bug: ``BoundSqrt``'s backward pass gives its upper tangent (at the

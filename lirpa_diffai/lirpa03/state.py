@@ -52,7 +52,8 @@ def keep_modes_and_buffers(model):
             m.training = flag
         with torch.no_grad():
             for b, saved in buffers:
-                b.copy_(saved)
+                if not holds_already(b, saved):  # an equal copy would only bump its version
+                    b.copy_(saved)
 
 
 @contextlib.contextmanager
@@ -66,3 +67,10 @@ def eval_mode(*modules):
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+def holds_already(tensor: torch.Tensor, value) -> bool:
+    """Whether copying ``value`` into ``tensor`` would change nothing (``copy_`` of equal
+    values still bumps the version counter, which breaks a backward pass that saved it)."""
+    return torch.is_tensor(value) and value.shape == tensor.shape and value.dtype == tensor.dtype \
+        and bool(torch.equal(value, tensor))

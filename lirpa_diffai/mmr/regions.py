@@ -59,6 +59,9 @@ AFFINE_OPS = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatc
               BoundShape, BoundAveragePool, BoundGlobalAveragePool, BoundReduceMean,
               BoundReduceSum)
 
+# affine only while at most one operand depends on the input (hzono bounds the product too)
+BILINEAR_OPS = (BoundMul, BoundDiv, BoundMatMul)
+
 DUAL = {"inf": 1, "2": 2}          # p -> q
 DENOMINATOR_FLOOR = 1e-5
 ROW_BUDGET = 2 ** 26               # elements of one chunk's widest row tensor (256 MiB in fp32)
@@ -142,6 +145,11 @@ def check_piecewise_linear(bm: BoundedModule) -> None:
     for node in graph_order(bm):
         if node.name not in perturbed or not node.inputs:
             continue
+        if type(node) in BILINEAR_OPS and sum(i.name in perturbed for i in node.inputs) > 1:
+            raise RegionError(
+                f"the linear-region distances (MMR) need a piecewise-linear ReLU network; graph node "
+                f"'{node.name}' ({type(node).__name__}) multiplies two perturbed values, which is not "
+                "affine in the input")
         if type(node) in AFFINE_OPS or type(node) is BoundRelu or isinstance(node, BoundAbstractLayer):
             continue
         op = operator_name(node)

@@ -489,3 +489,24 @@ def test_alpha_crown_refuses_tan_and_crown_bounds_it():
     with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Tan, BoundTan\)"):
         bounds(BoundedModule(net, x), x, 0.0, "alpha-CROWN")
     assert_sound(net, x, 0.3, ("CROWN",))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_wrapping_a_model_leaves_its_tensors_untouched(training):
+    """A graph saved before the model is wrapped still runs backward, and the trace's moves of
+    the BatchNorm statistics are undone. Parameters keep their version; buffers too in eval mode
+    (a training-mode trace moves the statistics, which the restore then bumps; a training-mode
+    backward does not read them)."""
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)).train(training)
+    x = torch.randn(5, 4)
+    loss = net(x).square().sum()
+    kept = dict(net.named_parameters()) if training else net.state_dict(keep_vars=True)
+    versions = {name: t._version for name, t in kept.items()}
+    values = copy.deepcopy(net.state_dict())
+    BoundedModule(net, x)
+    assert {name: t._version for name, t in kept.items()} == versions
+    for name, value in net.state_dict().items():
+        torch.testing.assert_close(value, values[name], rtol=0, atol=0)
+    if not training:
+        loss.backward()
+        assert net[0].weight.grad is not None and net[0].weight.grad.abs().sum() > 0

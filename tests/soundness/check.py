@@ -233,7 +233,10 @@ def compare_at_zero(value: torch.Tensor, lb, ub, rounding=0.0) -> Optional[Outco
     off = torch.maximum(lb - value, value - ub)
     if (off > tol).any():
         return Outcome("unsound", f"eps = 0: f(x) outside the bounds by {off.max().item():.3g}")
-    gap = torch.maximum((value - lb).abs(), (ub - value).abs())
+    # where float32 overflows f(x) itself or a bound (an overflow widened to +-inf, which
+    # issue 20 accepts and NaN is not), only containment is asked
+    finite = torch.isfinite(value) & torch.isfinite(lb) & torch.isfinite(ub)
+    gap = torch.where(finite, torch.maximum((value - lb).abs(), (ub - value).abs()), torch.zeros_like(value))
     if (gap > tol).any():
         return Outcome("inexact", f"eps = 0: bounds {gap.max().item():.3g} away from f(x)")
     return None
