@@ -144,17 +144,16 @@ def construction_keeps_tensor_versions():
         leaf_load(self, state_dict, prefix, *args)
 
     def _convert(self, model, global_input):
-        saved, restore = self.ori_state_dict, self.ori_training
-        self.ori_training = False  # the model's own restore: done below, for changed tensors only
-        try:
-            convert(self, model, global_input)
-        finally:
-            self.ori_training = restore
-        if restore:
+        def restore_changed(state_dict, strict=True):  # the saved state of this same model
             with torch.no_grad():
                 for key, tensor in model.state_dict(keep_vars=True).items():
-                    if key in saved and not holds_already(tensor, saved[key]):
-                        tensor.copy_(saved[key])
+                    if key in state_dict and not holds_already(tensor, state_dict[key]):
+                        tensor.copy_(state_dict[key])
+        model.load_state_dict = restore_changed  # for _convert's restore of the model only
+        try:
+            return convert(self, model, global_input)
+        finally:
+            del model.load_state_dict
     return {(BoundInput, "_load_from_state_dict"): load_leaf, (BoundedModule, "_convert"): _convert}
 
 
