@@ -1,22 +1,42 @@
-"""Operators that move, select or pad elements: Reshape, Flatten, (Un)Squeeze, Transpose,
-Slice, Concat, Pad, Shape. Each is linear with 0/1 coefficients, so the node's own concrete
-``forward`` maps every part of the zonotope (per error row through ``torch.vmap``)."""
+"""Operators that move, select, copy or pad elements: Reshape, Flatten, (Un)Squeeze, Transpose,
+Slice, Split, Gather, Expand, Identity, Concat, Pad, Shape. Each is linear with 0/1
+coefficients (a constant index map ``y = J x``), so the node's own concrete ``forward`` maps
+every part of the zonotope exactly: the center, each error row (through ``torch.vmap``) and
+the box part ``beta`` (``|J| = J``)."""
 from __future__ import annotations
 
 from functools import partial
 
 import torch
-from auto_LiRPA.operators import (BoundConcat, BoundFlatten, BoundPad, BoundReshape, BoundShape,
-                                  BoundSlice, BoundSqueeze, BoundTranspose, BoundUnsqueeze)
+from auto_LiRPA.operators import (BoundConcat, BoundExpand, BoundFlatten, BoundGather, BoundIdentity,
+                                  BoundPad, BoundReshape, BoundShape, BoundSlice, BoundSplit,
+                                  BoundSqueeze, BoundTranspose, BoundUnsqueeze)
 
 from .. import hybrid_zono as hz
 from ..hybrid_zono import HybridZonotope
 from .registry import Concatenation, is_perturbed, joined, register
 
 
-@register(BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice)
+@register(BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundSplit,
+          BoundGather)
 def move_elements(ctx, node, x, *constants):
+    """The index map ``J`` (reshape, transpose, slice, one part of a split, a gather with
+    constant indices, negative ones too) on the center, each error row and ``beta``: exact."""
     return x.map_batched(lambda t: node.forward(t, *constants))
+
+
+@register(BoundExpand)
+def expand(ctx, node, x, shape):
+    """``x.expand(shape)``: each element of a size-1 axis copied (``J`` a 0/1 copy matrix), on
+    the center, each error row and ``beta``: exact (copies of one element share its symbols)."""
+    sizes = [int(s) for s in shape]
+    return x.map_batched(lambda t: node.forward(t, torch.tensor(sizes)))
+
+
+@register(BoundIdentity, reads_parts=True)
+def identity(ctx, node, x):
+    """The identity: the value itself (a lazy concatenation stays one)."""
+    return x
 
 
 @register(BoundConcat, reads_parts=True)

@@ -13,11 +13,12 @@ from typing import Callable
 
 from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBatchNormalization,
                                   BoundConcat, BoundConv, BoundConvTranspose, BoundDiv,
-                                  BoundDropout, BoundFlatten, BoundGlobalAveragePool,
+                                  BoundDropout, BoundExpand, BoundFlatten, BoundGather,
+                                  BoundGlobalAveragePool, BoundIdentity,
                                   BoundLeakyRelu, BoundLinear, BoundMatMul, BoundMaxPool, BoundMul,
                                   BoundNeg, BoundPad, BoundReduceMean, BoundReduceSum, BoundRelu,
                                   BoundReshape, BoundShape, BoundSigmoid, BoundSlice,
-                                  BoundSqueeze, BoundSub, BoundTanh, BoundTranspose,
+                                  BoundSplit, BoundSqueeze, BoundSub, BoundTanh, BoundTranspose,
                                   BoundUnsqueeze)
 
 from ..domain import zonotope
@@ -33,8 +34,8 @@ from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNormalization,
           BoundAdd, BoundSub, BoundNeg, BoundDiv, BoundDropout, BoundAveragePool,
           BoundGlobalAveragePool, BoundReduceMean, BoundReduceSum, BoundReshape, BoundFlatten,
-          BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundConcat, BoundPad,
-          BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
+          BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundSplit, BoundGather,
+          BoundExpand, BoundIdentity, BoundConcat, BoundPad, BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
 # (Mul: a product of two perturbed values has a box part, hybrid_zono.product)
 NONLINEAR = (BoundMul, BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,

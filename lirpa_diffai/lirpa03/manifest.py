@@ -20,10 +20,10 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_activations, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear = (
+compat, fixes_activations, fixes_division, fixes_forward, fixes_indexing, fixes_linear, fixes_nonlinear = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_activations", "fixes_division", "fixes_forward", "fixes_linear",
-                 "fixes_nonlinear"))
+    for name in ("compat", "fixes_activations", "fixes_division", "fixes_forward", "fixes_indexing",
+                 "fixes_linear", "fixes_nonlinear"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -53,11 +53,17 @@ FIXES: tuple[Fix, ...] = (
     fixes_nonlinear.start_coefficients_without_patches,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
     fixes_nonlinear.unsound_relaxations_refused,
+    # soundness: selecting and copying elements (chunk, split, index_select, expand)
+    fixes_indexing.gather_any_indices, fixes_indexing.integer_division_forward,
+    fixes_indexing.product_of_two_constants_interval, fixes_indexing.expand_bounds,
+    fixes_indexing.split_backward_patches,
     # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
     fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
     fixes_activations.alpha_crown_start_nodes_named,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
-    fixes_activations.slice_any_step, fixes_activations.pad_any_axis, fixes_activations.patches_of_scalars_and_pools,
+    fixes_activations.slice_any_step, fixes_indexing.slice_computed_endpoints,
+    fixes_indexing.unperturbed_nodes_by_value, fixes_activations.pad_any_axis,
+    fixes_activations.patches_of_scalars_and_pools,
     fixes_activations.scalar_constant_before_padding_refused, fixes_activations.backward_failures_named,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
