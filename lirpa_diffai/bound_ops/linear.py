@@ -85,10 +85,13 @@ def matmul(ctx, node, x, y):
 
 @register(BoundConv)
 def conv(ctx, node, x, w, b=None):
+    """``Conv1d`` / ``Conv2d``: ``W x + b`` on the center, ``W`` on each row, ``|W|`` on ``beta``."""
     _require_constant(node, (x, w), 1, "weight")
+    convolution = F.conv1d if w.dim() == 3 else F.conv2d
     def apply(weight):
-        return lambda t: F.conv2d(t, weight, None, node.stride, node.padding, node.dilation, node.groups)
-    return x.linear_map(apply(w), b.view(-1, 1, 1) if b is not None else None, apply(w.abs()))
+        return lambda t: convolution(t, weight, None, node.stride, node.padding, node.dilation, node.groups)
+    bias = None if b is None else b.view((-1,) + (1,) * (w.dim() - 2))
+    return x.linear_map(apply(w), bias, apply(w.abs()))
 
 
 @register(BoundConvTranspose)

@@ -390,27 +390,22 @@ def patches_broadcast_constant():
 
 
 def convolution_settings(attr) -> list:
-    """What auto_LiRPA 0.3's ``BoundConv`` cannot bound: other than 2-D, asymmetric padding."""
-    kernel, pads = attr.get("kernel_shape", ()), attr.get("pads", ())
-    if len(kernel) != 2:
-        return [f"a {len(kernel)}-D convolution (2-D ones only)"]
-    return ["asymmetric padding"] if len(pads) == 4 and (pads[0] != pads[2] or pads[1] != pads[3]) else []
+    """What auto_LiRPA 0.3's ``BoundConv`` cannot bound (with ``fixes_convolution``): other than
+    1-d or 2-d, asymmetric padding."""
+    kernel, pads = attr.get("kernel_shape", ()), list(attr.get("pads", ()))
+    if len(kernel) not in (1, 2):
+        return [f"a {len(kernel)}-D convolution (1-D and 2-D ones only)"]
+    half = len(pads) // 2
+    return ["asymmetric padding"] if pads and pads[:half] != pads[half:] else []
 
 
 def transposed_convolution_settings(attr) -> list:
-    """What its ``BoundConvTranspose`` cannot bound (it asserts each of them away)."""
-    found = convolution_settings(attr)
-    if any(attr.get("pads", [0])):
-        found.append(f"padding {attr['pads']}")
-    if any(attr.get("output_padding", [0])):
-        found.append(f"output_padding {attr['output_padding']}")
-    if any(d != 1 for d in attr.get("dilations", [1])):
-        found.append(f"dilation {attr['dilations']}")
-    if len(set(attr.get("strides", [1]))) > 1:
-        found.append(f"the non-square stride {attr['strides']}")
-    if attr.get("group", 1) != 1:
-        found.append(f"groups = {attr['group']}")
-    return found
+    """What its ``BoundConvTranspose`` cannot bound (with ``fixes_convolution``): other than 2-d,
+    asymmetric padding."""
+    kernel = attr.get("kernel_shape", ())
+    if len(kernel) != 2:
+        return [f"a {len(kernel)}-D transposed convolution (2-D ones only)"]
+    return convolution_settings(attr)
 
 
 def pool_settings(attr) -> list:
@@ -426,9 +421,9 @@ def pool_settings(attr) -> list:
 @fix(test="test_layer_options_auto_lirpa_cannot_bound_are_refused_by_node")
 def layer_settings_refused():
     """auto_LiRPA 0.3 fails on layer settings it does not support with errors that name no node
-    (``Conv1d``: IndexError; ``ConvTranspose2d`` with padding or a non-square stride: a bare
-    AssertionError) or silently drops them (``MaxPool2d(ceil_mode=True)`` computes another
-    shape, and the error blames the next Linear). Refuse each such node when it is built,
+    (a 3-d convolution, asymmetric padding: a bare AssertionError) or silently drops them
+    (``MaxPool2d(ceil_mode=True)`` computes another shape, and the error blames the next
+    Linear). Refuse each such node when it is built,
     naming the setting."""
     from auto_LiRPA.operators import BoundConv, BoundConvTranspose, BoundMaxPool
     checks = {BoundConv: convolution_settings, BoundConvTranspose: transposed_convolution_settings,
