@@ -1,5 +1,5 @@
-"""Pooling and reductions: AveragePool, GlobalAveragePool, ReduceMean, ReduceSum (linear with
-coefficients >= 0) and MaxPool (sound interval enclosure)."""
+"""Pooling and reductions: AveragePool, GlobalAveragePool, AdaptiveAvgPool2d, ReduceMean,
+ReduceSum (linear with coefficients >= 0) and MaxPool (sound interval enclosure)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -7,11 +7,14 @@ from auto_LiRPA.operators import (BoundAveragePool, BoundGlobalAveragePool, Boun
                                   BoundReduceMean, BoundReduceSum)
 
 from ..hybrid_zono import HybridZonotope
+from ..lirpa03.adaptive_pool import BoundAdaptiveAvgPool2d
 from .registry import register
 
 
-@register(BoundAveragePool, BoundGlobalAveragePool)
+@register(BoundAveragePool, BoundGlobalAveragePool, BoundAdaptiveAvgPool2d)
 def average_pool(ctx, node, x):
+    """An average pool (adaptive ones with uneven, overlapping windows too) is ``P x`` with a
+    fixed averaging matrix ``P >= 0``: ``P`` on the center, each row and ``beta``, exact."""
     return x.linear_map(node.forward)
 
 

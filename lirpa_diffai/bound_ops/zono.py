@@ -24,6 +24,7 @@ from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBa
 from ..domain import zonotope
 from ..errors import operator_name
 from .abstract import ABSTRACT_OPS
+from ..lirpa03.adaptive_pool import BoundAdaptiveAvgPool2d
 from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
 from .smooth import SMOOTH_ACTIVATIONS
@@ -33,8 +34,8 @@ from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 # moves rows into the box part, which the next non-linearity turns into rows again)
 AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNormalization,
           BoundAdd, BoundSub, BoundNeg, BoundDiv, BoundDropout, BoundAveragePool,
-          BoundGlobalAveragePool, BoundReduceMean, BoundReduceSum, BoundReshape, BoundFlatten,
-          BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundSplit, BoundGather,
+          BoundGlobalAveragePool, BoundAdaptiveAvgPool2d, BoundReduceMean, BoundReduceSum, BoundReshape,
+          BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundSplit, BoundGather,
           BoundExpand, BoundIdentity, BoundConcat, BoundPad, BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
 # (Mul: a product of two perturbed values has a box part, hybrid_zono.product)

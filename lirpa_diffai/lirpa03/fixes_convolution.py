@@ -1,5 +1,6 @@
-"""``Conv1d``, and ``ConvTranspose2d`` with padding, dilation, groups, ``output_padding`` and
-non-square strides, in every auto_LiRPA method; :mod:`.manifest` applies them.
+"""``Conv1d``, ``ConvTranspose2d`` with padding, dilation, groups, ``output_padding`` and
+non-square strides, and ``AdaptiveAvgPool2d`` to any output size, in every auto_LiRPA method;
+:mod:`.manifest` applies them.
 
 auto_LiRPA 0.3's ``BoundConv`` is 2-d only and its ``BoundConvTranspose`` asserts these
 settings away. Each such node is a linear map ``y = W x + b`` with a constant ``W``, and gets
@@ -187,3 +188,42 @@ def transposed_convolution_settings():
     return {(BoundConvTranspose, "__init__"): __init__,
             **convolution_methods(BoundConvTranspose, lambda node: getattr(node, "transposed_settings", False),
                                   lambda node: True)}
+
+
+@fix(test="test_adaptive_average_pool_of_any_size_is_bounded_by_every_method",
+     after=("activations_traced_whole",))
+def adaptive_average_pool_traced():
+    """torch exports ``AdaptiveAvgPool2d`` whose input size is not a multiple of its output size
+    (VGG's ``(7, 7)`` on a 9 x 9 map) as an ``ATen`` fallback that auto_LiRPA 0.3 cannot bound
+    (every method refused it). While auto_LiRPA traces a model, such a pool becomes one
+    ``custom::AdaptiveAvgPool2d`` node (even windows stay torch's ``AveragePool``), bound as the
+    linear map with a fixed averaging matrix it is (:mod:`.adaptive_pool`)."""
+    from auto_LiRPA import bound_general, register_custom_op
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
+
+    from .adaptive_pool import OPERATOR, BoundAdaptiveAvgPool2d, adaptive_avg_pool2d_symbolic
+    from .fixes_activations import OPSET
+    parse_module = bound_general.parse_module
+    register_custom_op(OPERATOR, BoundAdaptiveAvgPool2d)   # an entry added to auto_LiRPA's operator map
+
+    def traced_with_whole_adaptive_pools(*args, **kwargs):
+        register_custom_op_symbolic("aten::adaptive_avg_pool2d", adaptive_avg_pool2d_symbolic, OPSET)
+        try:
+            return parse_module(*args, **kwargs)
+        finally:
+            unregister_custom_op_symbolic("aten::adaptive_avg_pool2d", OPSET)
+    return {(bound_general, "parse_module"): traced_with_whole_adaptive_pools}
+
+
+@fix(test="test_adaptive_average_pool_of_any_size_is_bounded_by_every_method")
+def average_pool_forward_mode():
+    """auto_LiRPA 0.3's ``BoundAveragePool`` has no forward mode (``AdaptiveAvgPool2d((7, 7))`` on
+    a 14 x 14 map traces into one): the forward modes refused it. An average pool is ``P x``
+    with ``P >= 0``: ``P`` on each linear bound is exact."""
+    from auto_LiRPA.operators import BoundAveragePool
+
+    from .adaptive_pool import pooled_linear_bound
+
+    def bound_forward(self, dim_in, x):
+        return pooled_linear_bound(self.forward, x)
+    return {(BoundAveragePool, "bound_forward"): bound_forward}

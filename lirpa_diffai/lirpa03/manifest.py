@@ -60,7 +60,9 @@ FIXES: tuple[Fix, ...] = (
     fixes_indexing.product_of_two_constants_interval, fixes_indexing.expand_bounds,
     fixes_indexing.split_backward_patches,
     # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
-    fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
+    fixes_activations.activations_traced_whole, fixes_convolution.adaptive_average_pool_traced,
+    fixes_convolution.average_pool_forward_mode,
+    fixes_activations.dropout_message_silenced,
     fixes_activations.alpha_crown_start_nodes_named,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
     fixes_activations.slice_any_step, fixes_indexing.slice_computed_endpoints,
