@@ -217,13 +217,15 @@ def adaptive_average_pool_traced():
 
 @fix(test="test_adaptive_average_pool_of_any_size_is_bounded_by_every_method")
 def average_pool_forward_mode():
-    """auto_LiRPA 0.3's ``BoundAveragePool`` has no forward mode (``AdaptiveAvgPool2d((7, 7))`` on
-    a 14 x 14 map traces into one): the forward modes refused it. An average pool is ``P x``
-    with ``P >= 0``: ``P`` on each linear bound is exact."""
-    from auto_LiRPA.operators import BoundAveragePool
+    """auto_LiRPA 0.3's ``BoundAveragePool`` and ``BoundGlobalAveragePool`` have no forward mode
+    (``AdaptiveAvgPool2d((7, 7))`` on a 14 x 14 map traces into the first, ``(1, 1)`` into the
+    second): the forward modes refused them. An average pool is ``P x`` with ``P >= 0``: ``P``
+    on each linear bound is exact."""
+    from auto_LiRPA.operators import BoundAveragePool, BoundGlobalAveragePool
 
     from .adaptive_pool import pooled_linear_bound
 
     def bound_forward(self, dim_in, x):
         return pooled_linear_bound(self.forward, x)
-    return {(BoundAveragePool, "bound_forward"): bound_forward}
+    return {(BoundAveragePool, "bound_forward"): bound_forward,
+            (BoundGlobalAveragePool, "bound_forward"): bound_forward}

@@ -128,10 +128,17 @@ def pair(rng, choices) -> tuple:
 
 def make_conv(rng, xs, ys):
     """``nn.Conv2d`` over a grid of its options (non-square kernel, stride and dilation,
-    padding and its modes, groups), or ``nn.Conv1d`` on a rank-3 input (refused by node)."""
+    padding and its modes, groups), or ``nn.Conv1d`` on a rank-3 input (stride, padding,
+    dilation, groups)."""
     if len(xs) == 3 and xs[2] >= 2:
-        conv = nn.Conv1d(xs[1], rng.choice((1, 2)), 2)
-        return Step("nn.Conv1d(.., 2)(x)", lambda self, x: self.conv(x), conv=conv)
+        k, stride, pad, dil = 2, rng.choice((1, 2)), rng.choice((0, 1)), rng.choice((1, 1, 2))
+        if dil * (k - 1) + 1 > xs[2] + 2 * pad:
+            dil = 1
+        groups = xs[1] if xs[1] > 1 and rng.random() < 0.3 else 1
+        conv = nn.Conv1d(xs[1], groups * rng.choice((1, 2)), k, stride=stride, padding=pad, dilation=dil,
+                         groups=groups)
+        return Step(f"nn.Conv1d(.., {k}, stride={stride}, padding={pad}, dilation={dil}, groups={groups})(x)",
+                    lambda self, x: self.conv(x), conv=conv)
     if len(xs) != 4:
         return None
     k, dil, stride = pair(rng, (1, 2, 3)), pair(rng, (1, 1, 2)), pair(rng, (1, 2))
@@ -150,15 +157,18 @@ def make_conv(rng, xs, ys):
 
 def make_conv_transpose(rng, xs, ys):
     """``nn.ConvTranspose2d`` over its options: kernel, stride (non-square too), padding,
-    output_padding (refused by node where auto_LiRPA 0.3 cannot bound them)."""
+    output_padding, dilation, groups."""
     if len(xs) != 4:
         return None
     k, stride = rng.choice((1, 2, 3)), pair(rng, (1, 2)) if rng.random() < 0.3 else (rng.choice((1, 2)),) * 2
+    dil = rng.choice((1, 1, 2)) if k > 1 else 1
     pad = rng.choice((0, 0, 1)) if k > 1 else 0
     out_pad = 1 if min(stride) > 1 and rng.random() < 0.3 else 0
-    conv = nn.ConvTranspose2d(xs[1], rng.choice((1, 2)), k, stride=stride, padding=pad, output_padding=out_pad)
-    return Step(f"nn.ConvTranspose2d(.., {k}, stride={stride}, padding={pad}, output_padding={out_pad})(x)",
-                lambda self, x: self.conv(x), conv=conv)
+    groups = xs[1] if xs[1] > 1 and rng.random() < 0.3 else 1
+    conv = nn.ConvTranspose2d(xs[1], groups * rng.choice((1, 2)), k, stride=stride, padding=pad,
+                              output_padding=out_pad, dilation=dil, groups=groups)
+    return Step(f"nn.ConvTranspose2d(.., {k}, stride={stride}, padding={pad}, output_padding={out_pad}, "
+                f"dilation={dil}, groups={groups})(x)", lambda self, x: self.conv(x), conv=conv)
 
 
 def make_pad(rng, xs, ys):
@@ -197,6 +207,15 @@ def make_max_pool(rng, xs, ys):
     pool = nn.MaxPool2d(k, stride=rng.choice((1, 2)), padding=pad, ceil_mode=ceil)
     return Step(f"nn.MaxPool2d({k}, stride={pool.stride}, padding={pad}, ceil_mode={ceil})(x)",
                 lambda self, x: self.pool(x), pool=pool)
+
+
+def make_adaptive_avg_pool(rng, xs, ys):
+    """``nn.AdaptiveAvgPool2d`` to an output size that does not divide the input's (uneven,
+    overlapping windows: its own graph node) on a map of at least 2 x 2."""
+    if len(xs) != 4 or min(xs[2:]) < 2:
+        return None
+    out = tuple(rng.choice([o for o in range(1, s + 1) if s % o] or [s - 1]) for s in xs[2:])
+    return Step(f"nn.AdaptiveAvgPool2d({out})(x)", lambda self, x: self.pool(x), pool=nn.AdaptiveAvgPool2d(out))
 
 
 def make_global_avg_pool(rng, xs, ys):
@@ -285,10 +304,20 @@ def make_slice(rng, xs, ys):
 
 
 def make_gather(rng, xs, ys):
+    """``x.select(d, i)`` (a scalar index, negative too), ``torch.index_select`` with repeated
+    and negative constant indices, or ``x.chunk(2, d)[k]`` (its shape arithmetic is a Gather)."""
     d = axis(rng, xs)
-    i = rng.randrange(xs[d])
     if len(xs) == 1:
         return None
+    i = rng.randrange(-xs[d], xs[d])
+    variant = rng.choice(("select", "index", "chunk"))
+    if variant == "index":
+        index = torch.tensor([rng.randrange(-xs[d], xs[d]) for _ in range(rng.choice((1, 3)))])
+        return Step(f"x[{':, ' * d}{index.tolist()}]", lambda self, x: x[(slice(None),) * d + (index,)],
+                    batch=d == 0)
+    if variant == "chunk" and xs[d] >= 2:
+        k = rng.randrange(2)
+        return Step(f"x.chunk(2, {d})[{k}]", lambda self, x: x.chunk(2, d)[k], batch=d == 0)
     return Step(f"x.select({d}, {i})", lambda self, x: x.select(d, i), batch=d == 0)
 
 
@@ -299,11 +328,14 @@ def make_gather_elements(rng, xs, ys):
 
 
 def make_split(rng, xs, ys):
+    """``torch.split`` into parts of 1 or of two sizes."""
     d = axis(rng, xs)
     if xs[d] < 2:
         return None
     part = rng.randrange(2)
-    return Step(f"torch.split(x, 1, {d})[{part}]", lambda self, x: torch.split(x, 1, d)[part], batch=d == 0)
+    sizes = rng.choice((1, [1, xs[d] - 1]))
+    return Step(f"torch.split(x, {sizes}, {d})[{part}]", lambda self, x: torch.split(x, sizes, d)[part],
+                batch=d == 0)
 
 
 def make_transpose(rng, xs, ys):
@@ -342,11 +374,17 @@ def make_squeeze(rng, xs, ys):
 
 
 def make_expand(rng, xs, ys):
+    """``x[..., :1, ...].expand(shape)`` (sizes given, or -1 for the axes kept), or ``expand_as``."""
     d = rng.randrange(1, len(xs)) if len(xs) > 1 else 0
     size = rng.choice((2, 3))
     shape = xs[:d] + (size,) + xs[d + 1:]
     index = (slice(None),) * d + (slice(0, 1),)
-    return Step(f"x[{':, ' * d}:1].expand{shape}", lambda self, x: x[index].expand(shape))
+    if rng.random() < 0.3:
+        keep = (-1,) * d + (size,) + (-1,) * (len(xs) - d - 1)
+        return Step(f"x[{':, ' * d}:1].expand{keep}", lambda self, x: x[index].expand(*keep), batch=d == 0)
+    if rng.random() < 0.3 and xs[d] > 1:
+        return Step(f"x[{':, ' * d}:1].expand_as(x)", lambda self, x: x[index].expand_as(x), batch=d == 0)
+    return Step(f"x[{':, ' * d}:1].expand{shape}", lambda self, x: x[index].expand(shape), batch=d == 0)
 
 
 def make_diagonal(rng, xs, ys):
@@ -445,6 +483,7 @@ SNIPPETS: dict[str, Callable] = {
     "BoundAveragePool": make_avg_pool,
     "BoundMaxPool": make_max_pool,
     "BoundGlobalAveragePool": make_global_avg_pool,
+    "BoundAdaptiveAvgPool2d": make_adaptive_avg_pool,
     "BoundBatchNormalization": make_batch_norm,
     "BoundCumSum": make_cumsum,
     "BoundDropout": make_dropout,
