@@ -414,21 +414,16 @@ def transposed_convolution_settings(attr) -> list:
 
 
 def pool_settings(attr) -> list:
-    """What its max pooling ignores (it computes another function): ``ceil_mode``, dilation."""
-    found = [] if len(attr.get("kernel_shape", (0, 0))) == 2 else ["pooling other than 2-D"]
-    if attr.get("ceil_mode"):
-        found.append("ceil_mode=True")
-    if any(d != 1 for d in attr.get("dilations", [1])):
-        found.append(f"dilation {attr['dilations']}")
-    return found
+    """What its max pooling cannot bound: other than 2-D (``ceil_mode`` and dilation:
+    :mod:`.fixes_pooling`)."""
+    return [] if len(attr.get("kernel_shape", (0, 0))) == 2 else ["pooling other than 2-D"]
 
 
 @fix(test="test_layer_options_auto_lirpa_cannot_bound_are_refused_by_node")
 def layer_settings_refused():
     """auto_LiRPA 0.3 fails on layer settings it does not support with errors that name no node
     (``Conv1d``: IndexError; ``ConvTranspose2d`` with padding or a non-square stride: a bare
-    AssertionError) or silently drops them (``MaxPool2d(ceil_mode=True)`` computes another
-    shape, and the error blames the next Linear). Refuse each such node when it is built,
+    AssertionError) or compute another function (max pooling other than 2-D). Refuse each such node when it is built,
     naming the setting."""
     from auto_LiRPA.operators import BoundConv, BoundConvTranspose, BoundMaxPool
     checks = {BoundConv: convolution_settings, BoundConvTranspose: transposed_convolution_settings,

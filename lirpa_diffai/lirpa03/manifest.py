@@ -20,10 +20,10 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_activations, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear = (
+compat, fixes_activations, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear, fixes_pooling = (
     importlib.import_module(f"{__package__}.{name}")
     for name in ("compat", "fixes_activations", "fixes_division", "fixes_forward", "fixes_linear",
-                 "fixes_nonlinear"))
+                 "fixes_nonlinear", "fixes_pooling"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -42,6 +42,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.gather_elements_repeated_indices, fixes_linear.batched_constant_contribution,
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
     fixes_linear.constant_root_contribution, fixes_linear.layer_settings_refused,
+    fixes_pooling.max_pool_any_window,
     # soundness: forward modes
     fixes_forward.add_sub_forward, fixes_forward.multiply_constant_forward,
     fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
