@@ -20,9 +20,10 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_activations, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear, fixes_pooling = (
+(compat, fixes_activations, fixes_alpha, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear,
+ fixes_pooling) = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_activations", "fixes_division", "fixes_forward", "fixes_linear",
+    for name in ("compat", "fixes_activations", "fixes_alpha", "fixes_division", "fixes_forward", "fixes_linear",
                  "fixes_nonlinear", "fixes_pooling"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
@@ -56,7 +57,8 @@ FIXES: tuple[Fix, ...] = (
     fixes_nonlinear.unsound_relaxations_refused,
     # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
     fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
-    fixes_activations.alpha_crown_start_nodes_named,
+    fixes_activations.alpha_crown_start_nodes_named, fixes_alpha.alpha_of_activations_shared_over_convolutions,
+    fixes_alpha.relu_sparse_alphas_on_a_dense_spec,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
     fixes_activations.slice_any_step, fixes_activations.pad_any_axis, fixes_activations.patches_of_scalars_and_pools,
     fixes_activations.scalar_constant_before_padding_refused, fixes_activations.backward_failures_named,
