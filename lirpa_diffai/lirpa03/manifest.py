@@ -57,11 +57,11 @@ FIXES: tuple[Fix, ...] = (
     fixes_nonlinear.unsound_relaxations_refused,
     # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
     fixes_activations.activations_traced_whole, fixes_activations.dropout_message_silenced,
-    fixes_activations.alpha_crown_start_nodes_named, fixes_alpha.alpha_of_activations_shared_over_convolutions,
+    fixes_alpha.alpha_of_activations_shared_over_convolutions,
     fixes_alpha.relu_sparse_alphas_on_a_dense_spec,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
     fixes_activations.slice_any_step, fixes_activations.pad_any_axis, fixes_activations.patches_of_scalars_and_pools,
-    fixes_activations.scalar_constant_before_padding_refused, fixes_activations.backward_failures_named,
+    fixes_activations.backward_failures_named,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )
