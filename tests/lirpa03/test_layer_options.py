@@ -32,10 +32,6 @@ REFUSED = {
     "ConvTranspose2d output_padding": (lambda: lazily(nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=1),
                                                       shape=(2, 2, 4, 4)), (2, 2, 4, 4), "ConvTranspose",
                                        "output_padding"),
-    "MaxPool2d ceil_mode": (lambda: lazily(nn.MaxPool2d(2, ceil_mode=True), shape=(2, 2, 5, 5)), (2, 2, 5, 5),
-                            "MaxPool", "ceil_mode=True"),
-    "MaxPool2d dilation": (lambda: lazily(nn.MaxPool2d(2, dilation=2), shape=(2, 2, 5, 5)), (2, 2, 5, 5),
-                           "MaxPool", "dilation"),
 }
 
 
