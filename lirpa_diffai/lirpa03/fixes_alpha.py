@@ -45,8 +45,8 @@ def alpha_of_activations_shared_over_convolutions():
             found = named(self, node, *args, **kwargs)
         finally:
             self.bound_opts["sparse_intermediate_bounds"] = sparse
-        return [(name, 1 if name in self._modules and convolutional(self[name]) else shape, index)
-                for name, shape, index in found]
+        return [(name, 1 if name != self.final_name and name in self._modules and convolutional(self[name])
+                 else shape, index) for name, shape, index in found]
 
     def bound_backward(self, last_lA, last_uA, x, start_node=None, start_shape=None):
         if start_node is not None and not isinstance(start_shape, int) and convolutional(start_node):

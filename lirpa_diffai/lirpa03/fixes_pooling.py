@@ -5,6 +5,30 @@ from __future__ import annotations
 from .fix import fix
 
 
+def patches_side(node, win, x, last_A, d_pos, d_neg, bias, upper: bool):
+    """One side of the max pool's backward pass for ``Patches``: the relaxation is ``y = sum_t
+    d_t * unfold_t(x) (+ b)``, so the patches are repeated per window position, multiplied by
+    ``d_t`` at the pool's outputs (as an activation's slopes), and taken through the windows'
+    convolution (:func:`.max_pool.tap_kernel`) by ``BoundConv``'s own backward pass; the bias
+    is ``A+ b`` (upper) or ``A- b`` (lower)."""
+    from auto_LiRPA.operators import BoundConv
+    from auto_LiRPA.patches import maybe_unfold_patches
+
+    from .max_pool import per_tap, tap_kernel, taps_convolution
+    channels = node.input_shape[1]
+    repeated = last_A.create_similar(per_tap(last_A.patches, win.taps))
+
+    def unfolded(d):
+        return maybe_unfold_patches(d.reshape(d.shape[0], channels * win.taps, *win.out).unsqueeze(0), repeated)
+    patches = repeated.patches
+    coefficients = patches.clamp(min=0) * unfolded(d_pos) + patches.clamp(max=0) * unfolded(d_neg)
+    signed = last_A.patches.clamp(min=0) if upper else last_A.patches.clamp(max=0)
+    constant = node.get_bias(last_A.create_similar(signed), bias)
+    conv, kernel = taps_convolution(node, win, tap_kernel(win, channels, patches))
+    As, _, _ = BoundConv.bound_backward(conv, None, repeated.create_similar(coefficients), x, kernel)
+    return As[0][1], constant
+
+
 @fix(test="test_max_pool_of_every_setting_is_sound_and_exact_at_zero", after=("layer_settings_refused",))
 def max_pool_any_window():
     """auto_LiRPA 0.3's ``BoundMaxPool`` hard-codes ``ceil_mode=False`` and ignores dilation (it
@@ -16,11 +40,15 @@ def max_pool_any_window():
     simplex, ``y <= x_j`` where ``l_j >= max_{i != j} u_i``, else ``y <= max u``), the windows
     an unfold of the input padded with ``-inf`` and the backward map its transpose fold, which
     sums the coefficients of overlapping windows. alpha-CROWN optimises the simplex weights,
-    one set per start node shared by its outputs. ``Patches`` are made dense first."""
+    one set per start node shared by its outputs. ``Patches`` stay patches (the windows as a
+    convolution, :func:`patches_side`), except where ``ceil_mode`` reads past the padding or
+    the stride is not square (auto_LiRPA's patches take square strides only): made dense first."""
     from collections import OrderedDict
 
     import torch.nn.functional as F
     from auto_LiRPA.operators import BoundMaxPool
+
+    from auto_LiRPA.patches import Patches
 
     from .fixes_linear import dense_coefficients
     from .max_pool import backward, relax, simplex_weights, windows_of
@@ -50,10 +78,11 @@ def max_pool_any_window():
         def side(last_A, upper: bool):
             if last_A is None:
                 return None, 0
+            d_pos, d_neg = (upper_d, lower_d) if upper else (lower_d, upper_d)
+            if isinstance(last_A, Patches) and not last_A.identity and not any(win.extra) and len(set(win.stride)) == 1:
+                return patches_side(self, win, x, last_A, d_pos, d_neg, upper_b, upper)
             A = dense_coefficients(last_A, self.output_shape)
-            if upper:
-                return backward(win, A, upper_d, lower_d, b_pos=upper_b)
-            return backward(win, A, lower_d, upper_d, b_neg=upper_b)
+            return backward(win, A, d_pos, d_neg, **{"b_pos" if upper else "b_neg": upper_b})
         lA, lbias = side(last_lA, False)
         uA, ubias = side(last_uA, True)
         return [(lA, uA)], lbias, ubias

@@ -123,3 +123,37 @@ def backward(win: Windows, A: torch.Tensor, d_pos: torch.Tensor, d_neg: torch.Te
     next_A = win.fold(coefficients.reshape(s * b, *coefficients.shape[2:])).reshape(s, b, -1, *win.size)
     bias = sum(weighted_bias(part, b_part) for part, b_part in ((pos, b_pos), (neg, b_neg)) if b_part is not None)
     return next_A, bias
+
+
+def tap_kernel(win: Windows, channels: int, like: torch.Tensor) -> torch.Tensor:
+    """The windows as a convolution: ``(C * taps, C, KH, KW)``, output channel ``c * taps + t``
+    the input channel ``c`` at window position ``t`` (the dilated kernel's one-hots), so that
+    ``conv(x)`` is :meth:`Windows.unfold` of ``x`` (zero padding) with its axes ``C, taps`` merged."""
+    (kh, kw), (dh, dw) = win.kernel, win.dilation
+    kernel = torch.zeros(channels, win.taps, channels, (kh - 1) * dh + 1, (kw - 1) * dw + 1,
+                         dtype=like.dtype, device=like.device)
+    eye = torch.eye(channels, dtype=like.dtype, device=like.device)
+    for t in range(win.taps):
+        a, b = divmod(t, kw)
+        kernel[:, t, :, a * dh, b * dw] = eye
+    return kernel.reshape(channels * win.taps, channels, *kernel.shape[-2:])
+
+
+def taps_convolution(node, win: Windows, kernel: torch.Tensor):
+    """A stand-in ``BoundConv`` for :func:`tap_kernel` on the max pool's input (its backward
+    pass keeps ``Patches``), and its kernel node."""
+    import types
+    channels = node.input_shape[1]
+    conv = types.SimpleNamespace(
+        input_shape=node.input_shape, output_shape=(node.output_shape[0], channels * win.taps, *win.out),
+        stride=list(win.stride), padding=list(win.padding), dilation=[1, 1], groups=1, has_bias=False,
+        relu_followed=False, is_input_perturbed=lambda index: False)
+    return conv, types.SimpleNamespace(lower=kernel)
+
+
+def per_tap(patches: torch.Tensor, taps: int) -> torch.Tensor:
+    """Patches over the pool's output ``(..., C, h, w)`` repeated for each window position:
+    ``(..., C * taps, h, w)`` (the coefficients of the merged ``C, taps`` axis before the sum)."""
+    shape = patches.shape
+    return patches.unsqueeze(-3).expand(*shape[:-3], shape[-3], taps, *shape[-2:]).reshape(
+        *shape[:-3], shape[-3] * taps, *shape[-2:])
