@@ -27,6 +27,6 @@ def reduce(ctx, node, x):
 def max_pool(ctx, node, x):
     """``max`` is non-decreasing in every argument: ``[maxpool(l), maxpool(u)]`` encloses it."""
     def pool(t):
-        return F.max_pool2d(t, node.kernel_size, node.stride, node.padding, ceil_mode=node.ceil_mode)
+        return F.max_pool2d(t, node.kernel_size, node.stride, node.padding, node.dilation, ceil_mode=node.ceil_mode)
     lower, upper = x.concretize()
     return HybridZonotope.from_box(pool(lower), pool(upper))

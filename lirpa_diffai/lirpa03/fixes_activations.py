@@ -89,27 +89,6 @@ def dropout_message_silenced():
     return {(BoundedModule, "check_incompatible_nodes"): check_incompatible_nodes}
 
 
-@fix(test="test_alpha_crown_refuses_by_node_where_it_cannot_make_alphas")
-def alpha_crown_start_nodes_named():
-    """auto_LiRPA 0.3's alpha-CROWN fails a bare internal assertion when it creates the alphas
-    of an optimizable node (a max pool in VGG) for intermediate nodes whose shapes it
-    mispredicts (a convolution in patches mode). The error now names the node and the nodes
-    it bounds (alpha-CROWN refuses the graph; CROWN bounds it)."""
-    from auto_LiRPA import BoundedModule
-    start_nodes = BoundedModule.get_alpha_crown_start_nodes
-
-    def get_alpha_crown_start_nodes(self, node, *args, **kwargs):
-        try:
-            return start_nodes(self, node, *args, **kwargs)
-        except AssertionError:
-            later = ", ".join(f"'{n.name}' ({type(n).__name__})" for n in self.backward_from[node.name])
-            raise NotImplementedError(
-                f"alpha-CROWN: graph node '{node.name}' (operator {type(node).__name__.removeprefix('Bound')}, "
-                f"{type(node).__name__}): auto_LiRPA 0.3 cannot create its alphas for the nodes it "
-                f"bounds ({later}); use CROWN") from None
-    return {(BoundedModule, "get_alpha_crown_start_nodes"): get_alpha_crown_start_nodes}
-
-
 def widened(lower, upper):
     """NaN bounds (``inf - inf``, ``0 * inf`` after overflow) as the infinite ones: a NaN lower
     bound becomes -inf and a NaN upper bound +inf, which every value satisfies. Bounds without
@@ -165,18 +144,6 @@ def global_average_pool_patches():
     return {(BoundGlobalAveragePool, "bound_backward"): bound_backward}
 
 
-def dense_or_refused(A, node):
-    """``A`` if dense; ``Patches`` are refused (made dense here, they would meet the biases of
-    the patches-mode backward pass in another layout)."""
-    from auto_LiRPA.patches import Patches
-    if isinstance(A, Patches):
-        raise NotImplementedError(
-            f"CROWN: graph node '{node.name}' (operator {type(node).__name__.removeprefix('Bound')}, "
-            f"{type(node).__name__}) receives patches-mode coefficients, which its transpose here "
-            "does not take; use bound_opts={'conv_mode': 'matrix'}")
-    return A
-
-
 def slice_range(size: int, start, end, step) -> range:
     """The indices ``Slice(start, end, step)`` selects on an axis of ``size`` for a positive
     step: Python's slice clamping, which is ONNX's (negative ``start``/``end`` count from the end)."""
@@ -189,11 +156,13 @@ def slice_any_step():
     shortcut of CIFAR ResNets, ``x[:, :, ::2, ::2]``, failed in every method. A step > 1 now
     selects ``range(start, end, step)`` in ``forward`` (IBP, hzono) and the backward pass
     scatters the coefficients back to those indices of a zero tensor (its exact transpose;
-    ``Patches`` on the channel axis stay patches; on another axis they are refused by node). Steps 1 and -1
+    ``Patches`` on the channel axis stay patches; on another axis they are made dense first). Steps 1 and -1
     run as before; other negative steps are refused."""
     import torch
     from auto_LiRPA.operators import BoundSlice
     from auto_LiRPA.patches import Patches
+
+    from .fixes_linear import dense_coefficients
     forward, backward = BoundSlice.forward, BoundSlice.bound_backward
 
     def strided_forward(self, x, start=None, end=None, axes=None, steps=1):
@@ -223,7 +192,7 @@ def slice_any_step():
                 p = A.patches
                 zeros = p.new_zeros(p.shape[:4] + (self.input_shape[1],) + p.shape[-2:])
                 return A.create_similar(zeros.index_copy(-3, index.to(p.device), p))
-            A = dense_or_refused(A, self)
+            A = dense_coefficients(A, self.output_shape)
             zeros = A.new_zeros(tuple(A.shape[:2]) + tuple(self.input_shape[1:]))
             return zeros.index_copy(axis + 1, index.to(A.device), A)
         return [(spread(last_lA), spread(last_uA))] + [(None, None)] * (len(x) - 1), 0, 0
@@ -242,12 +211,16 @@ def pad_any_axis():
     otherwise), so the option-A shortcut's channel padding, ``F.pad(x, (0, 0, 0, 0, p, p))``,
     failed in every method. Padding of any non-batch axis now runs as ``F.pad`` in ``forward``
     (IBP, hzono), and the backward pass takes its exact transpose, the crop of the
-    coefficients (dense ones; ``Patches`` are refused by node), plus the padding constant's
+    coefficients (of ``Patches``' input channels where only channels are padded, as in the
+    option-A shortcut; other ``Patches`` are made dense first), plus the padding constant's
     contribution ``A c_pad``. Spatial-only padding
     runs as before; padding the batch axis is refused."""
     import torch
     import torch.nn.functional as F
     from auto_LiRPA.operators import BoundPad
+    from auto_LiRPA.patches import Patches
+
+    from .fixes_linear import dense_coefficients
     forward, backward = BoundPad.forward, BoundPad.bound_backward
 
     def spatial_only(pads, ndim):
@@ -272,14 +245,21 @@ def pad_any_axis():
         crop = tuple(slice(begin, self.output_shape[axis] - end) if axis else slice(None)
                      for axis, (begin, end) in enumerate(pairs))
 
+        channels_only = all(not any(pair) for axis, pair in enumerate(pairs) if axis != 1)
+        last_lA, last_uA = (A if A is None or (channels_only and ndim == 4)
+                            else dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
+
         def transpose(A):
-            return None if A is None else dense_or_refused(A, self)[(slice(None),) + crop]
+            if isinstance(A, Patches):   # the patches' input channels are the padded axis
+                return A.create_similar(A.patches[..., crop[1], :, :])
+            return None if A is None else A[(slice(None),) + crop]
         lA, uA = transpose(last_lA), transpose(last_uA)
-        some = lA if lA is not None else uA
+        some = (lA if lA is not None else uA)
+        some = some.patches if isinstance(some, Patches) else some
         padded = F.pad(torch.zeros(self.input_shape, dtype=some.dtype, device=some.device), self.general_pads,
                        value=float(self.value))
-        lbias = 0 if last_lA is None or not self.value else self.get_bias(dense_or_refused(last_lA, self), padded)
-        ubias = 0 if last_uA is None or not self.value else self.get_bias(dense_or_refused(last_uA, self), padded)
+        lbias = 0 if last_lA is None or not self.value else self.get_bias(last_lA, padded)
+        ubias = 0 if last_uA is None or not self.value else self.get_bias(last_uA, padded)
         return [(lA, uA)] + [(None, None)] * (len(x) - 1), lbias, ubias
     return {(BoundPad, "forward"): any_axis_forward, (BoundPad, "bound_backward"): any_axis_backward}
 
@@ -309,37 +289,6 @@ def patches_of_scalars_and_pools():
         return pool_backward(self, contiguous(last_lA), contiguous(last_uA), x)
     return {(BoundMul, "_multiply_by_const"): staticmethod(multiply_by_const),
             (BoundAveragePool, "bound_backward"): bound_backward}
-
-
-@fix(test="test_a_constant_subtracted_before_a_padded_convolution_in_patches_mode",
-     after=("batched_constant_contribution",))
-def scalar_constant_before_padding_refused():
-    """auto_LiRPA 0.3 bug (found by the architecture table): in patches mode, the contribution
-    ``A c`` of a scalar constant (``x - 0.1307`` before a zero-padded convolution) multiplies the
-    patches' sums by ``c``, counting ``c`` at the padding too: CROWN's bounds miss the network's
-    values (by about 1e-4 on a small CNN). Where the patches have padding, such a constant is
-    refused by node (``bound_opts={"conv_mode": "matrix"}`` bounds it soundly)."""
-    import torch
-    import auto_LiRPA.backward_bound as backward_bound
-    from auto_LiRPA.patches import Patches
-    add_constant_node = backward_bound.add_constant_node
-
-    def padded(A):
-        if not isinstance(A, Patches) or getattr(A, "broadcast_to", None) is not None:
-            return False
-        pads = A.padding if isinstance(A.padding, (tuple, list)) else (A.padding,)
-        return any(int(p) for p in pads)
-
-    def checked(lb, ub, node):
-        value = node.forward_value
-        if (torch.is_tensor(value) and value.numel() == 1 and bool(value.reshape(()) != 0)
-                and any(A is not None and padded(A) for A in (node.lA, node.uA))):
-            raise NotImplementedError(
-                f"CROWN: graph node '{node.name}' (operator Constant, {type(node).__name__}): auto_LiRPA "
-                "0.3's patches mode counts this scalar at the zero padding of a convolution after it; "
-                "use bound_opts={'conv_mode': 'matrix'}")
-        return add_constant_node(lb, ub, node)
-    return {(backward_bound, "add_constant_node"): checked}
 
 
 @fix(test="test_sound_or_refused_in_training_mode_with_more_witnesses", after=("overflow_never_nan",))

@@ -246,16 +246,16 @@ def constant_product(A, value):
     """``A c`` for a constant ``c`` where auto_LiRPA 0.3's own product is wrong, in the layout of
     CROWN's biases (spec, B, ...); None elsewhere (auto_LiRPA's product is right there).
     ``c`` with one row per sample: ``sum_j A[s, b, j] c[b, j]``. Patches coefficients of an Add /
-    Sub output (``broadcast_to``, set by ``constant_operand_coefficients``) and a ``c`` that is
-    not a scalar: ``c`` broadcast to that output's shape, then the patches' product, as for an
-    input (auto_LiRPA multiplied the patches' sums by ``c``, or broadcast ``c`` to the
-    network's input shape)."""
+    Sub output (``broadcast_to``, set by ``constant_operand_coefficients``): ``c`` broadcast to
+    that output's shape, then the patches' product, as for an input, which leaves out the
+    zero padding of a convolution after it (auto_LiRPA multiplied the patches' sums by ``c``,
+    counting a scalar ``c`` at the padding too, or broadcast ``c`` to the network's input
+    shape)."""
     import torch
     from auto_LiRPA.patches import Patches
     if one_row_per_sample(A, value):
         return torch.einsum("sb...,b...->sb", A, value)
-    if (isinstance(A, Patches) and getattr(A, "broadcast_to", None) is not None
-            and isinstance(value, torch.Tensor) and value.numel() > 1):
+    if isinstance(A, Patches) and getattr(A, "broadcast_to", None) is not None and isinstance(value, torch.Tensor):
         return A.matmul(value.expand(A.broadcast_to)).transpose(0, 1)
     return None
 
@@ -296,11 +296,12 @@ def constant_operand_coefficients():
     ``c`` are the output's, summed over the axes where ``c`` is broadcast (its batch axis stays:
     :func:`constant_product` multiplies them per sample, or sums them for ``c``'s single row).
     Patches coefficients are passed on unchanged, as before, with the output's shape
-    (``broadcast_to``) that ``c`` is broadcast to."""
+    (``broadcast_to``) that ``c`` is broadcast to (by ``Sub`` too, which bypasses
+    ``broadcast_backward`` for patches)."""
     import torch
-    from auto_LiRPA.operators import Bound
+    from auto_LiRPA.operators import Bound, BoundSub
     from auto_LiRPA.patches import Patches
-    original = Bound.broadcast_backward
+    original, subtract = Bound.broadcast_backward, BoundSub.bound_backward
 
     def broadcast_backward(self, A, x):
         shape = x.output_shape
@@ -313,7 +314,13 @@ def constant_operand_coefficients():
             return original(self, A, x)
         dims = [i + 1 for i in range(1, len(shape)) if shape[i] == 1 and A.shape[i + 1] != 1]
         return A.sum(dims, keepdim=True) if dims else A
-    return {(Bound, "broadcast_backward"): broadcast_backward}
+
+    def sub_backward(self, last_lA, last_uA, x, y):
+        # BoundSub passes patches on without broadcast_backward: mark a constant's the same way
+        As, lbias, ubias = subtract(self, last_lA, last_uA, x, y)
+        return [tuple(broadcast_backward(self, A, operand) if isinstance(A, Patches) else A for A in pair)
+                for pair, operand in zip(As, (x, y))], lbias, ubias
+    return {(Bound, "broadcast_backward"): broadcast_backward, (BoundSub, "bound_backward"): sub_backward}
 
 
 @fix(test="test_buffers_and_constants_of_a_broadcast_shape_in_crown")
@@ -409,21 +416,16 @@ def transposed_convolution_settings(attr) -> list:
 
 
 def pool_settings(attr) -> list:
-    """What its max pooling ignores (it computes another function): ``ceil_mode``, dilation."""
-    found = [] if len(attr.get("kernel_shape", (0, 0))) == 2 else ["pooling other than 2-D"]
-    if attr.get("ceil_mode"):
-        found.append("ceil_mode=True")
-    if any(d != 1 for d in attr.get("dilations", [1])):
-        found.append(f"dilation {attr['dilations']}")
-    return found
+    """What its max pooling cannot bound: other than 2-D (``ceil_mode`` and dilation:
+    :mod:`.fixes_pooling`)."""
+    return [] if len(attr.get("kernel_shape", (0, 0))) == 2 else ["pooling other than 2-D"]
 
 
 @fix(test="test_layer_options_auto_lirpa_cannot_bound_are_refused_by_node")
 def layer_settings_refused():
     """auto_LiRPA 0.3 fails on layer settings it does not support with errors that name no node
-    (a 3-d convolution, asymmetric padding: a bare AssertionError) or silently drops them
-    (``MaxPool2d(ceil_mode=True)`` computes another shape, and the error blames the next
-    Linear). Refuse each such node when it is built,
+    (a 3-D convolution, asymmetric padding: a bare AssertionError) or compute another function
+    (max pooling other than 2-D). Refuse each such node when it is built,
     naming the setting."""
     from auto_LiRPA.operators import BoundConv, BoundConvTranspose, BoundMaxPool
     checks = {BoundConv: convolution_settings, BoundConvTranspose: transposed_convolution_settings,

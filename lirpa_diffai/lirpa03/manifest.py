@@ -20,11 +20,11 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-(compat, fixes_activations, fixes_convolution, fixes_division, fixes_forward, fixes_indexing, fixes_linear,
- fixes_nonlinear) = (
+(compat, fixes_activations, fixes_alpha, fixes_convolution, fixes_division, fixes_forward, fixes_indexing,
+ fixes_linear, fixes_nonlinear, fixes_pooling) = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_activations", "fixes_convolution", "fixes_division", "fixes_forward",
-                 "fixes_indexing", "fixes_linear", "fixes_nonlinear"))
+    for name in ("compat", "fixes_activations", "fixes_alpha", "fixes_convolution", "fixes_division",
+                 "fixes_forward", "fixes_indexing", "fixes_linear", "fixes_nonlinear", "fixes_pooling"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -44,6 +44,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
     fixes_linear.constant_root_contribution, fixes_linear.layer_settings_refused,
     fixes_convolution.one_dimensional_convolution, fixes_convolution.transposed_convolution_settings,
+    fixes_pooling.max_pool_any_window,
     # soundness: forward modes
     fixes_forward.add_sub_forward, fixes_forward.multiply_constant_forward,
     fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
@@ -63,12 +64,12 @@ FIXES: tuple[Fix, ...] = (
     fixes_activations.activations_traced_whole, fixes_convolution.adaptive_average_pool_traced,
     fixes_convolution.average_pool_forward_mode,
     fixes_activations.dropout_message_silenced,
-    fixes_activations.alpha_crown_start_nodes_named,
+    fixes_alpha.alpha_of_activations_shared_over_convolutions,
+    fixes_alpha.relu_sparse_alphas_on_a_dense_spec,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
     fixes_activations.slice_any_step, fixes_indexing.slice_computed_endpoints,
     fixes_indexing.unperturbed_nodes_by_value, fixes_activations.pad_any_axis,
-    fixes_activations.patches_of_scalars_and_pools,
-    fixes_activations.scalar_constant_before_padding_refused, fixes_activations.backward_failures_named,
+    fixes_activations.patches_of_scalars_and_pools, fixes_activations.backward_failures_named,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )

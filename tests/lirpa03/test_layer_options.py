@@ -25,10 +25,6 @@ REFUSED = {
                "3-D convolution"),
     "ConvTranspose1d": (lambda: lazily(nn.ConvTranspose1d(2, 2, 3), shape=(2, 2, 4)), (2, 2, 4), "ConvTranspose",
                         "1-D transposed convolution"),
-    "MaxPool2d ceil_mode": (lambda: lazily(nn.MaxPool2d(2, ceil_mode=True), shape=(2, 2, 5, 5)), (2, 2, 5, 5),
-                            "MaxPool", "ceil_mode=True"),
-    "MaxPool2d dilation": (lambda: lazily(nn.MaxPool2d(2, dilation=2), shape=(2, 2, 5, 5)), (2, 2, 5, 5),
-                           "MaxPool", "dilation"),
 }
 
 

@@ -197,15 +197,16 @@ def make_avg_pool(rng, xs, ys):
 
 
 def make_max_pool(rng, xs, ys):
-    """``nn.MaxPool2d`` over its options: kernel 2 or 3 (``max_pool2d(x, 3, 2, 1)``), stride,
-    padding, ``ceil_mode`` (refused by node)."""
+    """``nn.MaxPool2d`` over its options: kernel 2 or 3 (``max_pool2d(x, 3, 2, 1)``), stride 1
+    or 2 (overlapping windows), padding (``-inf``), dilation, ``ceil_mode``."""
     if len(xs) != 4 or min(xs[2:]) < 2:
         return None
     k = rng.choice((2, 3)) if min(xs[2:]) >= 3 else 2
     pad = rng.choice((0, 1))
-    ceil = rng.random() < 0.2
-    pool = nn.MaxPool2d(k, stride=rng.choice((1, 2)), padding=pad, ceil_mode=ceil)
-    return Step(f"nn.MaxPool2d({k}, stride={pool.stride}, padding={pad}, ceil_mode={ceil})(x)",
+    ceil = rng.random() < 0.3
+    dilation = 2 if min(xs[2:]) >= 2 * k - 1 and rng.random() < 0.3 else 1
+    pool = nn.MaxPool2d(k, stride=rng.choice((1, 2)), padding=pad, dilation=dilation, ceil_mode=ceil)
+    return Step(f"nn.MaxPool2d({k}, stride={pool.stride}, padding={pad}, dilation={dilation}, ceil_mode={ceil})(x)",
                 lambda self, x: self.pool(x), pool=pool)
 
 
