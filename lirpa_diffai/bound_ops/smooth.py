@@ -37,7 +37,8 @@ def smooth_activation(z: hz.HybridZonotope, act: pieces.Activation, floor: float
     if floor > -math.inf:
         lower, upper = lower.clamp(min=floor), upper.clamp(min=floor)
     if z.errors is None:
-        return hz.HybridZonotope.from_box(*pieces.interval(act, lower, upper))
+        # an infinite end (log at 0, overflow) makes the box [-inf, inf], never NaN
+        return hz.HybridZonotope.from_box(*pieces.interval(act, lower, upper)).unbounded_where_not_finite()
     slope = pieces.zonotope_slope(act, lower, upper)
     return hz.parallelogram(z, slope, *pieces.deviation(act, slope, lower, upper))
 

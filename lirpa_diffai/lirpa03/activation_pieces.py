@@ -131,15 +131,21 @@ def chord_slope(act: Activation, lower: Tensor, upper: Tensor) -> Tensor:
 def end_slope(act: Activation, lower: Tensor, upper: Tensor) -> Tensor:
     """DeepZ's slope (Singh et al., NeurIPS 2018): the minimal-area parallelogram among those
     whose interval is ``f``'s exact range. Where ``f'(l)`` and ``f'(u)`` have one sign (``f``
-    monotone on ``[l, u]``, for a convex / concave piece or a unimodal ``f'``), the end
-    derivative of smaller magnitude, ``lam = argmin(|f'(l)|, |f'(u)|)`` (``min(f'(l), f'(u))``
-    for a non-decreasing ``f``): ``f(x) - lam x`` is then monotone as ``f`` is, so the offsets
-    are the ends' ``f(l) - lam l``, ``f(u) - lam u`` and the interval is ``[f(l), f(u)]``.
-    Where they differ in sign (``x^2``, ``|x|`` across 0) only ``lam = 0`` keeps the range's
-    lower bound: the box ``[min f, max f]``. An infinite or NaN derivative (at a domain edge,
-    on overflow) gives 0."""
+    monotone on ``[l, u]``), the derivative of smallest magnitude on ``[l, u]``,
+    ``lam = argmin |f'|``, found at an end or at a piece boundary inside (``f'`` is monotone
+    on each convex / concave piece): ``min(f'(l), f'(u))`` for sigmoid-like ``f``, 0 for ``x^3``
+    across 0. ``f(x) - lam x`` is then monotone as ``f`` is, so the offsets are the ends'
+    ``f(l) - lam l``, ``f(u) - lam u`` and the interval is ``[f(l), f(u)]``. Where they differ
+    in sign (``x^2``, ``|x|`` across 0) only ``lam = 0`` keeps the range's lower bound: the box
+    ``[min f, max f]``. An infinite or NaN derivative (at a domain edge, on overflow) gives 0."""
     at_lower, at_upper = act.derivative(lower), act.derivative(upper)
-    slope = torch.where(at_lower.abs() <= at_upper.abs(), at_lower, at_upper)
+    candidates = [at_lower, at_upper]
+    for point in sorted({p.start for p in act.pieces} | {p.end for p in act.pieces}):
+        if math.isfinite(point):
+            inside = (lower < point) & (point < upper)
+            candidates.append(torch.where(inside, act.derivative(torch.full_like(lower, point)), INF))
+    stacked = torch.stack(candidates)
+    slope = stacked.gather(0, stacked.abs().nan_to_num(INF).argmin(0, keepdim=True))[0]
     slope = torch.where(at_lower * at_upper >= 0, slope, torch.zeros_like(slope))
     return slope.nan_to_num(0.0, 0.0, 0.0)
 

@@ -204,6 +204,25 @@ def pow_exponent_of_a_constant():
     return {(BoundPow, "bound_backward"): bound_backward}
 
 
+@fix(test="test_layer_norm_is_bounded_as_traced_by_every_method")
+def unstable_locations_of_permuted_bounds():
+    """auto_LiRPA 0.3 bug: CROWN's search for a ReLU's unstable inputs, and the restoring of
+    their bounds, ``view`` the inputs' IBP bounds flat, which fails (``view size is not
+    compatible with input tensor's size and stride``) when they are a permuted tensor: a ReLU
+    after a permute back from channels last. Both take contiguous copies of them."""
+    from auto_LiRPA import BoundedModule
+    locate, restore = BoundedModule.get_unstable_locations, BoundedModule.restore_sparse_bounds
+
+    def get_unstable_locations(self, ref_lower, ref_upper, *args, **kwargs):
+        return locate(self, ref_lower.contiguous(), ref_upper.contiguous(), *args, **kwargs)
+
+    def restore_sparse_bounds(self, node, unstable_idx, unstable_size, ref_lower, ref_upper):
+        ref_lower, ref_upper = (None if r is None else r.contiguous() for r in (ref_lower, ref_upper))
+        return restore(self, node, unstable_idx, unstable_size, ref_lower, ref_upper)
+    return {(BoundedModule, "get_unstable_locations"): get_unstable_locations,
+            (BoundedModule, "restore_sparse_bounds"): restore_sparse_bounds}
+
+
 def image_laid_out(node, seen: dict) -> bool:
     """Whether the node's value is (B, C, H, W) as a convolution lays it out: no operator that
     moves or reduces axes (a permute to channels last, a reshape, a matrix product, a

@@ -52,7 +52,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_division.division_denominator_checked, fixes_nonlinear.sqrt_upper_tangent,
     fixes_nonlinear.pow_exponent_of_a_constant,
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.construction_keeps_tensor_versions,
-    fixes_nonlinear.start_coefficients_without_patches,
+    fixes_nonlinear.start_coefficients_without_patches, fixes_nonlinear.unstable_locations_of_permuted_bounds,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
     fixes_nonlinear.unsound_relaxations_refused,
     # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
