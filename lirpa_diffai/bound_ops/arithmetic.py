@@ -1,6 +1,5 @@
-"""Add, Sub, Mul, Div, Neg: between zonotopes (rows aligned by noise symbol) or with a constant
-(Mul also of two zonotopes);
-Dropout, a product with its mask.
+"""Add, Sub, Mul, Neg: between zonotopes (rows aligned by noise symbol) or with a constant
+(Mul also of two zonotopes); Dropout, a product with its mask (Div: :mod:`.elementary`).
 
 A constant may have a larger shape than the perturbed value (``x + pos`` with ``x`` (B, 1, D),
 ``pos`` (1, T, D)): the result is broadcast, ``beta`` and the rows with ``head``. A constant
@@ -9,14 +8,14 @@ a node is refused."""
 from __future__ import annotations
 
 import torch
-from auto_LiRPA.operators import BoundAdd, BoundDiv, BoundDropout, BoundMul, BoundNeg, BoundSub
+from auto_LiRPA.operators import BoundAdd, BoundDropout, BoundMul, BoundNeg, BoundSub
 
 from .. import hybrid_zono as hz
 from ..hybrid_zono import HybridZonotope
 from .registry import register, UnsupportedOperatorError
 
 
-def _require_batch_axis_kept(node, x, y):
+def require_batch_axis_kept(node, x, y):
     """Refuse operands whose broadcast would add leading axes to a perturbed value."""
     ranks = [v.head.dim() if isinstance(v, HybridZonotope) else torch.as_tensor(v).dim() for v in (x, y)]
     perturbed = [v.head.dim() for v in (x, y) if isinstance(v, HybridZonotope)]
@@ -29,13 +28,13 @@ def _require_batch_axis_kept(node, x, y):
 
 @register(BoundAdd)
 def add(ctx, node, x, y):
-    _require_batch_axis_kept(node, x, y)
+    require_batch_axis_kept(node, x, y)
     return x + y if isinstance(x, HybridZonotope) else y + x
 
 
 @register(BoundSub)
 def sub(ctx, node, x, y):
-    _require_batch_axis_kept(node, x, y)
+    require_batch_axis_kept(node, x, y)
     return x - y
 
 
@@ -44,31 +43,14 @@ def neg(ctx, node, x):
     return -x
 
 
-def _require_one_perturbed(node, x, y):
-    if isinstance(x, HybridZonotope) and isinstance(y, HybridZonotope):
-        raise UnsupportedOperatorError(
-            f"hzono: node '{node.name}' ({type(node).__name__}) divides two perturbed values; "
-            "only division by a constant is supported")
-    _require_batch_axis_kept(node, x, y)
-
-
 @register(BoundMul)
 def mul(ctx, node, x, y):
     """With a constant: ``scale``; of two perturbed values (a gate ``x * sigmoid(s)``):
     :func:`~lirpa_diffai.hybrid_zono.product`."""
-    _require_batch_axis_kept(node, x, y)
+    require_batch_axis_kept(node, x, y)
     if isinstance(x, HybridZonotope) and isinstance(y, HybridZonotope):
         return hz.product(x, y)
     return x.scale(y) if isinstance(x, HybridZonotope) else y.scale(x)
-
-
-@register(BoundDiv)
-def div(ctx, node, x, y):
-    _require_one_perturbed(node, x, y)
-    if not isinstance(x, HybridZonotope):
-        raise UnsupportedOperatorError(
-            f"hzono: node '{node.name}' (Div) divides by a perturbed value")
-    return x.scale(1.0 / y)
 
 
 @register(BoundDropout)

@@ -17,6 +17,8 @@ concave piece, the meeting point of the end tangents inside a curved one). At ep
 """
 from __future__ import annotations
 
+import math
+
 from .. import hybrid_zono as hz
 from ..lirpa03 import activation_pieces as pieces
 from ..lirpa03.activations import (BoundElu, BoundGelu, BoundHardSigmoid, BoundHardSwish, BoundSiLU,
@@ -26,11 +28,17 @@ from .registry import register
 SMOOTH_ACTIVATIONS = (BoundHardSigmoid, BoundHardSwish, BoundSiLU, BoundGelu, BoundElu, BoundSoftplusBeta)
 
 
-def smooth_activation(z: hz.HybridZonotope, act: pieces.Activation) -> hz.HybridZonotope:
-    """The transformer of the module docstring for ``act``."""
+def smooth_activation(z: hz.HybridZonotope, act: pieces.Activation, floor: float = -math.inf) -> hz.HybridZonotope:
+    """The transformer of the module docstring for ``act``. ``floor``: a lower bound that every
+    value ``z`` stands for has (known from the graph, :func:`.elementary.value_floor`); the
+    relaxation is built on the range raised to it, which encloses ``f`` on every such value
+    (the zonotope's corners below it are no values of the network)."""
     lower, upper = z.concretize()
+    if floor > -math.inf:
+        lower, upper = lower.clamp(min=floor), upper.clamp(min=floor)
     if z.errors is None:
-        return hz.HybridZonotope.from_box(*pieces.interval(act, lower, upper))
+        # an infinite end (log at 0, overflow) makes the box [-inf, inf], never NaN
+        return hz.HybridZonotope.from_box(*pieces.interval(act, lower, upper)).unbounded_where_not_finite()
     slope = pieces.zonotope_slope(act, lower, upper)
     return hz.parallelogram(z, slope, *pieces.deviation(act, slope, lower, upper))
 

@@ -27,20 +27,22 @@ from .abstract import ABSTRACT_OPS
 from ..lirpa03.adaptive_pool import BoundAdaptiveAvgPool2d
 from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
+from .elementary import ELEMENTARY
 from .smooth import SMOOTH_ACTIVATIONS
 from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 
 # rows map exactly: (a sample-mixing reshape or reduction, or a batch-axis concatenation,
 # moves rows into the box part, which the next non-linearity turns into rows again)
 AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNormalization,
-          BoundAdd, BoundSub, BoundNeg, BoundDiv, BoundDropout, BoundAveragePool,
+          BoundAdd, BoundSub, BoundNeg, BoundDropout, BoundAveragePool,
           BoundGlobalAveragePool, BoundAdaptiveAvgPool2d, BoundReduceMean, BoundReduceSum, BoundReshape,
           BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundSplit, BoundGather,
           BoundExpand, BoundIdentity, BoundConcat, BoundPad, BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
-# (Mul: a product of two perturbed values has a box part, hybrid_zono.product)
-NONLINEAR = (BoundMul, BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
-             BoundMaxPool, BoundGraftedRelu, *SMOOTH_ACTIVATIONS)
+# (Mul, Div: a product of two perturbed values has a box part, hybrid_zono.product; by a
+# constant there is none, and box_to_rows adds no row)
+NONLINEAR = (BoundMul, BoundDiv, BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
+             BoundMaxPool, BoundGraftedRelu, *SMOOTH_ACTIVATIONS, *ELEMENTARY)
 
 
 def then_box_to_rows(transformer: Callable) -> Callable:

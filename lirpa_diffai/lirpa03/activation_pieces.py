@@ -48,13 +48,16 @@ class Piece:
 
 @dataclass(frozen=True)
 class Activation:
-    """``fn`` as the network computes it (torch's own function), its pieces, and whether it
-    is non-decreasing (then the zonotope slope is DeepZ's ``min(f'(l), f'(u))``)."""
+    """``fn`` as the network computes it (torch's own function), its pieces, and how
+    :func:`zonotope_slope` picks the zonotope slope: ``monotone`` (non-increasing or
+    non-decreasing) or ``keeps_interval`` (its extremum at a piece boundary: ``x^2``, ``|x|``):
+    DeepZ's end slope; otherwise the chord."""
     name: str
     params: tuple
     fn: Callable[[Tensor], Tensor] = field(compare=False)
     pieces: tuple = field(compare=False)
     monotone: bool = field(compare=False)
+    keeps_interval: bool = field(default=False, compare=False)
 
     def derivative(self, x: Tensor) -> Tensor:
         """``f'(x)``; at a piece boundary the smaller of the one-sided derivatives."""
@@ -125,13 +128,33 @@ def chord_slope(act: Activation, lower: Tensor, upper: Tensor) -> Tensor:
     return torch.where(wide, chord, act.derivative((lower + upper) / 2)).nan_to_num(0.0, 0.0, 0.0)
 
 
+def end_slope(act: Activation, lower: Tensor, upper: Tensor) -> Tensor:
+    """DeepZ's slope (Singh et al., NeurIPS 2018): the minimal-area parallelogram among those
+    whose interval is ``f``'s exact range. Where ``f'(l)`` and ``f'(u)`` have one sign (``f``
+    monotone on ``[l, u]``), the derivative of smallest magnitude on ``[l, u]``,
+    ``lam = argmin |f'|``, found at an end or at a piece boundary inside (``f'`` is monotone
+    on each convex / concave piece): ``min(f'(l), f'(u))`` for sigmoid-like ``f``, 0 for ``x^3``
+    across 0. ``f(x) - lam x`` is then monotone as ``f`` is, so the offsets are the ends'
+    ``f(l) - lam l``, ``f(u) - lam u`` and the interval is ``[f(l), f(u)]``. Where they differ
+    in sign (``x^2``, ``|x|`` across 0) only ``lam = 0`` keeps the range's lower bound: the box
+    ``[min f, max f]``. An infinite or NaN derivative (at a domain edge, on overflow) gives 0."""
+    at_lower, at_upper = act.derivative(lower), act.derivative(upper)
+    candidates = [at_lower, at_upper]
+    for point in sorted({p.start for p in act.pieces} | {p.end for p in act.pieces}):
+        if math.isfinite(point):
+            inside = (lower < point) & (point < upper)
+            candidates.append(torch.where(inside, act.derivative(torch.full_like(lower, point)), INF))
+    stacked = torch.stack(candidates)
+    slope = stacked.gather(0, stacked.abs().nan_to_num(INF).argmin(0, keepdim=True))[0]
+    slope = torch.where(at_lower * at_upper >= 0, slope, torch.zeros_like(slope))
+    return slope.nan_to_num(0.0, 0.0, 0.0)
+
+
 def zonotope_slope(act: Activation, lower: Tensor, upper: Tensor) -> Tensor:
-    """DeepZ's slope (Singh et al., NeurIPS 2018) for a non-decreasing ``f``,
-    ``min(f'(l), f'(u))`` (then ``f(x) - lam x`` is non-decreasing where ``f'`` is unimodal or
-    monotone, and the offsets are the ends' ``f(l) - lam l``, ``f(u) - lam u``); the chord
-    slope for a function with a minimum (SiLU, GELU, Hardswish)."""
-    if act.monotone:
-        return torch.minimum(act.derivative(lower), act.derivative(upper)).nan_to_num(0.0, 0.0, 0.0)
+    """:func:`end_slope` for a monotone ``f`` or one that ``keeps_interval``; the chord slope
+    for a smooth function with a minimum inside a piece (SiLU, GELU, Hardswish)."""
+    if act.monotone or act.keeps_interval:
+        return end_slope(act, lower, upper)
     return chord_slope(act, lower, upper)
 
 

@@ -51,15 +51,13 @@ def division_interval():
     """auto_LiRPA 0.3 bug: ``BoundDiv``'s IBP returns ``[x_l / y_u, x_u / y_l]``, right only for
     ``x >= 0`` (a second ``interval_propagate`` definition shadows the constant case too).
     Take the interval product ``x * [1 / y_u, 1 / y_l]`` (extremes among the four corner
-    products), and refuse a denominator whose interval contains 0. Its layer-norm special
-    case (denominator a ``Sqrt`` node) is left as it is."""
+    products), and refuse a denominator whose interval contains 0. The same holds for its
+    layer-norm special case (denominator a ``Sqrt`` node, :func:`layer_norm_division_as_traced`):
+    ``x / sqrt(var + eps)`` with ``eps > 0`` has a positive denominator interval."""
     import torch
-    from auto_LiRPA.operators import BoundDiv, BoundSqrt
-    original = BoundDiv.interval_propagate
+    from auto_LiRPA.operators import BoundDiv
 
     def interval_propagate(self, *v):
-        if isinstance(self.inputs[1], BoundSqrt):
-            return original(self, *v)
         (x_l, x_u), (y_l, y_u) = v[0][:2], v[1][:2]
         refuse_around_zero(*torch.broadcast_tensors(y_l, y_u), "IBP")
         corners = torch.stack(torch.broadcast_tensors(x_l / y_u, x_l / y_l, x_u / y_u, x_u / y_l))
@@ -90,6 +88,23 @@ def reciprocal_of_either_sign():
             (BoundReciprocal, "interval_propagate"): interval_propagate}
 
 
+@fix(test="test_layer_norm_is_bounded_as_traced_by_every_method")
+def layer_norm_division_as_traced():
+    """auto_LiRPA 0.3 bug: ``BoundDiv`` whose denominator is a ``Sqrt`` node is taken for layer
+    norm's ``(x - mean) / sqrt(var + eps)`` and computes instead, from the value of its
+    numerator's first input, ``sign(dev) / sqrt((1 + sum_j dev_j^2 / dev_i^2) / n)``: another
+    function (no ``eps``; wrong where the numerator is not ``x - mean(x)``), and it fails
+    (``'BoundTranspose' object has no attribute 'forward_value'``) where that input is a
+    permute, as in ConvNeXt and MLP-Mixer. Divide as traced; the bound methods then bound
+    ``x * (1 / y)`` with the denominator's interval, which ``eps > 0`` keeps positive."""
+    from auto_LiRPA.operators import BoundDiv
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return x / y
+    return {(BoundDiv, "forward"): forward}
+
+
 def constant_numerator(node) -> bool:
     """``c / y`` with ``c`` a constant and ``y`` not: auto_LiRPA 0.3's ``BoundDiv`` takes it
     for ``y / c`` (its constant case divides by whichever input is constant)."""
@@ -117,9 +132,9 @@ def division_denominator_checked():
     CROWN relaxes it with :func:`scaled_reciprocal_relaxation` (the forward modes refuse it).
     Its ``1 / y`` part is :func:`reciprocal_of_either_sign`'s relaxation."""
     import torch
-    from auto_LiRPA.operators import BoundBuffers, BoundConstant, BoundDiv, BoundSqrt
+    from auto_LiRPA.operators import BoundBuffers, BoundConstant, BoundDiv
     from .fixes_nonlinear import relaxed_side
-    unchecked = (BoundSqrt, BoundConstant, BoundBuffers)  # layer norm's case; a constant divisor
+    unchecked = (BoundConstant, BoundBuffers)  # a constant divisor
     init, backward, forward = BoundDiv.__init__, BoundDiv.bound_backward, BoundDiv.bound_forward
 
     def __init__(self, *args, **kwargs):

@@ -182,12 +182,74 @@ def sqrt_upper_tangent():
     return {(BoundSqrt, "bound_backward"): bound_backward}
 
 
+@fix(test="test_layer_norm_is_bounded_as_traced_by_every_method")
+def pow_exponent_of_a_constant():
+    """auto_LiRPA 0.3 bug: ``BoundPow``'s backward pass reads its exponent as ``y.lower``, which
+    a constant node does not have in CROWN (``'BoundConstant' object has no attribute
+    'lower'``): layer norm's ``(x - mean) ** 2`` failed. Read it from the constant's value; an
+    exponent other than 2 (the one auto_LiRPA relaxes: the chord above, a tangent below) is
+    refused."""
+    import types
+
+    import torch
+    from auto_LiRPA.operators import BoundPow
+    backward = BoundPow.bound_backward
+
+    def bound_backward(self, last_lA, last_uA, x, y):
+        exponent = torch.as_tensor(y.value if hasattr(y, "value") else y.forward_value)
+        if exponent.numel() != 1 or float(exponent) != 2:
+            raise NotImplementedError(f"CROWN: x ** {exponent.tolist()}: only the exponent 2 has a "
+                                      "linear relaxation in auto_LiRPA 0.3")
+        return backward(self, last_lA, last_uA, x, types.SimpleNamespace(lower=exponent))
+    return {(BoundPow, "bound_backward"): bound_backward}
+
+
+@fix(test="test_layer_norm_is_bounded_as_traced_by_every_method")
+def unstable_locations_of_permuted_bounds():
+    """auto_LiRPA 0.3 bug: CROWN's search for a ReLU's unstable inputs, and the restoring of
+    their bounds, ``view`` the inputs' IBP bounds flat, which fails (``view size is not
+    compatible with input tensor's size and stride``) when they are a permuted tensor: a ReLU
+    after a permute back from channels last. Both take contiguous copies of them."""
+    from auto_LiRPA import BoundedModule
+    locate, restore = BoundedModule.get_unstable_locations, BoundedModule.restore_sparse_bounds
+
+    def get_unstable_locations(self, ref_lower, ref_upper, *args, **kwargs):
+        return locate(self, ref_lower.contiguous(), ref_upper.contiguous(), *args, **kwargs)
+
+    def restore_sparse_bounds(self, node, unstable_idx, unstable_size, ref_lower, ref_upper):
+        ref_lower, ref_upper = (None if r is None else r.contiguous() for r in (ref_lower, ref_upper))
+        return restore(self, node, unstable_idx, unstable_size, ref_lower, ref_upper)
+    return {(BoundedModule, "get_unstable_locations"): get_unstable_locations,
+            (BoundedModule, "restore_sparse_bounds"): restore_sparse_bounds}
+
+
+def image_laid_out(node, seen: dict) -> bool:
+    """Whether the node's value is (B, C, H, W) as a convolution lays it out: no operator that
+    moves or reduces axes (a permute to channels last, a reshape, a matrix product, a
+    reduction) lies between it and the last convolution or input on any perturbed path.
+    ``seen`` memoizes by node name."""
+    from auto_LiRPA.operators import (BoundFlatten, BoundLinear, BoundMatMul, BoundReduceMean,
+                                      BoundReduceSum, BoundReshape, BoundTranspose)
+    if node.name not in seen:
+        if getattr(node, "patches_start", False) or not node.inputs:
+            seen[node.name] = True
+        elif isinstance(node, (BoundFlatten, BoundLinear, BoundMatMul, BoundReduceMean, BoundReduceSum,
+                               BoundReshape, BoundTranspose)):
+            seen[node.name] = False
+        else:
+            seen[node.name] = all(image_laid_out(i, seen) for i in node.inputs if getattr(i, "perturbed", True))
+    return seen[node.name]
+
+
 @fix(test="test_operator_sound_or_refused")
 def start_coefficients_without_patches():
     """auto_LiRPA 0.3 crashes when CROWN starts at a node: an Add / Sub with a non-image
     output in patches mode gets identity patches (``output_shape[-3]``), and a network without
     parameters has no dtype for them (``list(self.parameters())[0]``). Start such an Add / Sub
-    as in matrix mode, and take the dtype from the node's value."""
+    as in matrix mode, and take the dtype from the node's value. A 4-D output that is not laid
+    out as an image (:func:`image_laid_out`: layer norm's ``x - mean`` over channels last, in
+    ConvNeXt) starts in matrix mode too: its patches would reach a reduction, which cannot take
+    them."""
     import torch
     from auto_LiRPA import BoundedModule
     from auto_LiRPA.operators import BoundAdd, BoundSub
@@ -195,7 +257,7 @@ def start_coefficients_without_patches():
 
     def get_sparse_C(self, node, *args, **kwargs):
         flat = isinstance(node, (BoundAdd, BoundSub)) and getattr(node, "mode", None) == "patches" \
-            and len(node.output_shape) != 4
+            and (len(node.output_shape) != 4 or not image_laid_out(node, {}))
         anchor = not any(True for _ in self.parameters())
         inputs = [getattr(self[name], "value", None) for name in self.input_name]
         dtype = next((v.dtype for v in inputs if isinstance(v, torch.Tensor) and v.is_floating_point()),

@@ -50,10 +50,12 @@ FIXES: tuple[Fix, ...] = (
     fixes_forward.dense_forward_input, fixes_forward.forward_mode_refusals,
     # soundness: nonlinear operators and BoundedModule
     fixes_nonlinear.relu_full_alpha_indices, fixes_nonlinear.leaky_relu_bounds,
-    fixes_division.division_interval, fixes_division.reciprocal_of_either_sign,
+    fixes_division.layer_norm_division_as_traced, fixes_division.division_interval,
+    fixes_division.reciprocal_of_either_sign,
     fixes_division.division_denominator_checked, fixes_nonlinear.sqrt_upper_tangent,
+    fixes_nonlinear.pow_exponent_of_a_constant,
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.construction_keeps_tensor_versions,
-    fixes_nonlinear.start_coefficients_without_patches,
+    fixes_nonlinear.start_coefficients_without_patches, fixes_nonlinear.unstable_locations_of_permuted_bounds,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
     fixes_nonlinear.unsound_relaxations_refused,
     # soundness: selecting and copying elements (chunk, split, index_select, expand)
