@@ -269,18 +269,31 @@ def align_rows(zonos: Sequence[HybridZonotope]) -> tuple[list[Optional[Tensor]],
     return aligned, tuple(order)
 
 
-def product(x: HybridZonotope, y: HybridZonotope) -> HybridZonotope:
-    """``x * y`` (elementwise, broadcast) of two zonotopes over shared noise symbols: DeepT's
+def times_constant(z: HybridZonotope, c: Tensor, op: Callable[[Tensor, Tensor], Tensor],
+                   constant_first: bool = False) -> HybridZonotope:
+    """The image of ``z`` under ``t -> op(t, c)`` (``op(c, t)`` with ``constant_first``) for a
+    bilinear ``op`` (``torch.mul``, ``torch.matmul``) and a constant ``c``: ``head`` and each
+    row map through it, ``beta`` through ``op`` with ``|c|`` (``|op(b, c)| <= op(|b|, |c|)``)."""
+    def apply(t, const):
+        return op(const, t) if constant_first else op(t, const)
+    errors = None if z.errors is None else apply(z.errors, c)
+    return HybridZonotope(apply(z.head, c), apply(z.beta, c.abs()), errors, z.ids)
+
+
+def product(x: HybridZonotope, y: HybridZonotope,
+            op: Callable[[Tensor, Tensor], Tensor] = torch.mul) -> HybridZonotope:
+    """``op(x, y)`` of two zonotopes over shared noise symbols for a bilinear ``op`` whose
+    coefficients are products of entries (``torch.mul``, broadcast; ``torch.matmul``): DeepT's
     multiplication (Bonaert et al., PLDI 2021) with its quadratic term bounded by an interval.
     With ``x = c_x + d_x``, ``y = c_y + d_y``, ``|d_x| <= r_x``, ``|d_y| <= r_y`` (the radii)::
 
-        x y = c_x c_y + c_y d_x + c_x d_y + d_x d_y
+        op(x, y) = op(c_x, c_y) + op(d_x, c_y) + op(c_x, d_y) + op(d_x, d_y)
 
-    the first three terms are the zonotope ``c_y x + c_x y - c_x c_y`` (rows aligned by symbol,
-    exact), and ``d_x d_y`` in ``[-r_x r_y, r_x r_y]`` goes into ``beta``. Exact where either
-    radius is 0."""
-    linear = x.scale(y.head) + y.scale(x.head)
-    return HybridZonotope(linear.head - x.head * y.head, linear.beta + x.radius() * y.radius(),
+    the first three terms are the zonotope ``op(x, c_y) + op(c_x, y) - op(c_x, c_y)`` (rows
+    aligned by symbol, exact), and ``|op(d_x, d_y)| <= op(r_x, r_y)`` (each entry a sum of
+    products) goes into ``beta``. Exact where either radius is 0."""
+    linear = times_constant(x, y.head, op) + times_constant(y, x.head, op, constant_first=True)
+    return HybridZonotope(linear.head - op(x.head, y.head), linear.beta + op(x.radius(), y.radius()),
                           linear.errors, linear.ids)
 
 

@@ -15,7 +15,7 @@ from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBa
                                   BoundConcat, BoundConv, BoundConvTranspose, BoundDiv,
                                   BoundDropout, BoundFlatten, BoundGlobalAveragePool,
                                   BoundLeakyRelu, BoundLinear, BoundMatMul, BoundMaxPool, BoundMul,
-                                  BoundNeg, BoundPad, BoundReduceMean, BoundReduceSum, BoundRelu,
+                                  BoundNeg, BoundPad, BoundReduceMax, BoundReduceMean, BoundReduceSum, BoundRelu,
                                   BoundReshape, BoundShape, BoundSigmoid, BoundSlice,
                                   BoundSqueeze, BoundSub, BoundTanh, BoundTranspose,
                                   BoundUnsqueeze)
@@ -23,6 +23,7 @@ from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBa
 from ..domain import zonotope
 from ..errors import operator_name
 from .abstract import ABSTRACT_OPS
+from ..lirpa03.attention_ops import BoundSoftmaxWhole
 from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
 from .smooth import SMOOTH_ACTIVATIONS
@@ -30,14 +31,15 @@ from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 
 # rows map exactly: (a sample-mixing reshape or reduction, or a batch-axis concatenation,
 # moves rows into the box part, which the next non-linearity turns into rows again)
-AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNormalization,
+AFFINE = (BoundLinear, BoundConv, BoundConvTranspose, BoundBatchNormalization,
           BoundAdd, BoundSub, BoundNeg, BoundDiv, BoundDropout, BoundAveragePool,
           BoundGlobalAveragePool, BoundReduceMean, BoundReduceSum, BoundReshape, BoundFlatten,
           BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundConcat, BoundPad,
           BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
-# (Mul: a product of two perturbed values has a box part, hybrid_zono.product)
-NONLINEAR = (BoundMul, BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
+# (Mul, MatMul: a product of two perturbed values has a box part, hybrid_zono.product)
+NONLINEAR = (BoundMul, BoundMatMul, BoundSoftmaxWhole, BoundReduceMax, BoundRelu, BoundLeakyRelu,
+             BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
              BoundMaxPool, BoundGraftedRelu, *SMOOTH_ACTIVATIONS)
 
 

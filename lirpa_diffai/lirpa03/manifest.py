@@ -20,9 +20,9 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-compat, fixes_activations, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear = (
+compat, fixes_activations, fixes_attention, fixes_division, fixes_forward, fixes_linear, fixes_nonlinear = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_activations", "fixes_division", "fixes_forward", "fixes_linear",
+    for name in ("compat", "fixes_activations", "fixes_attention", "fixes_division", "fixes_forward", "fixes_linear",
                  "fixes_nonlinear"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
@@ -59,6 +59,8 @@ FIXES: tuple[Fix, ...] = (
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
     fixes_activations.slice_any_step, fixes_activations.pad_any_axis, fixes_activations.patches_of_scalars_and_pools,
     fixes_activations.scalar_constant_before_padding_refused, fixes_activations.backward_failures_named,
+    # attention: softmax as one node, ReduceMax in the CROWN family
+    fixes_attention.softmax_traced_whole, fixes_attention.reduce_max_backward,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )
