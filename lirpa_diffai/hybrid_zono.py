@@ -439,7 +439,7 @@ def correlate(z: HybridZonotope, index: Tensor) -> HybridZonotope:
     ``beta_i`` at ``i``, and ``beta_i`` becomes 0. The k new rows get fresh ids (row t of
     sample b stands for the t-th dim selected in sample b)."""
     batch, k = index.shape
-    beta = z.beta.flatten(1)
+    beta = z.beta.reshape(z.shape[0], -1)   # (B, p), also for values of shape (B,)
     picked = beta.gather(1, index)
     rows = beta.new_zeros((batch, k, beta.shape[1])).scatter(2, index.unsqueeze(-1), picked.unsqueeze(-1))
     new_rows = rows.transpose(0, 1).reshape((k,) + tuple(z.shape))
@@ -466,7 +466,7 @@ def correlate_max_k(z: HybridZonotope, k: int) -> HybridZonotope:
     """CorrelateMax k: the k dims with the largest interval upper bound, per sample."""
     _, upper = z.concretize()
     k = min(k, upper[0].numel())
-    return correlate(z, upper.flatten(1).topk(k, dim=1).indices)
+    return correlate(z, upper.reshape(upper.shape[0], -1).topk(k, dim=1).indices)
 
 
 def correlate_where(z: HybridZonotope, mask: Tensor) -> HybridZonotope:
@@ -474,7 +474,7 @@ def correlate_where(z: HybridZonotope, mask: Tensor) -> HybridZonotope:
     (section 3.1: ``h'_{E,i,m+t} = h_{B,i}`` for ``i`` in P and ``t = |P_<i|``, ``h'_{B,i} = 0``).
     Samples may select different numbers of dims: there are ``max_b |P_b|`` new rows and a
     sample with fewer selected dims gets zero rows for the rest."""
-    flat = mask.flatten(1)
+    flat = mask.reshape(mask.shape[0], -1)
     k = int(flat.sum(1).max())
     if k == 0:
         return z

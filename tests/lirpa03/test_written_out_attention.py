@@ -87,7 +87,8 @@ MASK = torch.zeros(3, 3, dtype=torch.bool)
     (dict(key_padding_mask=torch.zeros(2, 3, dtype=torch.bool)), "key_padding_mask"),
 ])
 def test_masks_are_refused_by_module_name(call, what):
-    with pytest.raises(UnsupportedOperatorError, match=rf"MultiheadAttention in module 'attention' is given an? {what}"):
+    message = rf"MultiheadAttention in module 'attention' is given an? {what}"
+    with pytest.raises(UnsupportedOperatorError, match=message):
         lirpa_diffai.BoundedModule(Masked(**call).eval(), torch.randn(2, 3, 4))
 
 
