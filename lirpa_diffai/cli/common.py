@@ -35,10 +35,10 @@ def positive_int(text: str) -> int:
 def number(text: str) -> float:
     """argparse type: a finite number, also written as a fraction ``a/b`` (``8/255``, as
     radii are written in this field); parsed, never evaluated."""
-    numerator, slash, denominator = text.partition("/")
+    from ..training.reader import number_from_text
     try:
-        value = float(numerator) / float(denominator) if slash else float(text)
-    except (ValueError, ZeroDivisionError):
+        value = number_from_text(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or a fraction a/b such as 8/255, "
                                          f"got {text!r}") from None
     if not math.isfinite(value):

@@ -3,7 +3,7 @@
 The file is read with ``yaml.compose`` and the safe loader only, and checked against the keys
 of :mod:`.schema` (their values, defaults and help are declared there; the docs page
 ``docs/configuration-keys.md`` is generated from them: ``python -m
-lirpa_diffai.training.config --markdown``). Every refused key or value raises
+lirpa_diffai.training --markdown``). Every refused key or value raises
 :class:`~.errors.ConfigError` naming the file, line and column (and, for an unknown key, the
 nearest known one). ``--set key=value`` overrides (``optimizer.lr=0.01`` for a nested key)
 are spliced into the file's YAML before it is checked; their errors name the ``--set``
@@ -11,7 +11,6 @@ argument instead of the file.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -182,20 +181,3 @@ def load_config(path, validate_network: Callable[[str], str] = check_network,
     """The :class:`TrainConfig` in the YAML file ``path``. ``validate_network`` checks (and
     may canonicalise) the network name, raising ValueError to refuse it."""
     return parse_config(Path(path).read_text(), str(path), validate_network, overrides)
-
-
-def main(argv=None) -> int:
-    """``python -m lirpa_diffai.training.config --markdown``: print the docs page of the
-    configuration keys."""
-    parser = argparse.ArgumentParser(prog="python -m lirpa_diffai.training.config",
-                                     description="the docs page of the training "
-                                                 "configuration's keys")
-    parser.add_argument("--markdown", action="store_true", required=True,
-                        help="print docs/configuration-keys.md")
-    parser.parse_args(argv)
-    print(config_markdown(), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

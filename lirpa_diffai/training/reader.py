@@ -66,6 +66,16 @@ class Reader:
         return out
 
 
+def number_from_text(text: str) -> float:
+    """A number written as text: ``0.03``, ``1e-3`` or a fraction ``a/b`` (``8/255``, as radii
+    are written in this field); parsed, never evaluated. ``ValueError`` for anything else."""
+    numerator, slash, denominator = text.strip().partition("/")
+    try:
+        return float(numerator) / float(denominator) if slash else float(text)
+    except ZeroDivisionError:
+        raise ValueError(f"division by zero in {text!r}") from None
+
+
 def node_kind(node: yaml.Node) -> str:
     """``mapping``, ``list`` or ``scalar``: how an error names a node it did not expect."""
     return {yaml.MappingNode: "mapping", yaml.SequenceNode: "list"}.get(type(node), "scalar")
@@ -74,7 +84,8 @@ def node_kind(node: yaml.Node) -> str:
 @dataclass(frozen=True)
 class Number:
     """A number in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``; either bound may be None), an
-    integer if ``integer``."""
+    integer if ``integer``; a non-integer may be written as a fraction (``eps: 8/255``) or
+    in exponent notation without a dot (``lr: 1e-3``, which YAML 1.1 reads as a string)."""
 
     lo: float | None = None
     hi: float | None = None
@@ -93,6 +104,12 @@ class Number:
 
     def __call__(self, reader: Reader, node: yaml.Node):
         value = reader.scalar(node, self.what)
+        # PyYAML reads a plain 8/255 or 1e-3 (no dot) as a string; a quoted '0.1' stays refused
+        if isinstance(value, str) and node.style is None and not self.integer:
+            try:
+                value = number_from_text(value)
+            except ValueError:
+                pass  # refused below, as any other string
         ok_type = (int,) if self.integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type) or \
                 not math.isfinite(value) or self.out_of_range(value):

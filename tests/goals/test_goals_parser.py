@@ -341,6 +341,9 @@ def test_lr_schedules():
     ("batch_size: true", (), "expected an integer >= 1, got True", 6, 13),
     ("epochs: 0", ("epochs",), "expected an integer >= 1, got 0", 5, 9),
     ("seed: -1", (), "expected an integer >= 0, got -1", 6, 7),
+    ("eps: 8/0", ("eps",), "expected a number in (0.0, 1.0], got '8/0'", 5, 6),
+    ("eps: 300/255", ("eps",), "expected a number in (0.0, 1.0], got 1.17", 5, 6),
+    ("batch_size: 256/2", (), "expected an integer >= 1, got '256/2'", 6, 13),
     ("augment: maybe", (), "expected true or false, got 'maybe'", 6, 10),
     ("network: 3", ("network",), "expected a network name, got 3", 5, 10),
     ("dataset: svhn", ("dataset",), "expected one of mnist, cifar10, got 'svhn'", 5, 10),
@@ -370,6 +373,15 @@ def test_bad_configs_are_refused_with_position(extra, drop, message, line, colum
     if line is not None:
         assert (err.line, err.column) == (line, column)
         assert f"at line {line}, column {column} of run.yaml" in str(err)
+
+
+@pytest.mark.parametrize("text, value", [("8/255", 8 / 255), ("1/10", 0.1), ("2e-2", 0.02), ("0.5", 0.5)])
+def test_eps_may_be_a_fraction_as_on_the_command_line(text, value):
+    assert _config(drop=("eps",), extra=f"eps: {text}").eps == value
+
+
+def test_learning_rate_in_exponent_notation_without_a_dot():
+    assert _config(extra="optimizer: {lr: 1e-3}").optimizer.lr == 1e-3
 
 
 def test_config_top_level_must_be_a_mapping():

@@ -1,9 +1,11 @@
 """The training configuration's one declared schema and what derives from it: the config
 classes' defaults, the `train --set` help and the generated docs page."""
+import runpy
+import sys
+import warnings
 from dataclasses import MISSING, fields
 
 from lirpa_diffai.__main__ import build_parser
-from lirpa_diffai.training import config
 from lirpa_diffai.training.schema import (OPTIMIZER_KEYS, REQUIRED, TRAIN_KEYS, OptimizerConfig,
                                           TrainConfig, config_markdown, rows, set_help)
 from tests.support import REPO
@@ -34,13 +36,16 @@ def test_set_help_names_every_key_with_its_default():
 
 
 def test_the_docs_page_is_the_generated_one():
-    """``docs/configuration-keys.md`` is ``python -m lirpa_diffai.training.config --markdown``;
+    """``docs/configuration-keys.md`` is ``python -m lirpa_diffai.training --markdown``;
     after a change to the schema, regenerate it with that command."""
     assert DOCS_PAGE.read_text() == config_markdown()
 
 
-def test_markdown_entry_point_prints_the_page(capsys):
-    assert config.main(["--markdown"]) == 0
+def test_markdown_entry_point_prints_the_page(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lirpa_diffai.training", "--markdown"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # runpy warns when the module ran was imported before
+        runpy.run_module("lirpa_diffai.training", run_name="__main__")
     assert capsys.readouterr().out == config_markdown()
 
 
