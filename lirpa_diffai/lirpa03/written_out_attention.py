@@ -90,15 +90,20 @@ def written_out_forward(name: str):
 @contextlib.contextmanager
 def attention_written_out(model: nn.Module):
     """Inside the block, every ``nn.MultiheadAttention`` of ``model`` runs
-    :func:`written_out_forward` (an instance attribute, removed after; the parameters are the
-    module's own tensors). A module it cannot express is refused first, by name."""
+    :func:`written_out_forward` (an instance attribute; after the block, the instance's own
+    attributes are as before; the parameters are the module's own tensors). A module it
+    cannot express is refused first, by name."""
     found = [(name, m) for name, m in model.named_modules() if type(m) is nn.MultiheadAttention]
     for name, attention in found:
         check_module(name, attention)
+    before = [vars(attention).get("forward") for _, attention in found]
     for name, attention in found:
         attention.forward = types.MethodType(written_out_forward(name), attention)
     try:
         yield
     finally:
-        for _, attention in found:
-            del attention.forward
+        for (_, attention), forward in zip(found, before):
+            if forward is None:
+                del attention.forward
+            else:
+                attention.forward = forward
