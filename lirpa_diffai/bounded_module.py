@@ -23,6 +23,7 @@ from .bound_ops.zono import zono_transformer_for
 from .domain.methods import DIFFAI_NAMES, DOMAINS, random_count, valid_rows
 from .hybrid_zono import HybridZonotope
 from .lirpa03.untraceable import refuse_untraceable
+from .lirpa03.written_out_attention import attention_written_out
 from .lirpa03.state import default_dtype_of, keep_modes_and_buffers, keep_requires_grad
 from .lirpa03.input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .domain.perturbation import input_zonotope
@@ -136,7 +137,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         self._model_tensors = None
         with keep_requires_grad(self._shared_parameters):
             with keep_modes_and_buffers(model), graph_check.first_output(model) as first, \
-                    refuse_untraceable(model, global_input):
+                    refuse_untraceable(model, global_input), attention_written_out(model):
                 super().__init__(model, global_input, bound_opts=bound_opts, device=device,
                                  verbose=verbose, custom_ops=custom_ops)
             graph_check.refuse_mistraced_nodes(self)

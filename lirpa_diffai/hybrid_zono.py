@@ -269,18 +269,31 @@ def align_rows(zonos: Sequence[HybridZonotope]) -> tuple[list[Optional[Tensor]],
     return aligned, tuple(order)
 
 
-def product(x: HybridZonotope, y: HybridZonotope) -> HybridZonotope:
-    """``x * y`` (elementwise, broadcast) of two zonotopes over shared noise symbols: DeepT's
+def times_constant(z: HybridZonotope, c: Tensor, op: Callable[[Tensor, Tensor], Tensor],
+                   constant_first: bool = False) -> HybridZonotope:
+    """The image of ``z`` under ``t -> op(t, c)`` (``op(c, t)`` with ``constant_first``) for a
+    bilinear ``op`` (``torch.mul``, ``torch.matmul``) and a constant ``c``: ``head`` and each
+    row map through it, ``beta`` through ``op`` with ``|c|`` (``|op(b, c)| <= op(|b|, |c|)``)."""
+    def apply(t, const):
+        return op(const, t) if constant_first else op(t, const)
+    errors = None if z.errors is None else apply(z.errors, c)
+    return HybridZonotope(apply(z.head, c), apply(z.beta, c.abs()), errors, z.ids)
+
+
+def product(x: HybridZonotope, y: HybridZonotope,
+            op: Callable[[Tensor, Tensor], Tensor] = torch.mul) -> HybridZonotope:
+    """``op(x, y)`` of two zonotopes over shared noise symbols for a bilinear ``op`` whose
+    coefficients are products of entries (``torch.mul``, broadcast; ``torch.matmul``): DeepT's
     multiplication (Bonaert et al., PLDI 2021) with its quadratic term bounded by an interval.
     With ``x = c_x + d_x``, ``y = c_y + d_y``, ``|d_x| <= r_x``, ``|d_y| <= r_y`` (the radii)::
 
-        x y = c_x c_y + c_y d_x + c_x d_y + d_x d_y
+        op(x, y) = op(c_x, c_y) + op(d_x, c_y) + op(c_x, d_y) + op(d_x, d_y)
 
-    the first three terms are the zonotope ``c_y x + c_x y - c_x c_y`` (rows aligned by symbol,
-    exact), and ``d_x d_y`` in ``[-r_x r_y, r_x r_y]`` goes into ``beta``. Exact where either
-    radius is 0."""
-    linear = x.scale(y.head) + y.scale(x.head)
-    return HybridZonotope(linear.head - x.head * y.head, linear.beta + x.radius() * y.radius(),
+    the first three terms are the zonotope ``op(x, c_y) + op(c_x, y) - op(c_x, c_y)`` (rows
+    aligned by symbol, exact), and ``|op(d_x, d_y)| <= op(r_x, r_y)`` (each entry a sum of
+    products) goes into ``beta``. Exact where either radius is 0."""
+    linear = times_constant(x, y.head, op) + times_constant(y, x.head, op, constant_first=True)
+    return HybridZonotope(linear.head - op(x.head, y.head), linear.beta + op(x.radius(), y.radius()),
                           linear.errors, linear.ids)
 
 
@@ -426,7 +439,7 @@ def correlate(z: HybridZonotope, index: Tensor) -> HybridZonotope:
     ``beta_i`` at ``i``, and ``beta_i`` becomes 0. The k new rows get fresh ids (row t of
     sample b stands for the t-th dim selected in sample b)."""
     batch, k = index.shape
-    beta = z.beta.flatten(1)
+    beta = z.beta.reshape(z.shape[0], -1)   # (B, p), also for values of shape (B,)
     picked = beta.gather(1, index)
     rows = beta.new_zeros((batch, k, beta.shape[1])).scatter(2, index.unsqueeze(-1), picked.unsqueeze(-1))
     new_rows = rows.transpose(0, 1).reshape((k,) + tuple(z.shape))
@@ -453,7 +466,7 @@ def correlate_max_k(z: HybridZonotope, k: int) -> HybridZonotope:
     """CorrelateMax k: the k dims with the largest interval upper bound, per sample."""
     _, upper = z.concretize()
     k = min(k, upper[0].numel())
-    return correlate(z, upper.flatten(1).topk(k, dim=1).indices)
+    return correlate(z, upper.reshape(upper.shape[0], -1).topk(k, dim=1).indices)
 
 
 def correlate_where(z: HybridZonotope, mask: Tensor) -> HybridZonotope:
@@ -461,7 +474,7 @@ def correlate_where(z: HybridZonotope, mask: Tensor) -> HybridZonotope:
     (section 3.1: ``h'_{E,i,m+t} = h_{B,i}`` for ``i`` in P and ``t = |P_<i|``, ``h'_{B,i} = 0``).
     Samples may select different numbers of dims: there are ``max_b |P_b|`` new rows and a
     sample with fewer selected dims gets zero rows for the rest."""
-    flat = mask.flatten(1)
+    flat = mask.reshape(mask.shape[0], -1)
     k = int(flat.sum(1).max())
     if k == 0:
         return z

@@ -144,6 +144,20 @@ class ViT(nn.Module):
         return self.out(self.block(self.embed(x) + self.pos).mean(1))
 
 
+class MultiheadBlock(nn.Module):
+    """``x + MultiheadAttention(x, x, x)`` then a ReLU MLP, residual: ViT's block without its
+    LayerNorms (which are bounded on their own, see the ViT row)."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
+
+    def forward(self, x):
+        x = x + self.attention(x, x, x, need_weights=False)[0]
+        return x + self.mlp(x)
+
+
 class MixerBlock(nn.Module):
     def __init__(self, tokens: int, d: int):
         super().__init__()
@@ -211,6 +225,10 @@ def mlp_mixer():
 
 def attention():
     return nn.Sequential(PatchEmbed(3, 8, 4), Attention(8), nn.Flatten(), nn.Linear(32, 3))
+
+
+def multihead():
+    return nn.Sequential(PatchEmbed(3, 8, 4), MultiheadBlock(8, 2), nn.Flatten(), nn.Linear(32, 3))
 
 
 def smooth_mlp():
@@ -281,6 +299,7 @@ FAMILIES = (
     Family("ViT", "`nn.TransformerEncoderLayer`", lambda: ViT()),
     Family("MLP-Mixer", "token-mixing MLP, LayerNorm, GELU", mlp_mixer),
     Family("attention (written out)", "`softmax(q @ k.T / sqrt(d)) @ v`", attention),
+    Family("multi-head attention", "`nn.MultiheadAttention`, no LayerNorm", multihead),
     Family("MLP (ELU, Softplus)", "smooth activations", smooth_mlp),
     Family("LeNet", "Tanh, `AvgPool2d`", lenet),
     Family("VGG", "`AdaptiveAvgPool2d((2, 2))`", vgg),

@@ -241,3 +241,14 @@ def test_a_linear_layer_is_bounded_without_copying_its_weight():
     assert w2.data_ptr() == w.data_ptr() and b2.data_ptr() == b.data_ptr()
     Gemm.alpha = 2.0
     torch.testing.assert_close(gemm_weight_bias(Gemm, w, b)[0], 2 * w)
+
+
+def test_correlation_of_a_value_with_only_a_batch_axis():
+    """A value of shape (B,) (``amax`` of a (B, n) value): its box part becomes one row per
+    sample, the same set (the pure zonotope's ``box_to_rows`` after ReduceMax)."""
+    z = hz.HybridZonotope(torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.0]))
+    rows = hz.correlate_where(z, z.beta > 0)
+    assert rows.num_errors == 1 and torch.equal(rows.beta, torch.zeros(2))
+    torch.testing.assert_close(torch.stack(rows.concretize()), torch.stack(z.concretize()))
+    top = hz.correlate_max_k(z, 1)
+    torch.testing.assert_close(torch.stack(top.concretize()), torch.stack(z.concretize()))

@@ -91,10 +91,12 @@ def grafted_relu(ctx, node, x, slope, intercept, mask):
     """``(1 - m) relu#(x) + m (a x + b)``: the ReLU transformer of ``ctx.relu`` on every neuron,
     kept only where ``m = 0``, plus the exact affine image where ``m = 1``. Both parts are maps
     of the same elementwise neuron, so their sum over the shared noise symbols is exact on the
-    grafted neurons and the ReLU enclosure elsewhere."""
+    grafted neurons and the ReLU enclosure elsewhere. ``m`` is the mask read as the forward
+    pass reads it (non-zero: grafted), also after its buffer was edited to other values."""
     if any(map(is_perturbed, (slope, intercept, mask))):
         raise UnsupportedOperatorError(f"graph node '{node.name}' (operator GraftedRelu): only the "
                                        "activation input may be perturbed under hzono")
+    mask = mask.bool().to(x.head.dtype)
     return hz.relu(x, ctx.relu).scale(1 - mask) + x.scale(slope * mask).shift(intercept * mask)
 
 

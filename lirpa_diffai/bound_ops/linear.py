@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from auto_LiRPA.operators import (BoundBatchNormalization, BoundConv, BoundConvTranspose,
                                   BoundLinear, BoundMatMul)
 
+from .. import hybrid_zono as hz
 from ..hybrid_zono import HybridZonotope
 from .registry import register, UnsupportedOperatorError
 
@@ -68,18 +69,29 @@ def _require_per_sample_matmul(node, z, const, contracted_axis):
             "axes would move the batch axis")
 
 
+def _require_batched_matrices(node, x, y):
+    """Two perturbed operands multiply sample by sample only as batches of matrices of one
+    rank, ``(B, ..., n, k) @ (B, ..., k, p)``."""
+    if x.head.dim() < 3 or x.head.dim() != y.head.dim():
+        raise UnsupportedOperatorError(
+            f"hzono: node '{node.name}' (MatMul) multiplies perturbed operands of shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}; only batches of matrices of one rank "
+            "(B, ..., n, k) @ (B, ..., k, p) keep the samples apart")
+
+
 @register(BoundMatMul)
 def matmul(ctx, node, x, y):
-    """``x @ y`` with one side constant."""
+    """``x @ y`` with one side constant; of two perturbed values (attention's ``q @ k^T`` and
+    ``softmax(.) @ v``): :func:`~lirpa_diffai.hybrid_zono.product` with ``torch.matmul``."""
+    if isinstance(x, HybridZonotope) and isinstance(y, HybridZonotope):
+        _require_batched_matrices(node, x, y)
+        return hz.product(x, y, torch.matmul)
     if isinstance(y, HybridZonotope):
-        _require_constant(node, (x, y), 0, "left operand")
         _require_per_sample_matmul(node, y, x, -2)
-        errors = None if y.errors is None else x @ y.errors
-        return HybridZonotope(x @ y.head, x.abs() @ y.beta, errors, y.ids)
+        return hz.times_constant(y, x, torch.matmul, constant_first=True)
     _require_per_sample_matmul(node, x, y, -1)
     if y.dim() > 2:  # y's leading axes pair with the samples: the rows cannot be folded in
-        errors = None if x.errors is None else x.errors @ y
-        return HybridZonotope(x.head @ y, x.beta @ y.abs(), errors, x.ids)
+        return hz.times_constant(x, y, torch.matmul)
     return x.linear_map(lambda t: t @ y, None, lambda t: t @ y.abs())
 
 

@@ -16,7 +16,7 @@ from auto_LiRPA.operators import (BoundAdd, BoundAtan, BoundAveragePool, BoundBa
                                   BoundDropout, BoundExpand, BoundFlatten, BoundGather,
                                   BoundGlobalAveragePool, BoundIdentity,
                                   BoundLeakyRelu, BoundLinear, BoundMatMul, BoundMaxPool, BoundMul,
-                                  BoundNeg, BoundPad, BoundReduceMean, BoundReduceSum, BoundRelu,
+                                  BoundNeg, BoundPad, BoundReduceMax, BoundReduceMean, BoundReduceSum, BoundRelu,
                                   BoundReshape, BoundShape, BoundSigmoid, BoundSlice,
                                   BoundSplit, BoundSqueeze, BoundSub, BoundTanh, BoundTranspose,
                                   BoundUnsqueeze)
@@ -25,6 +25,7 @@ from ..domain import zonotope
 from ..errors import operator_name
 from .abstract import ABSTRACT_OPS
 from ..lirpa03.adaptive_pool import BoundAdaptiveAvgPool2d
+from ..lirpa03.attention_ops import BoundSoftmaxWhole
 from ..lirpa03.clip import BoundClip
 from .grafted import BoundGraftedRelu
 from .elementary import ELEMENTARY
@@ -33,16 +34,17 @@ from .registry import HZONO_TRANSFORMERS, UnsupportedOperatorError
 
 # rows map exactly: (a sample-mixing reshape or reduction, or a batch-axis concatenation,
 # moves rows into the box part, which the next non-linearity turns into rows again)
-AFFINE = (BoundLinear, BoundMatMul, BoundConv, BoundConvTranspose, BoundBatchNormalization,
+AFFINE = (BoundLinear, BoundConv, BoundConvTranspose, BoundBatchNormalization,
           BoundAdd, BoundSub, BoundNeg, BoundDropout, BoundAveragePool,
           BoundGlobalAveragePool, BoundAdaptiveAvgPool2d, BoundReduceMean, BoundReduceSum, BoundReshape,
           BoundFlatten, BoundSqueeze, BoundUnsqueeze, BoundTranspose, BoundSlice, BoundSplit, BoundGather,
           BoundExpand, BoundIdentity, BoundConcat, BoundPad, BoundShape, *dict.fromkeys(ABSTRACT_OPS.values()))
 
-# (Mul, Div: a product of two perturbed values has a box part, hybrid_zono.product; by a
-# constant there is none, and box_to_rows adds no row)
-NONLINEAR = (BoundMul, BoundDiv, BoundRelu, BoundLeakyRelu, BoundSigmoid, BoundTanh, BoundAtan, BoundClip,
-             BoundMaxPool, BoundGraftedRelu, *SMOOTH_ACTIVATIONS, *ELEMENTARY)
+# (Mul, Div, MatMul: a product of two perturbed values has a box part, hybrid_zono.product; by
+# a constant there is none, and box_to_rows adds no row)
+NONLINEAR = (BoundMul, BoundDiv, BoundMatMul, BoundSoftmaxWhole, BoundReduceMax, BoundRelu, BoundLeakyRelu,
+             BoundSigmoid, BoundTanh, BoundAtan, BoundClip, BoundMaxPool, BoundGraftedRelu,
+             *SMOOTH_ACTIVATIONS, *ELEMENTARY)
 
 
 def then_box_to_rows(transformer: Callable) -> Callable:

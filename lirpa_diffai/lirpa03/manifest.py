@@ -20,11 +20,12 @@ from .fix import Fix
 
 # not ``from . import compat, ...``: with only this package loaded (the start-up hook), that
 # statement imports ``lirpa_diffai`` as well, whose ``__init__`` imports auto_LiRPA
-(compat, fixes_activations, fixes_alpha, fixes_convolution, fixes_division, fixes_forward, fixes_indexing,
- fixes_linear, fixes_nonlinear, fixes_pooling) = (
+(compat, fixes_activations, fixes_alpha, fixes_attention, fixes_convolution, fixes_division, fixes_forward,
+ fixes_indexing, fixes_linear, fixes_nonlinear, fixes_pooling) = (
     importlib.import_module(f"{__package__}.{name}")
-    for name in ("compat", "fixes_activations", "fixes_alpha", "fixes_convolution", "fixes_division",
-                 "fixes_forward", "fixes_indexing", "fixes_linear", "fixes_nonlinear", "fixes_pooling"))
+    for name in ("compat", "fixes_activations", "fixes_alpha", "fixes_attention", "fixes_convolution",
+                 "fixes_division", "fixes_forward", "fixes_indexing", "fixes_linear", "fixes_nonlinear",
+                 "fixes_pooling"))
 
 AUTO_LIRPA_VERSION = "0.3"    # the version every fix was written for
 MIN_TORCH = (2, 0)
@@ -72,6 +73,8 @@ FIXES: tuple[Fix, ...] = (
     fixes_activations.slice_any_step, fixes_indexing.slice_computed_endpoints,
     fixes_indexing.unperturbed_nodes_by_value, fixes_activations.pad_any_axis,
     fixes_activations.patches_of_scalars_and_pools, fixes_activations.backward_failures_named,
+    # attention: softmax as one node, ReduceMax in the CROWN family
+    fixes_attention.softmax_traced_whole, fixes_attention.reduce_max_backward,
     # last: it wraps the node methods that the fixes above replaced
     fixes_nonlinear.failing_nodes_named,
 )

@@ -289,6 +289,17 @@ def make_reduce(name: str, fn: Callable) -> Callable:
     return make
 
 
+def make_with_leader(name: str, fn: Callable) -> Callable:
+    """``fn(x + lead, d)`` along a random axis ``d``, ``lead`` adding ``c`` to the first element
+    along ``d``: ``c = 0`` leaves the elements tied (none dominates), ``c = 30`` makes the first
+    dominate the others, ``c = 2`` lies between (softmax, ReduceMax)."""
+    def make(rng, xs, ys):
+        d, c = axis(rng, xs), rng.choice((0.0, 2.0, 30.0))
+        lead = torch.zeros(xs[d]).index_fill_(0, torch.tensor([0]), c).view((-1,) + (1,) * (len(xs) - d - 1))
+        return Step(f"{name}(x + lead({c} at 0 of axis {d}), {d})", lambda self, x: fn(x + lead, d), batch=d == 0)
+    return make
+
+
 def make_cumsum(rng, xs, ys):
     d = axis(rng, xs)
     return Step(f"torch.cumsum(x, {d})", lambda self, x: torch.cumsum(x, d), batch=d == 0)
@@ -499,7 +510,8 @@ SNIPPETS: dict[str, Callable] = {
     "BoundBuffers": make_buffer_add,
     "BoundConstant": binary("+", torch.add),
     "BoundMatMul": make_matmul,
-    "BoundReduceMax": make_reduce("amax", lambda x, d, k: x.amax(d, keepdim=k)),
+    "BoundReduceMax": make_with_leader("torch.amax", torch.amax),
+    "BoundSoftmaxWhole": make_with_leader("torch.softmax", torch.softmax),
     "BoundReduceMean": make_reduce("mean", lambda x, d, k: x.mean(d, keepdim=k)),
     "BoundReduceSum": make_reduce("sum", lambda x, d, k: x.sum(d, keepdim=k)),
     "BoundSlice": make_slice,
@@ -532,7 +544,7 @@ NOT_TRACEABLE: dict[str, str] = {
     "BoundOptimizableActivation": "abstract base class of the alpha-optimizable activations",
     "BoundAbstractLayer": "base class of this package's abstract layers (each traces into its own subclass)",
     "BoundSqr": "ONNX has no operator 'Sqr': x * x traces into Mul, x ** 2 into Pow",
-    "BoundSoftmax": "torch 2's ONNX export decomposes softmax into ReduceMax, Sub, Exp, ReduceSum, Div",
+    "BoundSoftmax": "softmax traces into BoundSoftmaxWhole (lirpa_diffai.lirpa03.fixes_attention)",
     "BoundSoftplus": "torch's softplus traces into custom::Softplus (BoundSoftplusBeta, with beta and "
                      "threshold; lirpa_diffai.lirpa03.fixes_activations)",
     "BoundSmoothActivation": "base class of this package's smooth activations (each traces into its own subclass)",

@@ -1,0 +1,59 @@
+"""hzono transformers of attention's non-linear pieces besides the product of two perturbed
+values (``MatMul``, :func:`~lirpa_diffai.hybrid_zono.product`): softmax and ``ReduceMax``
+(Bound classes and relaxations in :mod:`lirpa_diffai.lirpa03.attention_ops`)."""
+from __future__ import annotations
+
+import torch
+from auto_LiRPA.operators import BoundReduceMax
+
+from ..hybrid_zono import HybridZonotope
+from ..lirpa03.attention_ops import BoundSoftmaxWhole, reduce_max_relaxation, softmax_from_differences
+from .registry import register
+
+
+def differences(z: HybridZonotope, axis: int) -> HybridZonotope:
+    """The zonotope of ``d[..., i, j] = x_j - x_i`` over the elements along ``axis`` (moved to
+    the end): rows map exactly, so shared symbols cancel; ``beta`` goes to ``beta_i + beta_j``."""
+    def diff(t):
+        t = t.movedim(axis, -1)
+        return t.unsqueeze(-2) - t.unsqueeze(-1)
+
+    def abs_diff(t):
+        t = t.movedim(axis, -1)
+        return t.unsqueeze(-2) + t.unsqueeze(-1)
+    return z.linear_map(diff, None, abs_diff)
+
+
+def softmax_zonotope(z: HybridZonotope, axis: int) -> HybridZonotope:
+    """DeepT's softmax (Bonaert et al., PLDI 2021), ``softmax(x)_i = 1 / sum_j exp(x_j - x_i)``,
+    with the differences ``x_j - x_i`` bounded as a zonotope (correlated rows cancel) and
+    ``exp`` and the reciprocal (monotone) taken as their exact interval images: the result is
+    the box ``[1 / sum_j exp(hi_ij), 1 / sum_j exp(lo_ij)]``, exact at a point. Cost: the
+    difference zonotope holds ``n`` times the elements of ``z`` (``n`` the softmax axis's size)."""
+    lower, upper = softmax_from_differences(*differences(z, axis).concretize())
+    return HybridZonotope.from_box(lower.movedim(-1, axis), upper.movedim(-1, axis))
+
+
+@register(BoundSoftmaxWhole)
+def softmax(ctx, node, x):
+    return softmax_zonotope(x, node.axis % x.head.dim())
+
+
+def reduce_max_zonotope(z: HybridZonotope, axis: int) -> HybridZonotope:
+    """``max`` along ``axis`` (kept, size 1) of :func:`reduce_max_relaxation`: where the element
+    ``j`` of largest lower bound dominates the others (``l_j >= u_i``) the maximum is ``x_j``,
+    its rows kept; elsewhere the box ``[max_i l_i, max_i u_i]`` (no rows). Exact at a point."""
+    lower, upper = z.concretize()
+    index, dominated, top = reduce_max_relaxation(lower, upper, axis)
+    chosen = z.map_batched(lambda t: t.gather(axis, index))
+    floor = lower.gather(axis, index)
+    errors = None if chosen.errors is None else chosen.errors * dominated
+    return HybridZonotope(torch.where(dominated, chosen.head, (top + floor) / 2),
+                          torch.where(dominated, chosen.beta, (top - floor) / 2), errors, chosen.ids)
+
+
+@register(BoundReduceMax)
+def reduce_max(ctx, node, x):
+    axis = node.make_axis_non_negative(node.axis)
+    out = reduce_max_zonotope(x, axis)
+    return out if node.keepdim else out.map_batched(lambda t: t.squeeze(axis))
