@@ -164,6 +164,10 @@ def checked_network(reader: Reader, key_nodes: dict, values: dict,
         raise reader.error(key_nodes["network_args"][0], "network_args applies to a network "
                            "given by import path (package.module:Name) only")
     elif name in models.names():
+        if values["dataset"] in MANY_CLASS_DATASETS:
+            raise reader.error(node, f"the zoo's {name} is defined for mnist and cifar10 only; "
+                               f"give {values['dataset']} a network by import path "
+                               "(package.module:Name)")
         try:
             models.check_dataset(name, values["dataset"])
         except ValueError as err:

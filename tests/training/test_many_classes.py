@@ -64,6 +64,14 @@ def test_a_missing_data_root_directory_is_named_at_its_line(tmp_path):
                     overrides=[f"data_root={missing}"])
 
 
+def test_a_zoo_network_is_refused_for_a_many_class_dataset(tmp_path):
+    path = write_config(tmp_path / "c.yaml", dataset="imagenet32", network="conv_small",
+                        data_root=str(tmp_path))
+    with pytest.raises(ConfigError, match="conv_small is defined for mnist and cifar10 only; "
+                                          "give imagenet32 a network by import path"):
+        load_config(path)
+
+
 def test_a_run_on_downscaled_imagenet_has_1000_classes(tmp_path):
     root = downscaled(tmp_path / "Imagenet8", 8)
     path = write_config(tmp_path / "c.yaml", dataset="imagenet8", data_root=str(root),
