@@ -40,6 +40,10 @@ from torch.utils.data import TensorDataset
 from .data import DatasetNotFoundError
 
 TINY_SPLIT_DIRS = {"train": "train", "test": "val"}
+DOWNSCALED_SIZES = (8, 16, 32, 64)
+# the training configuration's dataset names -> (number of classes, input shape (C, H, W))
+MANY_CLASS_DATASETS = {"tiny_imagenet": (200, (3, 64, 64)),
+                       **{f"imagenet{s}": (1000, (3, s, s)) for s in DOWNSCALED_SIZES}}
 DOWNSCALED_FILES = {"train": tuple(f"train_data_batch_{i}" for i in range(1, 11)), "test": ("val_data",)}
 
 
@@ -162,3 +166,19 @@ def load_downscaled_imagenet(root: str | os.PathLike, split: str = "train",
         labels.append(y)
         count += len(y)
     return as_dataset(np.concatenate(images)[:limit], np.concatenate(labels)[:limit])
+
+
+def load_many_classes(name: str, root: str | os.PathLike, split: str) -> TensorDataset:
+    """The dataset ``name`` of :data:`MANY_CLASS_DATASETS` (``tiny_imagenet`` or
+    ``imagenet<S>``, downscaled ImageNet at S x S) from ``root``, as the trainer reads it
+    (Tiny ImageNet's JPEGs through :func:`pillow_decode`)."""
+    if name == "tiny_imagenet":
+        return load_tiny_imagenet(root, split, decode=pillow_decode)
+    if name not in MANY_CLASS_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(MANY_CLASS_DATASETS)}")
+    found = load_downscaled_imagenet(root, split)
+    size = tuple(found.tensors[0].shape[1:])
+    if size != MANY_CLASS_DATASETS[name][1]:
+        raise ValueError(f"{root} holds downscaled ImageNet of shape {size}, not {name}'s "
+                         f"{MANY_CLASS_DATASETS[name][1]}")
+    return found

@@ -114,11 +114,40 @@ def prints_to_debug_log():
     """auto_LiRPA prints progress and advice to stdout in the middle of a command's output
     (``all verified at 2th iter``; "Dropout operation CANNOT be parsed ... Set model to
     train() mode!", which lirpa_diffai.BoundedModule handles itself; "BatchNorm1d may raise
-    error ..."). Its modules' ``print`` goes to auto_LiRPA's logger at debug level instead."""
-    from auto_LiRPA import bound_general, optimized_bounds, parse_graph
+    error ..."; "Batched CROWN: unstable size ..."; alpha sizes). Its modules' ``print`` goes
+    to auto_LiRPA's logger at debug level instead."""
+    from auto_LiRPA import backward_bound, bound_general, optimized_bounds, parse_graph, perturbations
+    from auto_LiRPA.operators import activation
     from auto_LiRPA.utils import logger
 
     def print_to_debug_log(*args, sep=" ", **_kwargs):
         logger.debug(sep.join(str(a) for a in args).strip())
     return {(module, "print"): print_to_debug_log
-            for module in (bound_general, optimized_bounds, parse_graph)}
+            for module in (bound_general, optimized_bounds, parse_graph, backward_bound,
+                           perturbations, activation)}
+
+
+@fix(test="test_auto_lirpa_internal_warnings_go_to_its_debug_log")
+def internal_warnings_to_debug_log():
+    """auto_LiRPA 0.3 warns about its own internals in terms our users cannot act on, some
+    misleading: "Creating an identity matrix with size ... If you see this message on a small
+    network please submit a bug report" (CROWN's dense start of a wide node; our memory
+    estimate, ``lirpa_diffai.evaluation.budget``, says what it costs), "Only relu split is
+    supported so far" (alpha-CROWN with other activations: we make no splits), "There is an
+    inf value in the bias of LiRPA bounds" (overflow, whose bounds are then infinite, as they
+    should be), "Creating a LinearBound with zero weights", "MaxPool's optimization is not
+    supported for forward mode". The ``warnings.warn`` of those modules goes to auto_LiRPA's
+    logger at debug level; every other ``warnings`` function is the standard one."""
+    import types
+    import warnings
+
+    from auto_LiRPA import backward_bound, forward_bound, optimized_bounds
+    from auto_LiRPA.operators import base, pooling
+    from auto_LiRPA.utils import logger
+
+    def warn_to_debug_log(message, *_args, **_kwargs):
+        logger.debug("warning: %s", message)
+    quiet = types.SimpleNamespace(**{name: getattr(warnings, name) for name in warnings.__all__})
+    quiet.warn = warn_to_debug_log
+    return {(module, "warnings"): quiet
+            for module in (backward_bound, forward_bound, optimized_bounds, base, pooling)}

@@ -37,6 +37,7 @@ FIXES: tuple[Fix, ...] = (
     # torch 2 / NumPy 2 compatibility
     compat.bounded_module_named_members, compat.bound_pad_tensor_value, compat.prim_constant_interval,
     compat.contiguous_backward_coefficients, compat.prints_to_debug_log,
+    compat.internal_warnings_to_debug_log,
     # soundness: linear operators
     fixes_linear.patches_broadcast_constant, fixes_linear.average_pool_settings,
     fixes_linear.pad_constant_backward, fixes_linear.conv_dilation_groups_backward,

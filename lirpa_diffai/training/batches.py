@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import data
+from .. import data, imagenet
 from .config import TrainConfig
 from .distributed import Dist
 from .errors import TrainingError
@@ -25,7 +25,14 @@ def load_data(cfg: TrainConfig) -> tuple:
 def dataset_of(cfg: TrainConfig, split: str):
     """The configuration's dataset split: from ``data_root`` when it is given (and nowhere
     else: a ``data_root`` that does not hold the dataset is an error naming it), else from
-    :func:`lirpa_diffai.data.load_dataset`'s search order."""
+    :func:`lirpa_diffai.data.load_dataset`'s search order. Tiny ImageNet and downscaled
+    ImageNet come from ``data_root`` only (:func:`lirpa_diffai.imagenet.load_many_classes`)."""
+    if cfg.dataset in imagenet.MANY_CLASS_DATASETS:
+        try:
+            return imagenet.load_many_classes(cfg.dataset, cfg.data_root, split)
+        except (data.DatasetNotFoundError, ValueError) as err:
+            raise TrainingError(f"data_root {cfg.data_root} in {cfg.source} ({cfg.dataset}, "
+                                f"{split}): {err}") from None
     if cfg.data_root is None:
         return data.load_dataset(cfg.dataset, split)
     root, tried = Path(cfg.data_root), []

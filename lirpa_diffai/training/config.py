@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import yaml
 
+from ..imagenet import MANY_CLASS_DATASETS
 from .errors import ConfigError
 from .reader import OVERRIDE_PREFIX, Reader
 from .schema import DATA_RANGE, DATASETS, FUSED, METHODS, REQUIRED, TRAIN_KEYS, \
@@ -133,8 +134,9 @@ def parse_config(text: str, source: str = "<string>",
     if values.get("loss_fusion") and values.get("method", "hzono") not in FUSED:
         raise reader.error(key_nodes["loss_fusion"][1], "loss_fusion needs method CROWN-IBP, "
                                                         "CROWN-hzono or CROWN")
+    check_many_class_root(reader, key_nodes, values)
     if values.get("augment") is None:
-        values["augment"] = values["dataset"] == "cifar10"
+        values["augment"] = values["dataset"] != "mnist"
     return TrainConfig(**values, source=source)
 
 
@@ -161,11 +163,30 @@ def checked_network(reader: Reader, key_nodes: dict, values: dict,
         raise reader.error(key_nodes["network_args"][0], "network_args applies to a network "
                            "given by import path (package.module:Name) only")
     elif name in models.names():
+        if values["dataset"] in MANY_CLASS_DATASETS:
+            raise reader.error(node, f"the zoo's {name} is defined for mnist and cifar10 only; "
+                               f"give {values['dataset']} a network by import path "
+                               "(package.module:Name)")
         try:
             models.check_dataset(name, values["dataset"])
         except ValueError as err:
             raise reader.error(node, str(err)) from None
     return name
+
+
+def check_many_class_root(reader: Reader, key_nodes: dict, values: dict) -> None:
+    """A dataset of ``MANY_CLASS_DATASETS`` is read from ``data_root`` only: refuse, at the
+    line of the key, a configuration without one or whose directory does not exist."""
+    dataset = values["dataset"]
+    if dataset not in MANY_CLASS_DATASETS:
+        return
+    root = values.get("data_root")
+    if root is None:
+        raise reader.error(key_nodes["dataset"][1], f"dataset {dataset} is read from data_root "
+                           "only (never downloaded): set data_root to its directory")
+    if not Path(root).is_dir():
+        raise reader.error(key_nodes["data_root"][1], f"data_root: no directory {root} "
+                           f"(dataset {dataset}; {Path(root).resolve()})")
 
 
 def relative_to_source(path: str, source: str) -> Path:

@@ -19,6 +19,7 @@ from ..goals.catalogue import Goal
 from ..goals.errors import Origin
 from ..goals.parser import from_node, parse_goal
 from ..hybrid_zono import RELU_VARIANTS
+from ..imagenet import MANY_CLASS_DATASETS
 from ..schedules import Const, Schedule, as_schedule, format_number, step_schedule
 from .reader import Choice, Nullable, Number, Reader, Section, Typed, described, \
     keyword_arguments
@@ -26,7 +27,7 @@ from .reader import Choice, Nullable, Number, Reader, Section, Typed, described,
 METHODS = {"hzono": "hzono", "ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN",
            "crown-hzono": "CROWN-hzono"}
 FUSED = ("CROWN-IBP", "CROWN-hzono", "CROWN")  # the methods with a fused loss bound
-DATASETS = ("mnist", "cifar10")
+DATASETS = ("mnist", "cifar10", *MANY_CLASS_DATASETS)
 DATA_RANGE = (0.0, 1.0)
 
 
@@ -177,7 +178,12 @@ TRAIN_KEYS = (
     Key("grad_clip", Nullable(Number(0, lo_open=True)),
         "clip the gradient's global L2 norm to this value before each step, as DiffAI does",
         None, shown="no clipping"),
-    Key("dataset", Choice(DATASETS), "the dataset; inputs are in the data range [0, 1]"),
+    Key("dataset", Choice(DATASETS),
+        "the dataset; inputs are in the data range [0, 1]. tiny_imagenet (200 classes, "
+        "64x64; JPEGs decoded with Pillow) and imagenet8/16/32/64 (downscaled ImageNet, 1000 "
+        "classes) are read from `data_root` only, in their distributed layouts "
+        "(`lirpa_diffai.imagenet`), never downloaded; zoo networks are defined for mnist and "
+        "cifar10, so give these a network by import path"),
     Key("eps", Number(DATA_RANGE[0], DATA_RANGE[1] - DATA_RANGE[0], lo_open=True),
         "L-inf training radius"),
     Key("goal", goal_value,
@@ -202,14 +208,15 @@ TRAIN_KEYS = (
     Key("seed", NON_NEGATIVE_INT, "random seed", 0),
     Key("augment", Nullable(Typed(bool, "true or false")),
         "random crop (padding 4) and horizontal flip", None,
-        shown="true for cifar10, false for mnist"),
+        shown="false for mnist, true for the others"),
     Key("train_subset", Nullable(POSITIVE_INT), "use only the first N training examples",
         None, shown="all"),
     Key("test_subset", Nullable(POSITIVE_INT), "evaluate on the first N test examples", None,
         shown="all"),
     Key("data_root", Typed(str, "a path", nullable=True),
-        "where the dataset is, and only there: a directory that does not hold it is an error",
-        None, shown="`lirpa_diffai.data`'s search order"),
+        "where the dataset is, and only there: a directory that does not hold it is an error; "
+        "required for tiny_imagenet and imagenet<S>, whose directory must exist when the file "
+        "is read", None, shown="`lirpa_diffai.data`'s search order"),
     Key("device", Typed(str, "a torch device name"), "torch device", "cpu"),
     Key("output", Typed(str, "a path", nullable=True),
         "directory for checkpoints and logs (`train --out` overrides it)", None,
@@ -228,13 +235,14 @@ class TrainConfigReadouts:
 
     @property
     def data_range(self) -> tuple[float, float]:
-        """``(lo, hi)`` of the inputs: both datasets are scaled to [0, 1]."""
+        """``(lo, hi)`` of the inputs: every dataset is scaled to [0, 1]."""
         return DATA_RANGE
 
     @property
     def num_classes(self) -> int:
-        """The number of labels (10 for MNIST and CIFAR-10)."""
-        return 10
+        """The number of labels: 10 for MNIST and CIFAR-10, 200 for Tiny ImageNet, 1000 for
+        downscaled ImageNet."""
+        return MANY_CLASS_DATASETS[self.dataset][0] if self.dataset in MANY_CLASS_DATASETS else 10
 
     @property
     def bound_opts(self) -> dict:

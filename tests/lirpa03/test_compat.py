@@ -225,3 +225,34 @@ def test_a_hook_that_finds_no_lirpa03_leaves_nothing_behind(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0 and result.stdout.split() == ["False"], result.stderr[-2000:]
     assert "Error processing" not in result.stderr
+
+
+def test_auto_lirpa_internal_warnings_go_to_its_debug_log():
+    """auto_LiRPA's warnings about its internals ("Creating an identity matrix ... please
+    submit a bug report", "There is an inf value in the bias of LiRPA bounds", ...) reach
+    neither the user's warnings nor stderr: its debug log only. Other ``warnings`` functions
+    of those modules are the standard ones."""
+    import logging
+    import warnings
+    from auto_LiRPA import backward_bound, forward_bound, optimized_bounds
+    from auto_LiRPA.operators import base, pooling
+    from auto_LiRPA.utils import logger
+    modules = (backward_bound, forward_bound, optimized_bounds, base, pooling)
+    records, level = [], logger.level
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for module in modules:
+                module.warnings.warn(f"Creating an identity matrix ({module.__name__})")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert caught == []
+    logged = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    for module in modules:
+        assert f"warning: Creating an identity matrix ({module.__name__})" in logged
+        assert module.warnings.catch_warnings is warnings.catch_warnings

@@ -262,8 +262,12 @@ def test_auto_lirpa_prints_go_to_its_debug_log(capsys):
     net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.ReLU(), nn.Linear(4, 2)).eval()
     lirpa_diffai.BoundedModule(net, torch.randn(2, 4))
     assert "CANNOT be parsed" not in capsys.readouterr().out
-    from auto_LiRPA import optimized_bounds
+    from auto_LiRPA import backward_bound, optimized_bounds, perturbations
+    from auto_LiRPA.operators import activation
     optimized_bounds.print("\nall verified at 2th iter")
+    backward_bound.print("Batched CROWN: unstable size 3")
+    for module in (perturbations, activation):
+        module.print("layer /1 using full alpha")
     assert capsys.readouterr().out == ""
 
 
