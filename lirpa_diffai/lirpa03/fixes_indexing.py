@@ -63,12 +63,12 @@ def gather_any_indices():
     ``f(x)`` even at eps = 0); the forward mode takes scalar indices only. ``forward`` is now
     ONNX's ``Gather`` (any indices' shape, negative indices from the end), the backward pass
     its exact transpose (:func:`scatter_back`; ``Patches`` of a channel gather stay patches,
-    others are refused by node) and the forward mode gathers each linear bound."""
+    others are made dense) and the forward mode gathers each linear bound."""
     from auto_LiRPA.linear_bound import LinearBound
     from auto_LiRPA.operators import BoundGather
     from auto_LiRPA.patches import Patches
 
-    from .fixes_activations import dense_or_refused
+    from .fixes_linear import dense_coefficients
     bound_forward = BoundGather.bound_forward
 
     def forward(self, x, indices):
@@ -86,7 +86,7 @@ def gather_any_indices():
                     and self.indices.dim() <= 1 and A.patches.shape[-3] == self.indices.numel()):
                 return channel_patches_spread(A, self.input_shape[1],
                                               normalised_indices(self.indices, self.input_shape[1]).reshape(-1))
-            return scatter_back(dense_or_refused(A, self), axis, self.indices, self.input_shape)
+            return scatter_back(dense_coefficients(A, self.output_shape), axis, self.indices, self.input_shape)
         return [(transpose(last_lA), transpose(last_uA)), (None, None)], 0, 0
 
     def forward_mode(self, dim_in, x, indices):
@@ -99,7 +99,8 @@ def gather_any_indices():
             (BoundGather, "bound_forward"): forward_mode}
 
 
-@fix(test="test_gather_with_any_indices_is_bounded_by_every_method", after=("division_interval",))
+@fix(test="test_gather_with_any_indices_is_bounded_by_every_method",
+     after=("division_interval", "layer_norm_division_as_traced"))
 def integer_division_forward():
     """auto_LiRPA 0.3's ``BoundDiv`` divides integer tensors as floats (in ``forward`` and in
     IBP), but ONNX's ``Div`` of integers truncates: the split size that ``chunk`` traces into,
@@ -222,7 +223,7 @@ def expand_bounds():
     from auto_LiRPA.operators import BoundExpand
     from auto_LiRPA.patches import Patches
 
-    from .fixes_activations import dense_or_refused
+    from .fixes_linear import dense_coefficients
 
     def checked_axes(node, input_shape, output_shape) -> list[int]:
         if len(input_shape) != len(output_shape) or 0 in expanded_axes(input_shape, output_shape):
@@ -243,7 +244,7 @@ def expand_bounds():
                 return A
             if isinstance(A, Patches) and axes == [1] and len(self.input_shape) == 4:
                 return A.create_similar(A.patches.sum(-3, keepdim=True))
-            return dense_or_refused(A, self).sum([a + 1 for a in axes], keepdim=True)
+            return dense_coefficients(A, self.output_shape).sum([a + 1 for a in axes], keepdim=True)
         return [(transpose(last_lA), transpose(last_uA)), (None, None)], 0, 0
 
     def bound_forward(self, dim_in, x, y):
@@ -261,12 +262,12 @@ def split_backward_patches():
     """auto_LiRPA 0.3's ``BoundSplit`` backward pass (``torch.split``, ``chunk``, ``unbind``)
     concatenates zeros to dense coefficients only: ``Patches`` (a convolution after a channel
     split) failed. A channel split's patches get zeros on their input channels around the
-    part; patches of another split are refused by node."""
+    part; patches of another split are made dense."""
     import torch
     from auto_LiRPA.operators import BoundSplit
     from auto_LiRPA.patches import Patches
 
-    from .fixes_activations import dense_or_refused
+    from .fixes_linear import dense_coefficients
     backward = BoundSplit.bound_backward
 
     def bound_backward(self, last_lA, last_uA, x):
@@ -274,7 +275,8 @@ def split_backward_patches():
         if not isinstance(some, Patches):
             return backward(self, last_lA, last_uA, x)
         if int(self.axis) % len(self.input_shape) != 1 or len(self.input_shape) != 4:
-            dense_or_refused(some, self)
+            return backward(self, *(None if A is None else dense_coefficients(A, self.output_shape)
+                                    for A in (last_lA, last_uA)), x)
         start = sum(self.split[:self.output_index])
         index = torch.arange(start, start + self.split[self.output_index])
         return [tuple(None if A is None else channel_patches_spread(A, self.input_shape[1], index)

@@ -51,7 +51,8 @@ def test_parallelogram_encloses_the_function_and_has_its_exact_range(name, lo, h
     slope = pieces.zonotope_slope(act, lower, upper)
     low, high = pieces.deviation(act, slope, lower, upper)
     x = lower + (upper - lower) * torch.rand(400, *lower.shape, dtype=torch.float64)
-    x = torch.cat([x, lower[None], upper[None], torch.maximum(lower, torch.minimum(upper, torch.zeros_like(lower)))[None]])
+    inside_zero = torch.maximum(lower, torch.minimum(upper, torch.zeros_like(lower)))
+    x = torch.cat([x, lower[None], upper[None], inside_zero[None]])
     y = act.fn(x)   # with 0, where the range holds it: the extremum of x^2k and |x|
     assert (y - slope * x >= low - 1e-9).all() and (y - slope * x <= high + 1e-9).all()
     # the parallelogram's interval is f's range: DeepZ's end slope keeps it
