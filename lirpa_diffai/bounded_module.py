@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import warnings
 from typing import Optional
 
 import auto_LiRPA
@@ -138,8 +139,11 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         with keep_requires_grad(self._shared_parameters):
             with keep_modes_and_buffers(model), graph_check.first_output(model) as first, \
                     refuse_untraceable(model, global_input), attention_written_out(model):
-                super().__init__(model, global_input, bound_opts=bound_opts, device=device,
-                                 verbose=verbose, custom_ops=custom_ops)
+                with warnings.catch_warnings():
+                    # auto_LiRPA traces Dropout in training mode on purpose (set back to eval below)
+                    warnings.filterwarnings("ignore", message=".*operator 'dropout' is set to train=True")
+                    super().__init__(model, global_input, bound_opts=bound_opts, device=device,
+                                     verbose=verbose, custom_ops=custom_ops)
             graph_check.refuse_mistraced_nodes(self)
             graph_check.check_graph_matches_model(self, model, global_input, first)
         self._model_tensors = ModelTensors(model, self)

@@ -352,20 +352,30 @@ def relu_full_alpha_indices():
 def full_alpha_of_any_rank():
     """auto_LiRPA 0.3's alpha-CROWN stores the slopes of a ReLU's unstable neurons only
     ("sparse features") after a linear or convolutional layer (an input of 2 or 4 axes), and
-    fails with a bare ``ValueError`` for any other rank ((B, C, L) from a reshape). Give those
-    ReLUs a slope for every neuron (what it does when most neurons are unstable)."""
+    fails with a bare ``ValueError`` for any other rank ((B, C, L) from a reshape). Its
+    "sparse spec" alphas (one per unstable output of a start node) likewise take start nodes
+    of 1 or 3 axes only, and fail a bare assertion for others (a ViT's (B, tokens, d) MLP
+    output). Give those ReLUs a slope for every neuron and every start-node output (what it
+    does when most neurons are unstable): only memory changes, not the bound."""
     from auto_LiRPA.operators import BoundRelu
     init = BoundRelu.init_opt_parameters
 
+    def spec_of_other_rank(start_nodes) -> bool:
+        return any(isinstance(shape, (list, tuple)) and len(shape) not in (1, 3) for _, shape, _ in start_nodes)
+
     def init_opt_parameters(self, start_nodes):
         lower = getattr(self.inputs[0], "lower", None)
-        if lower is None or lower.ndim in (2, 4) or not self.use_sparse_features_alpha:
+        features = lower is not None and lower.ndim not in (2, 4) and self.use_sparse_features_alpha
+        spec = spec_of_other_rank(start_nodes) and self.use_sparse_spec_alpha
+        if not (features or spec):
             return init(self, start_nodes)
-        self.use_sparse_features_alpha = False
+        self.use_sparse_features_alpha &= not features
+        self.use_sparse_spec_alpha &= not spec
         try:
             return init(self, start_nodes)
         finally:
-            self.use_sparse_features_alpha = True
+            self.use_sparse_features_alpha |= features
+            self.use_sparse_spec_alpha |= spec
     return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
 
 

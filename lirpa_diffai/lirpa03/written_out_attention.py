@@ -74,7 +74,7 @@ def written_out_forward(name: str):
         (wq, bq), (wk, bk), (wv, bv) = projections(self)
         q, k, v = (split_heads(F.linear(t, w, b), self.num_heads)
                    for t, w, b in ((query, wq, bq), (key, wk, bk), (value, wv, bv)))
-        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
         heads = weights @ v
         batch, _, length, _ = heads.shape
         out = F.linear(heads.transpose(1, 2).reshape(batch, length, self.embed_dim),

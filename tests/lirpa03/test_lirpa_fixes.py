@@ -474,6 +474,16 @@ def test_alpha_crown_optimizes_a_relu_of_three_axes(method, training):
     assert_sound(net, torch.randn(2, 6), 0.5, (method,), training)
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.02, 0.5])
+def test_alpha_crown_optimizes_a_relu_before_a_token_wise_layer(eps):
+    """A ReLU whose later pre-activation has the (B, tokens, d) shape of a ViT's MLP: auto_LiRPA
+    0.3's sparse-spec alphas take start nodes of 1 or 3 axes only (a bare assertion where few
+    of its outputs are unstable): full alphas there."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2))
+    assert_sound(net, torch.randn(2, 3, 4), eps, ("alpha-CROWN",), False)
+
+
 def test_alpha_crown_refuses_tan_and_crown_bounds_it():
     """auto_LiRPA 0.3's alpha-CROWN bounds of tan missed tan(x) by 0.06 at eps = 0 (random graph
     seed 22 of the fuzzer): refused by node; CROWN's fixed relaxation stays, sound."""
