@@ -11,26 +11,34 @@ from ..lirpa03.attention_ops import BoundSoftmaxWhole, reduce_max_relaxation, so
 from .registry import register
 
 
-def differences(z: HybridZonotope, axis: int) -> HybridZonotope:
-    """The zonotope of ``d[..., i, j] = x_j - x_i`` over the elements along ``axis`` (moved to
-    the end): rows map exactly, so shared symbols cancel; ``beta`` goes to ``beta_i + beta_j``."""
-    def diff(t):
-        t = t.movedim(axis, -1)
-        return t.unsqueeze(-2) - t.unsqueeze(-1)
+def pairwise_differences(t: torch.Tensor, axis: int) -> torch.Tensor:
+    """``d[..., i, j] = t_j - t_i`` over the elements along ``axis`` (moved to the end)."""
+    t = t.movedim(axis, -1)
+    return t.unsqueeze(-2) - t.unsqueeze(-1)
 
-    def abs_diff(t):
-        t = t.movedim(axis, -1)
-        return t.unsqueeze(-2) + t.unsqueeze(-1)
-    return z.linear_map(diff, None, abs_diff)
+
+def difference_bounds(z: HybridZonotope, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interval bounds of the zonotope of the differences ``x_j - x_i`` along ``axis``: the
+    head's differences, plus or minus ``beta_i + beta_j + sum_r |e_rj - e_ri|`` (rows map
+    exactly, so shared symbols cancel). The row sum is the L1 distance between the elements'
+    rows (``torch.cdist``), so the difference zonotope itself is never held."""
+    center = pairwise_differences(z.head, axis)
+    beta = z.beta.movedim(axis, -1)
+    radius = beta.unsqueeze(-2) + beta.unsqueeze(-1)
+    if z.errors is not None:
+        rows = z.errors.movedim(axis + 1, -1).movedim(0, -1)      # (..., n, rows)
+        flat = rows.reshape(-1, *rows.shape[-2:])
+        radius = radius + torch.cdist(flat, flat, p=1).reshape(radius.shape)
+    return center - radius, center + radius
 
 
 def softmax_zonotope(z: HybridZonotope, axis: int) -> HybridZonotope:
     """DeepT's softmax (Bonaert et al., PLDI 2021), ``softmax(x)_i = 1 / sum_j exp(x_j - x_i)``,
-    with the differences ``x_j - x_i`` bounded as a zonotope (correlated rows cancel) and
+    with the differences ``x_j - x_i`` bounded as a zonotope (:func:`difference_bounds`) and
     ``exp`` and the reciprocal (monotone) taken as their exact interval images: the result is
-    the box ``[1 / sum_j exp(hi_ij), 1 / sum_j exp(lo_ij)]``, exact at a point. Cost: the
-    difference zonotope holds ``n`` times the elements of ``z`` (``n`` the softmax axis's size)."""
-    lower, upper = softmax_from_differences(*differences(z, axis).concretize())
+    the box ``[1 / sum_j exp(hi_ij), 1 / sum_j exp(lo_ij)]``, exact at a point. Cost: ``n``
+    times the elements of ``z`` per row (``n`` the softmax axis's size)."""
+    lower, upper = softmax_from_differences(*difference_bounds(z, axis))
     return HybridZonotope.from_box(lower.movedim(-1, axis), upper.movedim(-1, axis))
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lirpa_diffai import hybrid_zono as hz
-from lirpa_diffai.bound_ops.attention import reduce_max_zonotope, softmax_zonotope
+from lirpa_diffai.bound_ops.attention import (difference_bounds, pairwise_differences, reduce_max_zonotope,
+                                             softmax_zonotope)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,3 +130,18 @@ def test_matmul_of_two_points_is_exact():
     lower, upper = out.concretize()
     torch.testing.assert_close(lower, x @ y)
     torch.testing.assert_close(upper, x @ y)
+
+
+@pytest.mark.parametrize("axis", [1, 2])
+@pytest.mark.parametrize("rows", [0, 3])
+def test_difference_bounds_are_those_of_the_difference_zonotope(axis, rows):
+    """The L1 distances of the rows (torch.cdist) give the concretization of the explicit
+    zonotope of the differences ``x_j - x_i`` (its rows ``e_rj - e_ri``, its box part
+    ``beta_i + beta_j``), to float precision."""
+    z = zonotope((2, 4, 5), rows, 0.3, seed=rows + axis)
+    lower, upper = difference_bounds(z, axis)
+    explicit = z.linear_map(lambda t: pairwise_differences(t, axis), None,
+                            lambda t: t.movedim(axis, -1).unsqueeze(-2) + t.movedim(axis, -1).unsqueeze(-1))
+    low, high = explicit.concretize()
+    torch.testing.assert_close(lower, low, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(upper, high, rtol=1e-5, atol=1e-5)
