@@ -17,9 +17,10 @@ NO_SOUND_BOUND = (
      "every method", "`1 / y` is unbounded on such an interval",
      "a smaller input set, or a denominator kept off 0 (`y.abs() + c`)"),
     ("`torch.log`, `torch.sqrt` of a range reaching below 0", ZONOTOPES,
-     "the function (and the model's output) is NaN there. IBP, CROWN and the forward modes do not "
-     "refuse it yet, and bound `log(max(x, 1e-12))`, auto_LiRPA 0.3's, for `log` (unsound below 1e-12)",
-     "keep the argument >= 0 (`var + eps`, `x.clamp(min=c)`); for `log` near 0, hzono"),
+     "the function (and the model's output) is NaN there; IBP (both) and CROWN (`sqrt`) bound it "
+     "where it is defined, `x >= 0`", "keep the argument >= 0 (`var + eps`, `x.clamp(min=c)`)"),
+    ("`torch.log` of a range reaching 0 or below", "CROWN, CROWN-IBP, alpha-CROWN, forward modes",
+     "`log 0 = -inf`: no finite linear lower bound exists", "IBP, hzono (`-inf` below at 0)"),
     ("NaN or infinite input values, `eps`, `x_L` / `x_U`; a negative `eps`; `x_L > x_U`",
      "every method (`ValueError` naming the input)", "not a non-empty set of real numbers",
      "finite inputs and a non-empty box"),
