@@ -75,12 +75,13 @@ NOT_IMPLEMENTED = (
     ("`x ** n` with `n` other than 2", CROWN_LIKE, "auto_LiRPA 0.3 relaxes `x ** 2` only",
      "IBP, hzono (integer `n >= 0`)"),
     ("`x ** p` with `p` fractional, negative, per-element or perturbed", ZONOTOPES,
-     "only integer exponents >= 0", "`torch.sqrt`, `torch.reciprocal`; IBP"),
+     "only integer exponents >= 0", "`torch.sqrt`, `torch.reciprocal`"),
     ("`Conv3d`, `ConvTranspose1d` / `ConvTranspose3d`, max pooling other than 2-D, asymmetric "
      "convolution padding", "every method (when the node is built)",
      "auto_LiRPA 0.3 has 1-D / 2-D convolutions, 2-D transposed convolutions and 2-D pooling",
      "asymmetric padding: `F.pad`, then a convolution without padding; 3-D: none yet"),
-    ("a perturbed convolution weight", "IBP, CROWN, alpha-CROWN, forward modes; hzono (any weight)",
+    ("a perturbed weight of a convolution (of `nn.Linear` too, in hzono)",
+     "IBP, CROWN, alpha-CROWN, forward modes; hzono",
      "only constant weights", "none yet"),
     ("a layout that contracts or moves the batch axis in hzono (`Gemm` with transA = 1, a `MatMul` "
      "contracting it, a constant whose broadcast adds leading axes, a product of two perturbed "
@@ -106,8 +107,8 @@ NOT_IMPLEMENTED = (
     ("a zonotope input set (`PerturbationHybridZonotope`) in the forward modes or with beta-CROWN "
      "constraints", "forward modes, beta-CROWN", "not implemented", "CROWN, alpha-CROWN, hzono"),
     ("grafted ReLU with a perturbed slope, intercept or mask; grafted ReLU in the MIP / LP encoding",
-     "every method; the MIP / LP encoding", "only the activation input may be perturbed",
-     "IBP, CROWN, alpha-CROWN, hzono"),
+     "every method; the MIP / LP encoding", "only the activation input may be perturbed; no encoding written",
+     "constant slope, intercept and mask; IBP, CROWN, alpha-CROWN, hzono instead of MIP / LP"),
     ("`nn.MultiheadAttention` with `attn_mask`, `is_causal`, `key_padding_mask`, `add_bias_kv`, "
      "`add_zero_attn`", "every method (by module name)",
      "the written-out attention does not express them", "none yet"),
