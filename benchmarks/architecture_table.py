@@ -5,7 +5,8 @@ versions of the architecture families people train today (``tests/architectures.
 
 Each cell: ``bounded`` (sound against sampled points, corners and PGD aimed at each bound, and
 exact at eps = 0), ``refused: <the error, which names the graph node and operator>``, or in
-bold a failure (unsound, inexact, crash). About a minute on one core.
+bold a failure (unsound, inexact, crash). After the table, the refusals that remain anywhere in
+the project (:mod:`benchmarks.refusals`). About a minute on one core.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import refusals
 from tests import architectures
 
 
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     logging.getLogger("auto_LiRPA").setLevel(logging.CRITICAL)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        text = architectures.markdown(run_all())
+        text = architectures.markdown(run_all()) + "\n" + refusals.markdown()
     if args.markdown == "-":
         print(text, end="")
     else:

@@ -1,4 +1,4 @@
-"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Sqrt, sin,
+"""Soundness fixes for auto_LiRPA 0.3's nonlinear relaxations (LeakyReLU, Sqrt, Log, sin,
 Heaviside, tan) and its ``BoundedModule`` (nested ``load_state_dict``, CROWN's start,
 alpha-CROWN, errors that name no node); :mod:`.manifest` applies them.
 
@@ -180,6 +180,35 @@ def sqrt_upper_tangent():
         uA, ubias = relaxed_side(self, last_uA, tangent_d, tangent_b, chord_d, chord_b)
         return [(lA, uA), (None, None)], lbias, ubias
     return {(BoundSqrt, "bound_backward"): bound_backward}
+
+
+@fix(test="test_log_below_auto_lirpas_clamp_is_bounded_soundly")
+def log_without_clamp():
+    """auto_LiRPA 0.3 bug: ``BoundLog`` computes and bounds ``log(max(x, 1e-12))``, not ``log``:
+    on ``x`` in ``[1e-15, 1e-13]`` every method's lower bound was ``log(1e-12) = -27.6`` (the
+    model's ``log(1e-15) = -34.5``). The node now computes ``log`` itself, so IBP's
+    ``[log l, log u]`` is exact (``-inf`` at ``l = 0``; a NaN below 0 widens to ``-inf``, as for
+    ``sqrt``). CROWN and the forward modes keep auto_LiRPA's lines, which are sound for the
+    concave ``log`` on ``l > 0`` (the chord from ``(l, log l)`` below, the midpoint tangent
+    above), and refuse a range reaching 0 or below by node: there ``log`` has no finite linear
+    lower bound. Loss fusion's ``logsumexp`` runs as before."""
+    import torch
+    from auto_LiRPA.operators import BoundLog
+    forward, relax = BoundLog.forward, BoundLog.bound_relax
+
+    def log_forward(self, x):
+        return forward(self, x) if self.loss_fusion else torch.log(x)
+
+    def bound_relax(self, x):
+        reaching = x.lower <= 0
+        if bool(reaching.any()):
+            first = tuple(int(i) for i in reaching.nonzero()[0])
+            raise NotImplementedError(
+                f"log's input range reaches 0 or below at {int(reaching.sum())} entries (first at index "
+                f"{first}: [{x.lower[first].item():.4g}, {x.upper[first].item():.4g}]), where log has no "
+                "finite linear lower bound; bound it with IBP (-inf below) or hzono")
+        return relax(self, x)
+    return {(BoundLog, "forward"): log_forward, (BoundLog, "bound_relax"): bound_relax}
 
 
 @fix(test="test_layer_norm_is_bounded_as_traced_by_every_method")

@@ -55,6 +55,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_division.layer_norm_division_as_traced, fixes_division.division_interval,
     fixes_division.reciprocal_of_either_sign,
     fixes_division.division_denominator_checked, fixes_nonlinear.sqrt_upper_tangent,
+    fixes_nonlinear.log_without_clamp,
     fixes_nonlinear.pow_exponent_of_a_constant,
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.construction_keeps_tensor_versions,
     fixes_nonlinear.start_coefficients_without_patches, fixes_nonlinear.unstable_locations_of_permuted_bounds,

@@ -312,6 +312,24 @@ def test_fuzzer_findings_are_bounded_soundly(name, training):
     assert_sound(net, torch.randn(*shape), 0.5, methods, training)
 
 
+def test_log_below_auto_lirpas_clamp_is_bounded_soundly():
+    """``log`` of arguments in [5e-14, 2e-12], on both sides of auto_LiRPA's clamp at 1e-12."""
+    torch.manual_seed(0)
+    assert_sound(Lambda(lambda x: torch.log(x * 1e-13)), 1 + 19 * torch.rand(2, 3), 0.5,
+                 ("IBP", "CROWN", "alpha-CROWN", "forward") + BACKWARD)
+
+
+def test_log_of_a_range_reaching_zero_is_minus_infinity_in_ibp_and_refused_by_node_in_crown():
+    bm = BoundedModule(Lambda(lambda x: torch.log(x)), torch.ones(1, 2))
+    x = torch.tensor([[0.1, 1.0]])
+    lb, ub = bounds(bm, x, 0.5, "IBP")
+    assert lb[0, 0] == -float("inf") and torch.isfinite(lb[0, 1]) and torch.isfinite(ub).all()
+    torch.testing.assert_close((ub[0, 0], lb[0, 1]), (torch.log(x[0, 0] + 0.5), torch.log(x[0, 1] - 0.5)))
+    for method in ("CROWN", "CROWN-IBP", "alpha-CROWN", "forward"):
+        with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Log\b.*reaches 0 or below"):
+            bounds(bm, x, 0.5, method)
+
+
 def test_division_by_an_interval_around_zero_is_refused_by_node():
     bm = BoundedModule(Lambda(lambda x: x / x), torch.ones(1, 2))
     with pytest.raises(NotImplementedError, match=r"graph node '/\d+' \(operator Div\b.*contain 0"):

@@ -106,7 +106,8 @@ def test_attention_dropout_in_training_mode_is_refused():
     attention = nn.MultiheadAttention(4, 2, dropout=0.1, batch_first=True).train()
     x = torch.randn(2, 3, 4)
     with attention_written_out(Holder(attention)):
-        with pytest.raises(UnsupportedOperatorError, match="drops attention weights in training mode"):
+        with pytest.raises(UnsupportedOperatorError,
+                           match=r"MultiheadAttention in module 'attention' drops attention weights in training mode"):
             attention(x, x, x)
         attention.eval()
         attention(x, x, x)

@@ -45,6 +45,7 @@ POLES: dict[str, tuple[Callable, Optional[float]]] = {
     "1 / (x - 0.01)": (lambda x: 1 / (x - 0.01), None),
     "tensor([2., -1., 0.5]) / x": (lambda x: torch.tensor([2.0, -1.0, 0.5]) / x, None),
     "torch.log(x)": (torch.log, 0.0),
+    "torch.log(x * 1e-13)": (lambda x: torch.log(x * 1e-13), 0.0),  # around auto_LiRPA's clamp at 1e-12
     "torch.sqrt(x)": (torch.sqrt, 0.0),
 }
 
