@@ -256,7 +256,8 @@ def constant_product(A, value):
     if one_row_per_sample(A, value):
         return torch.einsum("sb...,b...->sb", A, value)
     if isinstance(A, Patches) and getattr(A, "broadcast_to", None) is not None and isinstance(value, torch.Tensor):
-        return A.matmul(value.expand(A.broadcast_to)).transpose(0, 1)
+        batch = A.patches.shape[1]   # the bounded batch (broadcast_to holds the traced one)
+        return A.matmul(value.expand(batch, *A.broadcast_to[1:])).transpose(0, 1)
     return None
 
 

@@ -36,11 +36,11 @@ def bounds(bm, x, eps, method):
     return bm.compute_bounds(x=(BoundedTensor(x, ptb),), method=method)
 
 
-def assert_sound(net, x, eps, methods, training=False, conv_mode="patches", samples=64):
+def assert_sound(net, x, eps, methods, training=False, conv_mode="patches", samples=64, traced=None):
     """Every method's bounds contain sampled, corner and PGD points of ``x +- eps``, and equal
-    the forward pass at eps = 0."""
+    the forward pass at eps = 0. ``traced``: the input the module is built with (default ``x``)."""
     net.train(training)
-    bm = BoundedModule(net, x, bound_opts={"conv_mode": conv_mode}).train(training)
+    bm = BoundedModule(net, x if traced is None else traced, bound_opts={"conv_mode": conv_mode}).train(training)
     f = with_clean_batch_statistics(net, x) if training else net
     lower, upper = x - eps, x + eps
     points = torch.cat([box_samples(lower, upper, samples), attack_points(f, lower, upper)])
@@ -490,6 +490,16 @@ def test_alpha_crown_optimizes_a_relu_of_three_axes(method, training):
     net = nn.Sequential(nn.Linear(6, 6), Lambda(lambda v: v.reshape(v.shape[0], 2, 3)), nn.ReLU(), nn.Flatten(),
                         nn.Linear(6, 2))
     assert_sound(net, torch.randn(2, 6), 0.5, (method,), training)
+
+
+@pytest.mark.parametrize("method", ["CROWN", "alpha-CROWN", "CROWN-IBP"])
+def test_a_constant_before_a_convolution_with_another_batch_than_traced(method):
+    """``(x - mean) / std`` before a convolution, traced on 2 images and bounded on 5: the
+    constant's patches product took the traced batch (an einsum error in CROWN)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(Lambda(lambda v: (v - 0.1307) / 0.3081), nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 6 * 6, 2))
+    assert_sound(net, torch.rand(5, 1, 6, 6), 0.1, (method,), traced=torch.rand(2, 1, 6, 6))
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.02, 0.5])
