@@ -346,7 +346,8 @@ def test_lr_schedules():
     ("batch_size: 256/2", (), "expected an integer >= 1, got '256/2'", 6, 13),
     ("augment: maybe", (), "expected true or false, got 'maybe'", 6, 10),
     ("network: 3", ("network",), "expected a network name, got 3", 5, 10),
-    ("dataset: svhn", ("dataset",), "expected one of mnist, cifar10, got 'svhn'", 5, 10),
+    ("dataset: svhn", ("dataset",), "expected one of mnist, cifar10, tiny_imagenet, imagenet8, "
+     "imagenet16, imagenet32, imagenet64, got 'svhn'", 5, 10),
     ("method: deepz", (), "expected one of hzono, IBP, CROWN-IBP, CROWN, CROWN-hzono, got 'deepz'", 6, 9),
     ("hzono: {relu: nips}", (), "expected one of boxy, deepz, switch, smooth, got 'nips'", 6, 15),
     ("hzono: boxy", (), "expected a mapping (hzono), got a scalar", 6, 8),
