@@ -18,18 +18,23 @@ forward                IBP's ``+ (2 A + 4 M) n b s`` (a lower and an upper coeff
                        node, and the temporaries of the widest)
 CROWN-IBP, CROWN-hzono IBP's (hzono's) ``+ 12 S M b s`` (one backward pass from the output:
                        ``lA``, ``uA``, their positive and negative parts and products)
-CROWN                  IBP's ``+ max_L 12 m_L w_L b s`` over the pre-activation nodes ``L`` and
-                       the output (``m_L`` its elements, ``w_L`` the widest row of its
-                       coefficient matrix: a node's size, or a patch ``C k k`` in auto_LiRPA's
-                       patches mode for convolutions, ``k`` the receptive field)
-alpha-CROWN            CROWN's ``+ 12 S (A + R) b s`` (the final backward pass is kept for
-                       autograd, and the slopes, ``R`` ReLU neurons, with their gradient and
-                       Adam's two moments)
+CROWN                  IBP's ``+ max_L 12 m_L w_L b s`` over the nodes ``L`` auto_LiRPA bounds
+                       by a backward pass (``backward_starts``) and the output (``m_L`` its
+                       elements, ``w_L`` the widest row of its coefficient matrix: a node's
+                       size, or a patch ``C k k`` where auto_LiRPA's patches mode keeps one
+                       through convolutions, pooling and element-wise operators, ``k`` the
+                       receptive field)
+alpha-CROWN            CROWN's ``+ 12 S (A + R) b s + 10 sum_R sum_L m_L |R| b s`` (the final
+                       backward pass is kept for autograd, ``R`` ReLU neurons; a lower and an
+                       upper slope per ReLU ``R`` and start node ``L`` after it, with their
+                       gradient, Adam's two moments and the best ones so far)
 =====================  ==========================================================================
 
 auto_LiRPA's sparse intermediate bounds (unstable neurons only) need less, so the estimate is an
 upper one for the graph's tensors (``tests/test_memory.py`` measures it against the resident
-memory a fresh process adds). Methods not listed get no estimate (None).
+memory a fresh process adds: 1.2x to 3.8x on an MLP and a small CNN). Operators outside those
+named take CROWN's coefficients dense, which over-estimates where auto_LiRPA keeps patches.
+Methods not listed get no estimate (None).
 
 :func:`available_memory` is what the device has free: ``MemAvailable`` of /proc/meminfo,
 less where a cgroup limit is lower, or CUDA's free memory.
@@ -42,7 +47,7 @@ from typing import Optional
 
 import torch
 from auto_LiRPA.operators import (BoundActivation, BoundAdd, BoundBatchNormalization, BoundConv,
-                                  BoundRelu, BoundSub)
+                                  BoundInput, BoundLinear, BoundMaxPool, BoundRelu, BoundSub)
 
 from .domain.methods import DOMAINS, random_count
 
@@ -52,8 +57,9 @@ CROWN_IBP_METHODS = ("crown-ibp", "ibp+backward", "crown-hzono")
 CROWN_METHODS = ("crown", "backward")
 ALPHA_METHODS = ("alpha-crown", "crown-optimized", "alpha-crown-hzono")
 BACKWARD_TEMPORARIES = 12   # coefficient-matrix copies alive at once in a backward pass (measured 8-10)
+SLOPE_COPIES = 10  # alpha-CROWN's lower and upper slopes, each with gradient, Adam's 2 moments, best
 # a patch of coefficients passes these unchanged (same shape in, same shape out)
-PATCH_KEEPING = (BoundRelu, BoundBatchNormalization, BoundAdd, BoundSub)
+PATCH_KEEPING = (BoundActivation, BoundBatchNormalization, BoundAdd, BoundSub)
 
 
 def input_nodes(bm) -> list:
@@ -82,13 +88,15 @@ def hzono_rows(bm, key: str, n_in: int, pre_activation: int) -> int:
 
 def patch_side(node, side: Optional[int], source) -> Optional[int]:
     """The receptive field (patch side) at ``source``, an input of ``node``, of a patch of side
-    ``side`` at ``node``; None where the coefficients become a dense matrix (auto_LiRPA turns a
-    patch wider than its node into one, and any other operator takes the dense one)."""
-    same_shape = tuple(source.output_shape) == tuple(node.output_shape)
+    ``side`` at ``node``; None where the coefficients become a dense matrix (a convolution turns
+    a patch wider than its input into one, and operators other than these take the dense one)."""
     if side is None or len(source.output_shape) != 4:
         return None
-    if isinstance(node, PATCH_KEEPING) and same_shape:
+    if isinstance(node, PATCH_KEEPING) and tuple(source.output_shape) == tuple(node.output_shape):
         return side
+    if isinstance(node, BoundMaxPool) and source is node.inputs[0]:
+        kernel, stride = max(node.kernel_size), max(node.stride)
+        return max(side * kernel, (side - 1) * stride + kernel)  # its patches are upsampled
     if not isinstance(node, BoundConv) or source is not node.inputs[0]:
         return None
     kernel = max(node.inputs[1].output_shape[-2:])
@@ -102,12 +110,18 @@ def wider_patch(a: Optional[int], b: Optional[int]) -> Optional[int]:
     return None if a is None or b is None else max(a, b)
 
 
+def starts_patches(node) -> bool:
+    """Whether auto_LiRPA 0.3 starts a backward pass from ``node`` with an identity patch (a
+    convolution, batch norm, sum or difference of images in patches mode)."""
+    return (getattr(node, "patches_start", False) or isinstance(node, (BoundAdd, BoundSub))) \
+        and getattr(node, "mode", None) == "patches" and len(node.output_shape) == 4
+
+
 def row_width(start, ancestors: list, patches: bool) -> int:
     """The widest row (elements per image) of the coefficient matrix of a backward pass from
     ``start`` over the nodes ``ancestors`` (graph order, ``start`` last): a node's size, or
     ``C k k`` where the coefficients stay patches (convolution starts in patches mode)."""
-    side = {start.name: 1 if patches and getattr(start, "patches_start", False)
-            and getattr(start, "mode", None) == "patches" and len(start.output_shape) == 4 else None}
+    side = {start.name: 1 if patches and starts_patches(start) else None}
     inside = {n.name for n in ancestors}
     widest = 0
     for node in reversed(ancestors):  # a node's readers come before it
@@ -120,6 +134,23 @@ def row_width(start, ancestors: list, patches: bool) -> int:
     return widest
 
 
+def backward_starts(bm, nodes: list, final) -> list:
+    """The nodes CROWN bounds by a backward pass of their own, as auto_LiRPA 0.3 picks them:
+    the inputs of nodes that need their inputs' bounds (``nonlinear``,
+    ``requires_input_bounds``), less those it bounds by IBP (a type of ``ibp_intermediate``
+    such as ReLU on a bounded input, a Linear or Conv on the input), and the final node."""
+    needed = set()
+    for node in nodes:
+        inputs = range(len(node.inputs)) if getattr(node, "nonlinear", False) else ()
+        needed.update(node.inputs[i].name for i in (*inputs, *getattr(node, "requires_input_bounds", ())))
+
+    def by_ibp(node) -> bool:
+        if type(node) in tuple(getattr(bm, "ibp_intermediate", ())):
+            return node.inputs[0].name in needed
+        return type(node) in (BoundLinear, BoundConv) and isinstance(node.inputs[0], BoundInput)
+    return [n for n in nodes if n.name in needed and n is not final and not by_ibp(n)] + [final]
+
+
 def crown_backward(bm, nodes: list, starts: list, final, spec_rows: int) -> int:
     """``max_L m_L w_L`` (elements per image) over the start nodes ``starts``; the final
     node's ``m_L`` is the specification's ``spec_rows``."""
@@ -127,6 +158,15 @@ def crown_backward(bm, nodes: list, starts: list, final, spec_rows: int) -> int:
     index = {n.name: i for i, n in enumerate(nodes)}
     return max((spec_rows if node is final else per_image(node))
                * row_width(node, nodes[:index[node.name] + 1], patches) for node in starts)
+
+
+def alpha_slopes(nodes: list, relus: list, starts: list, final, spec_rows: int) -> int:
+    """``sum_R sum_L m_L |R|`` (elements per image): alpha-CROWN's slopes, one per ReLU
+    neuron of ``R`` and row of each start node ``L`` after ``R`` (the final node's rows are
+    the specification's)."""
+    position = {n.name: i for i, n in enumerate(nodes)}
+    return sum((spec_rows if start is final else per_image(start)) * per_image(relu)
+               for relu in relus for start in starts if position[start.name] > position[relu.name])
 
 
 def estimate_bound_memory(bm, x, method: str, C: Optional[torch.Tensor] = None) -> Optional[int]:
@@ -140,12 +180,11 @@ def estimate_bound_memory(bm, x, method: str, C: Optional[torch.Tensor] = None) 
     if not nodes:
         return 0
     total, largest, n_in = sum(map(per_image, nodes)), max(map(per_image, nodes)), math.prod(first.shape[1:])
-    activations = {i.name for n in nodes if isinstance(n, BoundActivation) for i in n.inputs}
     final = bm.final_node()
-    starts = [n for n in nodes if n.name in activations and n is not final] + [final]
+    starts = backward_starts(bm, nodes, final)
     spec = C.shape[1] if C is not None else per_image(final)
     if key in DOMAINS or key == "crown-hzono":
-        pre_activation = sum(per_image(n) for n in starts[:-1])
+        pre_activation = sum(per_image(n) for n in nodes if isinstance(n, BoundActivation))
         first_pass = (hzono_rows(bm, key if key in DOMAINS else "hzono", n_in, pre_activation) + 3) * total
     else:
         first_pass = 3 * total
@@ -158,7 +197,9 @@ def estimate_bound_memory(bm, x, method: str, C: Optional[torch.Tensor] = None) 
     elif key in CROWN_METHODS + ALPHA_METHODS:
         elements = first_pass + BACKWARD_TEMPORARIES * crown_backward(bm, nodes, starts, final, spec)
         if key in ALPHA_METHODS:
-            elements += 12 * spec * (total + sum(per_image(n) for n in nodes if isinstance(n, BoundRelu)))
+            relus = [n for n in nodes if isinstance(n, BoundRelu)]
+            elements += 12 * spec * (total + sum(map(per_image, relus)))
+            elements += SLOPE_COPIES * alpha_slopes(nodes, relus, starts, final, spec)
     else:
         return None
     return (elements * batch + 2 * largest_parameter(bm)) * size
