@@ -34,6 +34,8 @@ auto_LiRPA's sparse intermediate bounds (unstable neurons only) need less, so th
 upper one for the graph's tensors (``tests/test_memory.py`` measures it against the resident
 memory a fresh process adds: 1.2x to 3.8x on an MLP and a small CNN). Operators outside those
 named take CROWN's coefficients dense, which over-estimates where auto_LiRPA keeps patches.
+Not counted: what a process's first backward pass allocates once (auto_LiRPA's TorchScript
+helpers are compiled then; about 40 MiB measured).
 Methods not listed get no estimate (None).
 
 :func:`available_memory` is what the device has free: ``MemAvailable`` of /proc/meminfo,
@@ -47,7 +49,8 @@ from typing import Optional
 
 import torch
 from auto_LiRPA.operators import (BoundActivation, BoundAdd, BoundBatchNormalization, BoundConv,
-                                  BoundInput, BoundLinear, BoundMaxPool, BoundRelu, BoundSub)
+                                  BoundDiv, BoundInput, BoundLinear, BoundMaxPool, BoundMul, BoundRelu,
+                                  BoundSub)
 
 from .domain.methods import DOMAINS, random_count
 
@@ -58,7 +61,8 @@ CROWN_METHODS = ("crown", "backward")
 ALPHA_METHODS = ("alpha-crown", "crown-optimized", "alpha-crown-hzono")
 BACKWARD_TEMPORARIES = 12   # coefficient-matrix copies alive at once in a backward pass (measured 8-10)
 SLOPE_COPIES = 10  # alpha-CROWN's lower and upper slopes, each with gradient, Adam's 2 moments, best
-# a patch of coefficients passes these unchanged (same shape in, same shape out)
+# a patch of coefficients passes these unchanged (same shape in, same shape out), and a product
+# or quotient by a constant
 PATCH_KEEPING = (BoundActivation, BoundBatchNormalization, BoundAdd, BoundSub)
 
 
@@ -89,10 +93,13 @@ def hzono_rows(bm, key: str, n_in: int, pre_activation: int) -> int:
 def patch_side(node, side: Optional[int], source) -> Optional[int]:
     """The receptive field (patch side) at ``source``, an input of ``node``, of a patch of side
     ``side`` at ``node``; None where the coefficients become a dense matrix (a convolution turns
-    a patch wider than its input into one, and operators other than these take the dense one)."""
+    a patch wider than its input into one, and operators other than these take the dense one:
+    auto_LiRPA and ``lirpa03`` keep patches through them)."""
     if side is None or len(source.output_shape) != 4:
         return None
-    if isinstance(node, PATCH_KEEPING) and tuple(source.output_shape) == tuple(node.output_shape):
+    same_shape = tuple(source.output_shape) == tuple(node.output_shape)
+    if same_shape and (isinstance(node, PATCH_KEEPING) or isinstance(node, (BoundMul, BoundDiv))
+                       and not any(getattr(i, "from_input", False) for i in node.inputs if i is not source)):
         return side
     if isinstance(node, BoundMaxPool) and source is node.inputs[0]:
         kernel, stride = max(node.kernel_size), max(node.stride)
