@@ -10,7 +10,7 @@ install_import_hook()
 
 from .hybrid_zono import HybridZonotope  # noqa: E402
 from .domain.perturbation import PerturbationHybridZonotope  # noqa: E402
-from .errors import UnsupportedOperatorError  # noqa: E402
+from .errors import BoundMemoryError, UnsupportedOperatorError  # noqa: E402
 from .bounded_module import BoundedModule  # noqa: E402
 from .domain.methods import DOMAINS  # noqa: E402
 from .domain.abstract_layers import (Concretize, CorrelateAll, CorrelateFixed, CorrelateMaxK,  # noqa: E402
@@ -18,7 +18,7 @@ from .domain.abstract_layers import (Concretize, CorrelateAll, CorrelateFixed, C
                                      DecorrRand, DeepLoss, ToHZono, ToZono, set_epoch)
 
 __all__ = ["BoundedModule", "HybridZonotope", "PerturbationHybridZonotope",
-           "UnsupportedOperatorError", "DOMAINS"]
+           "UnsupportedOperatorError", "BoundMemoryError", "DOMAINS"]
 __all__ += ["Concretize", "CorrelateAll", "CorrelateFixed", "CorrelateMaxK", "CorrelateMaxPool",
             "DecorrelateAll", "DecorrelateMin", "CorrRand", "DecorrRand", "ToZono", "ToHZono",
             "DeepLoss", "set_epoch"]

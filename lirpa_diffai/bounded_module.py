@@ -28,7 +28,8 @@ from .lirpa03.written_out_attention import attention_written_out
 from .lirpa03.state import default_dtype_of, keep_modes_and_buffers, keep_requires_grad
 from .lirpa03.input_checks import as_input_tuple, check_inputs, check_method, normalize_spec
 from .domain.perturbation import input_zonotope
-from .errors import UnsupportedOperatorError
+from .errors import BoundMemoryError, UnsupportedOperatorError
+from .memory import MEMORY_CHECK_FROM, available_memory, estimate_bound_memory, memory_refusal
 
 # combined method -> auto_LiRPA method run for the final node on hzono intermediate bounds
 CROWN_HZONO_METHODS = {"crown-hzono": "backward", "alpha-crown-hzono": "alpha-crown"}
@@ -185,6 +186,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         x = as_input_tuple(x)
         check_inputs(x)
         C = self._checked_spec(x, C, kwargs.get("final_node_name"))
+        self._check_memory(method, x, C)
         with keep_requires_grad(self._shared_parameters), default_dtype_of(x):
             result = self._compute_bounds(key, x, aux, C, method, *args, **kwargs)
         self._refuse_nan(result, method, kwargs.get("final_node_name"))
@@ -203,6 +205,29 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if self.training:
             self._use_batch_statistics(x, kwargs.get("final_node_name"))
         return super().compute_bounds(x, aux, C, method, *args, **kwargs)
+
+    def estimate_memory(self, x, method: str = "backward", C: Optional[torch.Tensor] = None) -> Optional[int]:
+        """Upper estimate (bytes) of the peak memory ``compute_bounds(x=x, C=C, method=method)``
+        would add, from the graph's node sizes alone (``lirpa_diffai.memory``'s table: IBP
+        ``3 A b s``, hzono ``(r + 3) A b s``, CROWN's coefficient matrices ...); None for a
+        method it does not cover. ``x``: the input tensor or tuple of inputs."""
+        first = next((t for t in as_input_tuple(x) or () if torch.is_tensor(t)), None)
+        return None if first is None else estimate_bound_memory(self, first, method, C)
+
+    def _check_memory(self, method, x, C) -> None:
+        """Refuse with ``BoundMemoryError``, before it starts, a call whose
+        :meth:`estimate_memory` exceeds what the device has free; estimates under
+        ``MEMORY_CHECK_FROM`` are not checked, and ``bound_opts["memory_check"] = False``
+        skips the check."""
+        if not self.bound_opts.get("memory_check", True) or x is None:
+            return
+        estimate = self.estimate_memory(x, method, C)
+        if estimate is None or estimate < MEMORY_CHECK_FROM:
+            return
+        device = next(t for t in x if torch.is_tensor(t)).device
+        reason = memory_refusal(method, estimate, available_memory(device))
+        if reason:
+            raise BoundMemoryError(reason)
 
     def _refuse_nan(self, result, method, final_node_name=None) -> None:
         """NaN bounds are never an answer: refuse, naming the first node (in graph order) whose

@@ -181,6 +181,12 @@ def test_error_lists_every_place_searched(isolated, monkeypatch):
     assert "torchvision does not import" in message
 
 
+def test_a_broken_torchvision_is_reported_not_raised(isolated, broken_torchvision):
+    with pytest.raises(data.DatasetNotFoundError) as err:
+        data.load_dataset("mnist", "test", root=isolated / "root")
+    assert "torchvision does not import: operator torchvision::nms does not exist" in str(err.value)
+
+
 def test_torchvision_download_is_the_last_resort(isolated, monkeypatch):
     rng = np.random.default_rng(4)
     hwc, labels = random_split(rng, 3, (32, 32, 3))

@@ -15,6 +15,7 @@ LAYERS = (
     ("domain",),
     ("lirpa03",),
     ("bound_ops",),
+    ("memory",),
     ("bounded_module",),
     ("mmr", "models"),
     ("evaluation", "grafting"),
