@@ -89,6 +89,36 @@ def dropout_message_silenced():
     return {(BoundedModule, "check_incompatible_nodes"): check_incompatible_nodes}
 
 
+@fix(test="test_an_eval_network_with_dropout_and_batch_norm_wraps_on_one_image")
+def dropout_alone_traced_in_training_mode():
+    """auto_LiRPA 0.3 traces an eval-mode network that holds ``nn.Dropout`` with the whole
+    network in training mode (so that the Dropout nodes appear in the graph): BatchNorm then
+    fails on a single image ("Expected more than 1 value per channel") and a training-only
+    module such as stochastic depth is traced as the random function it is in training. Only
+    the Dropout modules are now put in training mode for that trace; every other module keeps
+    its eval behaviour (lirpa_diffai's BoundedModule sets the Dropout nodes back to eval)."""
+    import torch
+    from auto_LiRPA import BoundedModule
+    convert = BoundedModule._convert_nodes
+    dropouts = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+                torch.nn.AlphaDropout)
+
+    def _convert_nodes(self, model, *args, **kwargs):
+        if not self.ori_training or model.training or not any(isinstance(m, dropouts) for m in model.modules()):
+            return convert(self, model, *args, **kwargs)
+
+        def dropout_only(mode=True):
+            for m in model.modules():
+                m.training = bool(mode) and (m is model or isinstance(m, dropouts))
+            return model
+        model.train = dropout_only
+        try:
+            return convert(self, model, *args, **kwargs)
+        finally:
+            del model.train
+    return {(BoundedModule, "_convert_nodes"): _convert_nodes}
+
+
 def widened(lower, upper):
     """NaN bounds (``inf - inf``, ``0 * inf`` after overflow) as the infinite ones: a NaN lower
     bound becomes -inf and a NaN upper bound +inf, which every value satisfies. Bounds without

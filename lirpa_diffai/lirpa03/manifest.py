@@ -68,7 +68,7 @@ FIXES: tuple[Fix, ...] = (
     # today's activations as one node each; auto_LiRPA's misleading prints and bare errors
     fixes_activations.activations_traced_whole, fixes_convolution.adaptive_average_pool_traced,
     fixes_convolution.average_pool_forward_mode,
-    fixes_activations.dropout_message_silenced,
+    fixes_activations.dropout_message_silenced, fixes_activations.dropout_alone_traced_in_training_mode,
     fixes_alpha.alpha_of_activations_shared_over_convolutions,
     fixes_alpha.relu_sparse_alphas_on_a_dense_spec,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,

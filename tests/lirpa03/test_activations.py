@@ -145,3 +145,41 @@ def test_dropout_wraps_without_the_misleading_message(capfd):
     for method in ("IBP", "CROWN", "hzono"):
         lb, ub = bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)),), method=method)
         assert (ys >= lb - 1e-5).all() and (ys <= ub + 1e-5).all()
+
+
+class StochasticDepth(nn.Module):
+    """torchvision's stochastic depth, row mode: in training, each sample's branch is dropped
+    with probability ``p`` (kept ones scaled by 1 / (1 - p)); in eval, the identity."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = torch.empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+@pytest.mark.parametrize("method", ["IBP", "CROWN", "hzono"])
+def test_an_eval_network_with_dropout_and_batch_norm_wraps_on_one_image(method):
+    """An eval-mode network holding Dropout, BatchNorm and stochastic depth, wrapped on one
+    image: auto_LiRPA 0.3 traced all of it in training mode (BatchNorm failed on one image;
+    stochastic depth became a random function). Only Dropout is traced in training mode now:
+    the bounds contain the eval network's outputs and equal them at eps = 0."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), StochasticDepth(0.5),
+                        nn.Flatten(), nn.Dropout(0.5), nn.Linear(12, 2))
+    net[1].running_mean.uniform_(-1, 1)
+    net = net.eval()
+    x = torch.randn(1, 1, 4, 4)
+    bm = lirpa_diffai.BoundedModule(net, x)
+    assert not any(m.training for m in net.modules())
+    xs = x + (torch.rand(300, *x.shape) * 2 - 1) * 0.1
+    ys = net(xs.flatten(0, 1)).view(300, 1, 2)
+    lb, ub = bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.1)),), method=method)
+    assert (ys >= lb - 1e-5).all() and (ys <= ub + 1e-5).all()
+    lb0, ub0 = bm.compute_bounds(x=(BoundedTensor(x, PerturbationLpNorm(norm=np.inf, eps=0.0)),), method=method)
+    torch.testing.assert_close(lb0, net(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ub0, net(x), atol=1e-5, rtol=1e-5)
