@@ -25,6 +25,17 @@ needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="needs ../shared/dataset
 
 
 
+class Lambda(nn.Module):
+    """A module computing ``fn(x)`` (a traced function as a network)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 def load_script(path: Path) -> types.ModuleType:
     """A stand-alone script (``examples/*.py``, which is no package) as a module, loaded from its
     file and named after it, without putting its folder on ``sys.path``; its ``__main__`` block

@@ -144,29 +144,16 @@ def elementary_image(ctx, node, x, act: Activation, source):
     return ctx.elementwise(("elementary", act.name, act.params, floor), image, x)
 
 
-@register(BoundExp, reads_parts=True)
-def exp_transformer(ctx, node, x):
-    return elementary_image(ctx, node, x, EXP, node.inputs[0])
+def elementary_transformer(act):
+    """The hzono transformer of a node applying ``act`` to its first input (:func:`elementary_image`)."""
+    def transformer(ctx, node, x):
+        return elementary_image(ctx, node, x, act, node.inputs[0])
+    return transformer
 
 
-@register(BoundLog, reads_parts=True)
-def log_transformer(ctx, node, x):
-    return elementary_image(ctx, node, x, LOG, node.inputs[0])
-
-
-@register(BoundSqrt, reads_parts=True)
-def sqrt_transformer(ctx, node, x):
-    return elementary_image(ctx, node, x, SQRT, node.inputs[0])
-
-
-@register(BoundReciprocal, reads_parts=True)
-def reciprocal_transformer(ctx, node, x):
-    return elementary_image(ctx, node, x, RECIPROCAL, node.inputs[0])
-
-
-@register(BoundAbs, reads_parts=True)
-def abs_transformer(ctx, node, x):
-    return elementary_image(ctx, node, x, ABS, node.inputs[0])
+for _bound_class, _act in ((BoundExp, EXP), (BoundLog, LOG), (BoundSqrt, SQRT), (BoundReciprocal, RECIPROCAL),
+                           (BoundAbs, ABS)):
+    register(_bound_class, reads_parts=True)(elementary_transformer(_act))
 
 
 def integer_exponent(node, exponent) -> int:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.support import assert_bounds_hold, bounds_of
+from tests.support import assert_bounds_hold, bounds_of, Lambda
 from lirpa_diffai import BoundedModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,20 +36,11 @@ class Quotient(nn.Module):
         return self.a(x) / (torch.clamp(torch.relu(self.b(x)), max=1) - 2)
 
 
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
 GRAPHS = {
-    "reciprocal": lambda: Fn(lambda x: 1 / (x - 3)),
-    "x_over_negative": lambda: Fn(lambda x: x / (x - 3)),
+    "reciprocal": lambda: Lambda(lambda x: 1 / (x - 3)),
+    "x_over_negative": lambda: Lambda(lambda x: x / (x - 3)),
     "linear_over_clamp": Quotient,
-    "both_signs": lambda: Fn(lambda x: torch.cat([1 / (x - 3), x / (x + 3), 2 / (3 - x)], 1)),
+    "both_signs": lambda: Lambda(lambda x: torch.cat([1 / (x - 3), x / (x + 3), 2 / (3 - x)], 1)),
 }
 
 
@@ -70,16 +61,16 @@ def test_division_by_a_perturbed_denominator_is_sound_or_refused(method):
     """A denominator around 0 is refused by its node (auto_LiRPA 0.3 bounded it as if positive);
     a constant over a perturbed value is bounded (it was bounded as ``y / c``), or refused by
     the forward mode."""
-    around_zero = Fn(lambda x: x / (x - 1))
+    around_zero = Lambda(lambda x: x / (x - 1))
     with pytest.raises(Exception, match=r"node '/\d+' \(operator (Div|Reciprocal)"):
         bounds_of(BoundedModule(around_zero, X), X, EPS, method)
-    constant_over = Fn(lambda x: torch.tensor([[2.0, -1.0]]) / (x + 3))
+    constant_over = Lambda(lambda x: torch.tensor([[2.0, -1.0]]) / (x + 3))
     x = torch.tensor([[0.5, 0.5]])
     assert_bounds_hold(BoundedModule(constant_over, x), constant_over, x, EPS, method,
                        refusal_allowed=method == "forward")
 
 
 def test_a_denominator_interval_around_zero_names_its_entries():
-    bm = BoundedModule(Fn(lambda x: 1 / (x - 1)), X)
+    bm = BoundedModule(Lambda(lambda x: 1 / (x - 1)), X)
     with pytest.raises(NotImplementedError, match=r"node '.*' \(operator Reciprocal.*contain 0"):
         bounds_of(bm, X, EPS, "CROWN")

@@ -15,6 +15,7 @@ from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from torch import nn
 
 from lirpa_diffai import BoundedModule
+from tests.support import Lambda
 from tests.soundness.check import Case, run_case
 from tests.soundness.methods import METHODS
 
@@ -66,15 +67,6 @@ COPIES = {
     "expand -1": lambda x: x[:, -1:].expand(-1, 4, -1, -1) + x,
     "channel shuffle": channel_shuffle,
 }
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 @lru_cache(maxsize=None)
