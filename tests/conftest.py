@@ -14,11 +14,11 @@ def _seed():
     np.random.seed(0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True)
 def one_thread():
-    """One torch thread for a module's tests: the machine's 2 cores are shared, and one thread
-    avoids oversubscription (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
-    before = torch.get_num_threads()
+    """One torch thread for every test, set again before each one: the machine's 2 cores are
+    shared, and a test that calls a command's ``main`` (``--threads``, a benchmark's default of 2)
+    must not leave its thread count to the tests after it (two threads there spun on a loaded
+    machine: a 1.5 s test took 30 s of CPU). A module's ``usefixtures("one_thread")`` is redundant."""
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)

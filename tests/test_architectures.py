@@ -16,7 +16,6 @@ from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 import lirpa_diffai
 from tests.architectures import BY_NAME, FAMILIES, METHOD_COLUMNS, check, family_case, parse_markdown
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "architectures.md"
 EXPECTED = parse_markdown(PAGE.read_text())

@@ -20,7 +20,6 @@ from tests.soundness.check import Case, run_case
 from tests.soundness.methods import METHODS
 from tests.support import bounds_of
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 ACTIVATIONS = {"exp": el.EXP, "log": el.LOG, "sqrt": el.SQRT, "reciprocal": el.RECIPROCAL, "abs": el.ABS,
                **{f"pow{n}": el.power(n) for n in (0, 1, 2, 3, 4)}}

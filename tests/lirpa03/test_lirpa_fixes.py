@@ -17,7 +17,6 @@ from lirpa_diffai import BoundedModule
 from lirpa_diffai.lirpa03 import graph_check
 from lirpa_diffai.bound_ops.registry import UnsupportedOperatorError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 BACKWARD = ("CROWN", "CROWN-IBP")
 
@@ -234,7 +233,6 @@ def test_circular_padding_is_traced_exactly_and_bounded(conv_mode):
                         nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Flatten(),
                         nn.Linear(48, 2))
     assert_sound(net, torch.randn(2, 2, 4, 4), 0.1, BACKWARD + ("IBP",), conv_mode=conv_mode)
-
 
 
 def test_a_graph_that_computes_another_function_fails_construction(monkeypatch):

@@ -28,9 +28,6 @@ TABLE2 = sorted(p for p in EXAMPLES.glob("*.yaml")
 DIFFAI_MNIST = sorted(EXAMPLES.glob("diffai_mnist_*.yaml"))
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def write_config(tmp_path: Path, goal: str, name="tiny.yaml", **overrides) -> Path:
     """A tiny MNIST run: ConvSmall, 200 training images in batches of 50, 100 test images."""
     values = {"network": "conv_small", "dataset": "mnist", "eps": 0.1, "goal": goal,
