@@ -1,33 +1,22 @@
 """The fuzzer's quick tier: a deterministic sample of each grid, drawn case by case, so that a
 new operator, method or value range falls into it without being marked by hand.
 
-The draw ranks candidates by the CRC-32 of the case's name (stable across runs and machines,
-unlike ``hash``): each operator gets its own choice of methods, so the quick run covers every
-method over the whole catalogue while running only a few per operator. Everything the quick
+The draw (``tests.support.draw``) ranks candidates by the CRC-32 of the case's name: each
+operator gets its own choice of methods, so the quick run covers every method over the whole
+catalogue while running only a few per operator. Everything the quick
 tier leaves out runs in the slow tier (``-m slow``): the two tiers together are the full grid,
 with no case in both.
 """
 from __future__ import annotations
 
-import zlib
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from lirpa_diffai.domain.methods import DIFFAI_NAMES
+from tests.support import draw
 
 # how many methods of each family the quick tier runs per operator in eval mode (hzono, the
 # plugin's own domain: two, e.g. one without and one with correlated input rows)
 PER_FAMILY = {"hzono": 2}
-
-
-def rank(key: str, candidates: Iterable[str]) -> list[str]:
-    """``candidates`` in the order of the CRC-32 of ``key|candidate``: a fixed shuffle per key
-    (adding a candidate moves no other's place relative to the rest)."""
-    return sorted(candidates, key=lambda c: (zlib.crc32(f"{key}|{c}".encode()), c))
-
-
-def draw(key: str, candidates: Iterable[str], k: int = 1) -> list[str]:
-    """The first ``k`` of :func:`rank`."""
-    return rank(key, candidates)[:k]
 
 
 def family(label: str) -> str:
