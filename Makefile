@@ -46,7 +46,8 @@ lint: install
 
 # The quick tier: every test not marked slow (3300 tests, about 5 minutes of CPU on one core of
 # the 2-core machine). Each parametrized grid keeps a deterministic draw of its cases here and marks
-# the rest slow (tests/support.py: draw; the fuzzer's: tests/soundness/tiers.py).
+# the rest slow (tests/support.py: draw; the fuzzer's: tests/soundness/tiers.py). To see where the
+# CPU goes: pytest -q -m "not slow" --cpu-durations=30
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 

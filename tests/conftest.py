@@ -1,6 +1,8 @@
 """Fixtures and hooks only; the shared helpers are in ``tests/support.py``."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -22,3 +24,37 @@ def one_thread():
     machine: a 1.5 s test took 30 s of CPU). A module's ``usefixtures("one_thread")`` is redundant."""
     torch.set_num_threads(1)
     yield
+
+
+# ------------------------------------------------------------------ CPU time per test
+# The suite's budget is CPU time (10 minutes on an idle 2-core machine): on a shared, loaded
+# machine wall time (--durations) says little. ``--cpu-durations=N`` reports each test's CPU
+# seconds, setup to teardown, its waited-for child processes included.
+CPU_SECONDS: dict[str, float] = {}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="report the tests' total CPU seconds and the N tests taking most (0: all)")
+
+
+def cpu_now() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = cpu_now()
+    yield
+    CPU_SECONDS[item.nodeid] = cpu_now() - start
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    shown = config.getoption("cpu_durations")
+    if shown is None or not CPU_SECONDS:
+        return
+    ranked = sorted(CPU_SECONDS.items(), key=lambda item: -item[1])
+    terminalreporter.write_sep("=", f"CPU time: {sum(CPU_SECONDS.values()):.1f} s over {len(ranked)} tests")
+    for nodeid, seconds in ranked[:shown or None]:
+        terminalreporter.write_line(f"{seconds:8.2f}s {nodeid}")
