@@ -15,7 +15,7 @@ from lirpa_diffai.goals import parse_goal
 from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
 
-from tests.support import REPO, needs_mnist
+from tests.support import REPO, needs_mnist, slow_unless
 
 EXAMPLES = REPO / "examples" / "goals"
 # the Table-2 schemes (mnist_small, the MMR examples, the grafting fine-tunes and the
@@ -211,13 +211,16 @@ def one_step(cfg, network: str):
 
 
 def _table2_params():
+    """Each scheme on resnet_tiny and on its own network; the quick tier runs each scheme once,
+    on its own network unless that is one of SLOW_NETWORKS (every network then runs quickly)."""
     out = []
     for path in TABLE2:
         network = load_config(path).network
-        out.append(pytest.param(path, "resnet_tiny", id=f"{path.stem}-on-resnet_tiny"))
+        own_quick = network != "resnet_tiny" and network not in SLOW_NETWORKS
+        out.append(pytest.param(path, "resnet_tiny", id=f"{path.stem}-on-resnet_tiny",
+                                marks=slow_unless(not own_quick)))
         if network != "resnet_tiny":
-            marks = (pytest.mark.slow,) if network in SLOW_NETWORKS else ()
-            out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}", marks=marks))
+            out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}", marks=slow_unless(own_quick)))
     for path in DIFFAI_MNIST:
         network = load_config(path).network
         out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}"))
