@@ -154,11 +154,13 @@ def test_augment_is_a_shifted_or_flipped_crop():
 
 # ------------------------------------------------------------------------ two processes
 
+@pytest.mark.slow
 @needs_mnist
 def test_two_processes_match_one(tmp_path):
     """torchrun with 2 CPU processes (gloo, DDP) and the same global batch gives one
     process's weights. The goal's Box part reaches the weights only through
-    bm.compute_bounds: unsynchronised gradients would make the runs differ. About 20 s."""
+    bm.compute_bounds: unsynchronised gradients would make the runs differ. Slow: three
+    Python processes train an epoch, about 26 s of CPU."""
     cfg = write_config(tmp_path, "Mix(Point, Sub(0.5, Box), 0.7)", epochs=1, train_subset=200,
                        batch_size=20, test_subset=40)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
