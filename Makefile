@@ -51,7 +51,7 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The slow tier alone (6360 cases, about 22 minutes of CPU), then everything: both tiers.
+# The slow tier alone (6360 cases, about 24 minutes of CPU), then everything: both tiers.
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
