@@ -1,14 +1,16 @@
 """What the tests share besides fixtures (those stay in ``conftest.py``): the repository's paths,
-points inside input sets (samples, corners, attacks), the soundness assertion, and small
-reference implementations. Imported as ``tests.support``; it needs no ``lirpa_diffai`` at import
-(the few helpers that call it import it inside)."""
+points inside input sets (samples, corners, attacks), the soundness assertion, small reference
+implementations, and the draw of a grid's quick cases. Imported as ``tests.support``; it needs
+no ``lirpa_diffai`` at import (the few helpers that call it import it inside)."""
 from __future__ import annotations
 
 import copy
 import importlib.util
 import os
 import types
+import zlib
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import pytest
@@ -236,3 +238,31 @@ def with_clean_batch_statistics(net: nn.Module, x: torch.Tensor) -> nn.Module:
         m.running_mean.copy_(value.mean(dims))
         m.running_var.copy_(value.var(dims, unbiased=False))
     return ref.eval()
+
+
+# ------------------------------------------------------------------ the two tiers
+# `make test` runs the quick tier (-m "not slow"), `make test-all` both. A parametrized grid
+# keeps a deterministic draw of its cases quick and marks the rest slow: every case runs in
+# exactly one tier.
+
+
+def rank(key: str, candidates: Iterable[str]) -> list[str]:
+    """``candidates`` in the order of the CRC-32 of ``key|candidate``: a fixed shuffle per key,
+    the same on every run and machine (unlike ``hash``); adding a candidate moves no other's
+    place relative to the rest."""
+    return sorted(candidates, key=lambda c: (zlib.crc32(f"{key}|{c}".encode()), c))
+
+
+def draw(key: str, candidates: Iterable[str], k: int = 1) -> list[str]:
+    """The first ``k`` of :func:`rank`."""
+    return rank(key, candidates)[:k]
+
+
+def drawn_rows(rows: Iterable[str], columns: Sequence[str], k: int = 1) -> set[tuple[str, str]]:
+    """The quick cells of a grid: ``k`` columns drawn for each row."""
+    return {(row, column) for row in rows for column in draw(row, columns, k)}
+
+
+def slow_unless(quick: bool) -> tuple:
+    """The marks of a case: none in the quick tier, ``slow`` otherwise."""
+    return () if quick else (pytest.mark.slow,)

@@ -13,7 +13,6 @@ from torch import nn
 
 import lirpa_diffai
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ["IBP", "hzono", "CROWN-IBP", "CROWN", "forward", "CROWN-hzono"]
 

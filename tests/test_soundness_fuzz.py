@@ -25,8 +25,8 @@ from tests.soundness.methods import METHODS, QUICK
 from tests.soundness.ranges import POLES, RANGES, in_range, pole_case
 from tests.soundness.stateful import ROUTES, changed_case
 from tests.soundness.sweep import WITNESS, Record, graph_case, operator_case, run, traced_classes
+from tests.soundness.tiers import family, quick_methods, quick_regimes
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 OPERATORS = sorted(SNIPPETS)
 QUICK_GRAPH_SEEDS = range(3)
@@ -85,19 +85,29 @@ def test_snippet_traces_into_its_bound_class(operator):
 
 
 # ------------------------------------------------------------------ one operator at a time
-def is_quick(method: str, training: bool) -> bool:
-    return (method in QUICK and not training) or (method == "hzono[deepz,rows=all]" and training)
-
-
 def operator_params():
-    """(operator, method, mode) for seed 0: one method per family in eval mode (and hzono in
-    training mode) in the quick run; every method in both modes in the slow one."""
+    """(operator, method, mode) for seed 0, every method in both modes: in the quick run the
+    cases tests/soundness/tiers.py draws for the operator (one or two methods of each family in
+    eval mode, two in training mode), the rest in the slow one."""
     for operator in OPERATORS:
+        quick = quick_methods(operator, list(METHODS))
         for method in METHODS:
             for training in (False, True):
-                marks = () if is_quick(method, training) else (pytest.mark.slow,)
+                marks = () if (method, training) in quick else (pytest.mark.slow,)
                 yield pytest.param(operator, method, training, marks=marks,
                                    id=f"{operator}-{method}-{'train' if training else 'eval'}")
+
+
+def test_the_quick_tier_runs_every_method_in_both_modes_on_some_operator():
+    """The draw of tests/soundness/tiers.py leaves no method (nor mode) to the slow tier alone,
+    and gives every operator each family in eval mode."""
+    drawn = [quick_methods(operator, list(METHODS)) for operator in OPERATORS]
+    for training in (False, True):
+        missing = set(METHODS) - {method for cases in drawn for method, mode in cases if mode == training}
+        assert not missing, f"no operator runs {sorted(missing)} in {'training' if training else 'eval'} mode quickly"
+    families = {family(method) for method in METHODS}
+    for operator, cases in zip(OPERATORS, drawn):
+        assert {family(method) for method, mode in cases if not mode} == families, operator
 
 
 @pytest.mark.parametrize("operator,method,training", operator_params())
@@ -121,7 +131,8 @@ def check_graph(seed: int, methods) -> None:
 
 @pytest.mark.parametrize("seed", QUICK_GRAPH_SEEDS)
 def test_random_graph_sound_or_refused(seed):
-    check_graph(seed, QUICK)
+    """The methods tests/soundness/tiers.py draws for the seed (one or two of each family)."""
+    check_graph(seed, sorted({method for method, _ in quick_methods(f"graph {seed}", list(METHODS))}))
 
 
 @pytest.mark.slow
@@ -166,9 +177,12 @@ def test_pole_function_sound_or_refused(code, regime):
 
 
 def range_params():
+    """Every operator in every moved range: in the quick run the kinked operators in each range
+    and the others in two ranges drawn for each (tests/soundness/tiers.py)."""
     for operator in OPERATORS:
+        quick = MOVED if operator in KINKED else quick_regimes(operator, MOVED)
         for regime in MOVED:
-            marks = () if operator in KINKED else (pytest.mark.slow,)
+            marks = () if regime in quick else (pytest.mark.slow,)
             yield pytest.param(operator, regime, marks=marks, id=f"{operator}-{regime}")
 
 

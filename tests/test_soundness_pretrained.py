@@ -14,7 +14,6 @@ from tests.soundness.check import Case, run_case
 from tests.soundness.known import expected_failure
 from tests.soundness.methods import METHODS, QUICK
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHARED_MODELS = data.shared_root() / "models"
 WITNESS = {"samples": 100, "pgd_steps": 10, "pgd_targets": 10}

@@ -5,8 +5,6 @@ import torch
 
 from benchmarks import gpu_check
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_dry_run_compares_every_check_cpu_against_cpu(capsys):
     assert gpu_check.main(["--device", "cpu", "--batch", "4", "--repeats", "1",

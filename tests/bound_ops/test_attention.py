@@ -11,8 +11,6 @@ from lirpa_diffai import hybrid_zono as hz
 from lirpa_diffai.bound_ops.attention import (difference_bounds, pairwise_differences, reduce_max_zonotope,
                                              softmax_zonotope)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def zonotope(shape, rows: int, scale: float, dominant: float = 0.0, seed: int = 0):
     """A hybrid zonotope (B, ..., n) with ``rows`` shared rows; ``dominant`` added to the first

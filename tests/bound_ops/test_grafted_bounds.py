@@ -15,7 +15,6 @@ from lirpa_diffai.grafting import GraftedReLU
 
 from tests.support import assert_inside, attack_points, box_samples
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ["IBP", "CROWN", "CROWN-IBP", "alpha-CROWN", "hzono", "HNIPS", "HSwitch", "HSmooth",
            "CROWN-hzono"]

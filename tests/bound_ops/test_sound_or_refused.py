@@ -17,7 +17,6 @@ from lirpa_diffai.bound_ops import HZONO_TRANSFORMERS, transformer_for
 
 from tests.support import assert_inside, attack_points, box_samples
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROWS = (0, "all")
 

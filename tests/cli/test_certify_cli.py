@@ -16,9 +16,6 @@ TINY = ("network: conv_small\ndataset: mnist\neps: 0.1\n"
         "train_subset: 200\ntest_subset: 50\nseed: 1\n")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A one-epoch run of the tiny configuration through the command line."""

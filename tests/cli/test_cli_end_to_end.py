@@ -4,14 +4,13 @@ each step's outputs checked."""
 import importlib.util
 import json
 
-import pytest
 import torch
 
 from lirpa_diffai.__main__ import main
 
 from tests.support import needs_mnist
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), needs_mnist]
+pytestmark = needs_mnist
 
 CONFIG = """network: conv_small
 dataset: mnist

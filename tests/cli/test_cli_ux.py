@@ -17,7 +17,6 @@ from tests.support import REPO, SHARED, needs_mnist
 
 needs_models = pytest.mark.skipif(not (SHARED / "models" / "mnist_conv_small_nat.pth").is_file(),
                                   reason="needs ../shared/models")
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ("network: conv_small\ndataset: mnist\neps: 0.1\ngoal: Mix(Point, Box, 0.5)\n"
         "epochs: 1\nbatch_size: 20\ntrain_subset: 40\ntest_subset: 10\nseed: 1\n")

@@ -12,8 +12,6 @@ from lirpa_diffai.pipeline.model_source import load_trained
 from lirpa_diffai.grafting import graft, grafted_modules
 from lirpa_diffai.training import TrainingError, train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def grafted_dir(tmp_path_factory):

@@ -22,8 +22,6 @@ HAVE_DATA = all((SHARED / "datasets" / f"{d}.npz").is_file() for d in ("mnist", 
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="needs ../shared/datasets")
 QUICK = {"mnist_small"}   # the CIFAR-10 ones take 10 s to minutes each
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def write_config(tmp_path: Path, text: str = "", name="tiny.yaml", **overrides) -> Path:
     """A tiny MNIST run: ConvSmall, 100 training images in batches of 50, 20 test images."""

@@ -11,7 +11,7 @@ from lirpa_diffai.__main__ import main
 from tests.support import needs_mnist
 
 pytest.importorskip("highspy", reason="BaB's exact LP needs highspy")
-pytestmark = [pytest.mark.usefixtures("one_thread"), needs_mnist]
+pytestmark = needs_mnist
 
 TINY = ("network: conv_small\ndataset: mnist\neps: 0.1\n"
         "goal: Point\nepochs: 1\nbatch_size: 50\n"

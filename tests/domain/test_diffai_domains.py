@@ -17,7 +17,6 @@ from lirpa_diffai.models import ParSum
 
 from tests.support import assert_inside, attack_points, box_samples
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = 0.03
 

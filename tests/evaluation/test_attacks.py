@@ -19,10 +19,6 @@ from lirpa_diffai.pipeline.model_source import load_trained
 from tests.support import needs_mnist
 
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def small_net(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 5)).eval()

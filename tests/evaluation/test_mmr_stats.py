@@ -16,7 +16,6 @@ from lirpa_diffai.evaluation.regions import region_statistics, relu_input_labels
 
 from tests.support import attack_points, box_samples, needs_mnist
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = ["IBP", "hzono", "CROWN", "CROWN-hzono"]
 
 

@@ -14,7 +14,6 @@ from tests.support import EXAMPLES, load_script
 
 compare_bounds = load_script(EXAMPLES / "compare_bounds.py")  # a script, run as users run it
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIG = "network: conv_small\ndataset: mnist\neps: 0.1\ngoal: Box\nepochs: 1\n"
 

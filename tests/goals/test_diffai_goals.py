@@ -25,7 +25,6 @@ from lirpa_diffai.goals import (IFGSM, MI_FGSM, PGD, AdvDom, AdvInclusion, BiAdv
 from lirpa_diffai.goals.core import margin_loss
 from lirpa_diffai.goals.errors import Origin
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_IN, N_OUT = 6, 4
 EPS = 0.031373

@@ -13,8 +13,6 @@ from lirpa_diffai.goals import DOMAIN_GOALS, GoalContext, margin_loss, margin_sp
 from lirpa_diffai.goals.domain_goals import HNIPS, HRand, HSwitch, ZNIPS
 from lirpa_diffai.training.step import box_bounds
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.mark.parametrize("text", [*(n for n in DOMAIN_GOALS if n != "HRand"), "HRand(3)", "HRand(k=2, a=HNIPS)",
                                   "Mix(Point, ZNIPS, Lin(0, 1, 10))"])

@@ -17,7 +17,6 @@ from lirpa_diffai.training.config import load_config
 from lirpa_diffai.goals.catalogue import MMR, PGD
 from lirpa_diffai.mmr import mmr_loss
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 MADRY = "PGD(40, r=2, restart=1, should_end=False)"      # Madry et al.'s PGD40
 RECIPE = (f"DList((Mix(Point, {MADRY}, 0.5), 1), "

@@ -13,8 +13,6 @@ from lirpa_diffai.grafting import (choose_masks, graft, gradient_significance, n
                                    select, unstable_counts, weight_significance)
 from lirpa_diffai.grafting.rewrite import GraftingError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def mlp():
     return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3)).eval()

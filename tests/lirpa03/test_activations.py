@@ -21,7 +21,6 @@ from lirpa_diffai.lirpa03.activations import (BoundElu, BoundGelu, BoundHardSigm
 from tests.soundness.check import Case, run_case
 from tests.soundness.methods import METHODS
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODULES = {
     "hardsigmoid": (nn.Hardsigmoid(), BoundHardSigmoid, pieces.hard_sigmoid(1 / 6, 0.5), (-3.0, 3.0)),

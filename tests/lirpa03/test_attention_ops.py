@@ -14,7 +14,6 @@ import lirpa_diffai
 from lirpa_diffai.lirpa03.attention_ops import (BoundSoftmaxWhole, reduce_max_relaxation, softmax_interval)
 from tests.support import assert_bounds_hold
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ("IBP", "CROWN-IBP", "CROWN", "alpha-CROWN", "hzono", "HBox", "ZBox", "CROWN-hzono")
 # a shift of the first element by 4 makes it dominate at small eps; none dominates without it

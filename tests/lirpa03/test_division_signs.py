@@ -11,7 +11,6 @@ from torch import nn
 from tests.support import assert_bounds_hold, bounds_of, Lambda
 from lirpa_diffai import BoundedModule
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 # x in [-0.5, 1.5]: every denominator below lies in [-3.5, -1]
 X, EPS = torch.tensor([[0.5]]), 1.0

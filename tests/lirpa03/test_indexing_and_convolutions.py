@@ -19,7 +19,6 @@ from tests.support import Lambda
 from tests.soundness.check import Case, run_case
 from tests.soundness.methods import METHODS
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 QUICK = ("IBP", "HBox", "CROWN")
 LABELS = [pytest.param(label, marks=() if label in QUICK else (pytest.mark.slow,)) for label in (

@@ -10,7 +10,6 @@ from lirpa_diffai import BoundedModule, PerturbationHybridZonotope, UnsupportedO
 
 from tests.support import assert_inside, box_samples
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ["hzono", "IBP", "CROWN", "CROWN-IBP", "CROWN-hzono", "alpha-CROWN"]
 

@@ -13,7 +13,6 @@ from tests.soundness.check import Case, run_case
 from tests.soundness.methods import METHODS
 from tests.support import bounds_of
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 LABELS = ["IBP", "hzono[boxy,rows=0]", "HBox", "ZBox", "CROWN-IBP", "CROWN", "alpha-CROWN", "CROWN-hzono"]
 

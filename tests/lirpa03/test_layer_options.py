@@ -10,8 +10,6 @@ from torch import nn
 from tests.support import assert_bounds_hold
 from lirpa_diffai import BoundedModule
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def lazily(*layers, shape):
     """``layers`` then a linear head, sized on an input of ``shape``."""

@@ -17,7 +17,6 @@ from lirpa_diffai import BoundedModule
 from lirpa_diffai.lirpa03 import graph_check
 from lirpa_diffai.bound_ops.registry import UnsupportedOperatorError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 BACKWARD = ("CROWN", "CROWN-IBP")
 

@@ -16,7 +16,6 @@ from tests.architectures import BY_NAME, family_case
 from tests.soundness.check import Case, run_case
 from tests.soundness.methods import METHODS
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 POOLS = {
     "resnet-stem": dict(kernel_size=3, stride=2, padding=1),

@@ -14,7 +14,6 @@ from torch import nn
 from tests.support import assert_bounds_hold, bounds_of
 from lirpa_diffai import BoundedModule
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 FORWARD = ("forward", "forward+backward")
 

@@ -16,7 +16,6 @@ from tests.support import assert_bounds_hold, bounds_of, with_clean_batch_statis
 from lirpa_diffai import BoundedModule
 from lirpa_diffai.lirpa03.follow import ModelChangedError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 METHODS = ("IBP", "CROWN", "CROWN-IBP", "hzono", "HBox", "CROWN-hzono")
 EPS = 0.05

@@ -13,7 +13,6 @@ import lirpa_diffai
 from lirpa_diffai.errors import UnsupportedOperatorError
 from lirpa_diffai.lirpa03.written_out_attention import attention_written_out
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = {
     "batch_first": dict(embed_dim=8, num_heads=2, batch_first=True),

@@ -11,8 +11,6 @@ from torch import nn
 from lirpa_diffai.mmr import RegionError, mmr_loss, region_distances, relu_layers
 from lirpa_diffai.mmr.regions import bounded_network
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 class Residual(nn.Module):
     """conv-relu, a residual block with eval-mode batch norm, average pooling, a concatenation

@@ -62,6 +62,7 @@ def all_methods() -> list[Method]:
 
 METHODS = {m.label: m for m in all_methods()}
 
-# the quick subset: one method per family
+# one fixed method per family (the pretrained networks and the changed graphs run these; the
+# operator grid's quick tier draws its own per operator: tests/soundness/tiers.py)
 QUICK = ["hzono[boxy,rows=0]", "hzono[deepz,rows=all]", "ZSwitch", "CROWN-hzono", "IBP", "CROWN",
          "CROWN-IBP", "alpha-CROWN", "zono-input:CROWN", "forward", "forward+backward"]

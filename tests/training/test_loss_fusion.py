@@ -18,7 +18,6 @@ from lirpa_diffai.training.loss_fusion import (box_input, exp_chord, fused_loss_
 from tests.soundness.witness import eval_reference
 from tests.support import box_samples
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = ("CROWN-IBP", "CROWN-hzono", "CROWN")
 
 

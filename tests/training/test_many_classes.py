@@ -12,8 +12,6 @@ from lirpa_diffai import imagenet, training
 from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training.errors import ConfigError
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def tiny_classifier(side: int, classes: int) -> nn.Module:
     """Flatten and one Linear: the network of these runs (given by import path)."""

@@ -14,7 +14,6 @@ import lirpa_diffai
 from lirpa_diffai.__main__ import main
 
 from tests.support import needs_mnist
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 NETWORKS = '''
 import torch

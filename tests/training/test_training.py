@@ -15,7 +15,7 @@ from lirpa_diffai.goals import parse_goal
 from lirpa_diffai.training.config import load_config
 from lirpa_diffai.training import Dist, GoalLoss, epoch_batches, eps_factor, goal_eps
 
-from tests.support import REPO, needs_mnist
+from tests.support import REPO, needs_mnist, slow_unless
 
 EXAMPLES = REPO / "examples" / "goals"
 # the Table-2 schemes (mnist_small, the MMR examples, the grafting fine-tunes and the
@@ -26,9 +26,6 @@ TABLE2 = sorted(p for p in EXAMPLES.glob("*.yaml")
                 and not p.name.startswith(("mmr_", "graft_", "madry_", "diffai_mnist_")))
 # DiffAI's goal for its MNIST networks (the paper's Tables 9 and 10), each on its own network
 DIFFAI_MNIST = sorted(EXAMPLES.glob("diffai_mnist_*.yaml"))
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_config(tmp_path: Path, goal: str, name="tiny.yaml", **overrides) -> Path:
@@ -157,11 +154,13 @@ def test_augment_is_a_shifted_or_flipped_crop():
 
 # ------------------------------------------------------------------------ two processes
 
+@pytest.mark.slow
 @needs_mnist
 def test_two_processes_match_one(tmp_path):
     """torchrun with 2 CPU processes (gloo, DDP) and the same global batch gives one
     process's weights. The goal's Box part reaches the weights only through
-    bm.compute_bounds: unsynchronised gradients would make the runs differ. About 20 s."""
+    bm.compute_bounds: unsynchronised gradients would make the runs differ. Slow: three
+    Python processes train an epoch, about 26 s of CPU."""
     cfg = write_config(tmp_path, "Mix(Point, Sub(0.5, Box), 0.7)", epochs=1, train_subset=200,
                        batch_size=20, test_subset=40)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -214,13 +213,16 @@ def one_step(cfg, network: str):
 
 
 def _table2_params():
+    """Each scheme on resnet_tiny and on its own network; the quick tier runs each scheme once,
+    on its own network unless that is one of SLOW_NETWORKS (every network then runs quickly)."""
     out = []
     for path in TABLE2:
         network = load_config(path).network
-        out.append(pytest.param(path, "resnet_tiny", id=f"{path.stem}-on-resnet_tiny"))
+        own_quick = network != "resnet_tiny" and network not in SLOW_NETWORKS
+        out.append(pytest.param(path, "resnet_tiny", id=f"{path.stem}-on-resnet_tiny",
+                                marks=slow_unless(not own_quick)))
         if network != "resnet_tiny":
-            marks = (pytest.mark.slow,) if network in SLOW_NETWORKS else ()
-            out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}", marks=marks))
+            out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}", marks=slow_unless(own_quick)))
     for path in DIFFAI_MNIST:
         network = load_config(path).network
         out.append(pytest.param(path, network, id=f"{path.stem}-on-{network}"))

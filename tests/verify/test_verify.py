@@ -25,8 +25,6 @@ from tests.support import assert_split_bounds_hold
 highspy = pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy "
                               "(pip install 'lirpa-diffai[complete]')")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def mlp(seed, n_in=16, width=24, n_out=4, depth=2):
     torch.manual_seed(seed)

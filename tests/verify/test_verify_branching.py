@@ -16,7 +16,6 @@ from lirpa_diffai.verify.branching import babsr, fsb, intercept
 from tests.verify.test_verify import assert_agrees_with_mip, box, mlp
 
 pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy")
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 NAMES = list(branching.HEURISTICS)
 

@@ -18,8 +18,6 @@ from tests.support import assert_split_bounds_hold
 pytest.importorskip("highspy", reason="the exact LP/MIP needs highspy "
                     "(pip install 'lirpa-diffai[complete]')")
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def grafted_mlp(seed, n_in=16, width=24, n_out=4, depth=2, ratio=0.5):
     """Flatten, then ``depth`` times Linear + GraftedReLU (``ratio`` of the neurons grafted,

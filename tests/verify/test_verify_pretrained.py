@@ -11,7 +11,6 @@ from lirpa_diffai.verify.bounding import box_input, root_bounds
 from tests.support import SHARED
 
 pytest.importorskip("highspy", reason="the MIP oracle needs highspy")
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pretrained(name):
