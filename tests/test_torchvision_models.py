@@ -16,7 +16,6 @@ import torch
 from tests.architectures import EPS, check
 from tests.soundness.check import Case
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 # (torchvision builder, input side): random weights, 10 classes, two 3 x side x side images (not
 # one: auto_LiRPA 0.3 traces an eval-mode network holding Dropout in training mode, where
