@@ -49,18 +49,21 @@ RUNS = {
 DEFAULT_METHODS = "HBox,CROWN,BaB"
 
 
-def trained(config: str, out: Path, args) -> tuple[Path, list[dict]]:
-    """Train ``config`` into ``out`` (resuming); its run directory and per-epoch metrics."""
+def trained(config: str, out: Path, args, extra=()) -> tuple[Path, list[dict]]:
+    """Train ``config`` into ``out`` (resuming), with the ``--set`` overrides ``extra``
+    (``"goal=Point"``); its run directory and per-epoch metrics."""
     overrides = [f"train_subset={args.train_subset}"] if args.train_subset else []
+    overrides += list(extra)
     train(str(GOALS / f"{config}.yaml"), out=str(out), epochs=args.epochs, resume=True,
           progress=not args.no_progress, overrides=overrides)
     metrics = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line]
     return out, metrics
 
 
-def certified(run: Path, eps: float, args) -> dict:
+def certified(run: Path, eps: float, args, hzono_rows: str | None = "all") -> dict:
     """The certify report of ``run`` at ``eps`` (reused from its file when that was written
-    with the same eps, limit and methods)."""
+    with the same eps, limit and methods); ``hzono_rows`` as ``certify_checkpoint`` takes it
+    (None: the run's configuration's)."""
     path = run / f"certify-{args.limit}-{args.methods.replace(',', '+')}.json"
     wanted = {"eps": eps, "limit": args.limit, "methods": args.methods}
     if path.is_file() and not args.recertify:
@@ -68,7 +71,7 @@ def certified(run: Path, eps: float, args) -> dict:
         if kept.get("asked") == wanted:
             return kept
     report, table = certify_checkpoint(run / CHECKPOINT, args.methods, eps, args.limit,
-                                       args.batch_size, str(path), hzono_rows="all",
+                                       args.batch_size, str(path), hzono_rows=hzono_rows,
                                        timeout=args.timeout)
     print(table)
     kept = {**report.as_dict(), "asked": wanted}

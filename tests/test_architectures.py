@@ -88,6 +88,41 @@ def test_crown_bounds_a_squeeze_excitation_gate():
         assert check(case_of(family), label).kind == "sound", (family, label)
 
 
+class GateThenConvolutions(torch.nn.Module):
+    """A squeeze-excitation gate ``x * sigmoid(fc2(relu(fc1(pool(x)))))`` (the product of a
+    (B, C, H, W) value and a broadcast (B, C, 1, 1) one) followed by a 1x1 convolution, a ReLU
+    and a 3x3 convolution, as in every MobileNetV3 / EfficientNet block: the ReLU's
+    intermediate bounds reach the product with patches. ``relu_first``: the gated value is
+    non-negative (after a ReLU), else of both signs."""
+
+    def __init__(self, relu_first: bool):
+        super().__init__()
+        from lirpa_diffai.models.modern import SqueezeExcite
+        self.stem, self.relu_first = torch.nn.Conv2d(3, 4, 3, padding=1), relu_first
+        self.gate = SqueezeExcite(4, 4)
+        self.project, self.conv = torch.nn.Conv2d(4, 4, 1), torch.nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = self.gate(torch.relu(y) if self.relu_first else y)
+        return self.conv(torch.relu(self.project(y))).flatten(1)
+
+
+@pytest.mark.parametrize("relu_first", [True, False], ids=["non-negative", "both-signs"])
+@pytest.mark.parametrize("eps", [0.01, 0.3])
+@pytest.mark.parametrize("label", ["CROWN", "CROWN-IBP", "alpha-CROWN", "CROWN-hzono"])
+def test_crown_bounds_a_gate_followed_by_convolutions(label, eps, relu_first):
+    """auto_LiRPA 0.3 failed (``shape ... is invalid``) in the product's backward pass with
+    patches (``lirpa03.fixes_activations.broadcast_product_patches``): now sound at sampled,
+    corner and PGD points aimed at each bound, and exact at eps = 0."""
+    from tests.soundness.check import Case, run_case
+    from tests.soundness.methods import METHODS
+    torch.manual_seed(0)
+    case = Case(GateThenConvolutions(relu_first).eval(), torch.rand(2, 3, 6, 6), eps=eps, seed=0)
+    outcome = run_case(case, METHODS[label], False, samples=200, pgd_steps=15, pgd_targets=16)
+    assert outcome.kind == "sound", outcome
+
+
 class StridedShortcut(torch.nn.Module):
     """Slices with steps 2 and 3 (one from a negative start), and padding of the channel axis
     with a non-zero constant, between two convolutions."""

@@ -10,7 +10,10 @@ of its arguments,
 it is decreasing in each ``x_j - x_i`` (``j != i``; the term ``j = i`` is exactly 1), so with
 ``d_ij in [lo_ij, hi_ij]``
 
-    1 / sum_j exp(hi_ij)  <=  softmax(x)_i  <=  1 / sum_j exp(lo_ij).
+    1 / sum_j exp(hi_ij)  <=  softmax(x)_i  <=  1 / sum_j exp(lo_ij),
+
+each computed as ``exp(-logsumexp_j(d_ij))``: where ``exp(d_ij)`` overflows, ``1 / sum`` has
+the value 0 but the gradient ``0 * inf`` = NaN, which DiffAI's training would take.
 
 From intervals of the arguments alone ``lo_ij = l_j - u_i`` and ``hi_ij = u_j - l_i``; a
 domain that keeps correlations (hzono) bounds ``x_j - x_i`` itself, more tightly. Exact when
@@ -29,7 +32,7 @@ def softmax_from_differences(low, high):
     eye = torch.eye(low.shape[-1], dtype=torch.bool, device=low.device)
     zero = torch.zeros((), dtype=low.dtype, device=low.device)
     low, high = torch.where(eye, zero, low), torch.where(eye, zero, high)
-    return 1 / high.exp().sum(-1), 1 / low.exp().sum(-1)
+    return (-high.logsumexp(-1)).exp(), (-low.logsumexp(-1)).exp()
 
 
 def softmax_interval(lower, upper, axis: int):

@@ -72,6 +72,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_alpha.alpha_of_activations_shared_over_convolutions,
     fixes_alpha.relu_sparse_alphas_on_a_dense_spec,
     fixes_activations.overflow_never_nan, fixes_activations.global_average_pool_patches,
+    fixes_activations.broadcast_product_patches,
     fixes_activations.slice_any_step, fixes_indexing.slice_computed_endpoints,
     fixes_indexing.unperturbed_nodes_by_value, fixes_activations.pad_any_axis,
     fixes_activations.patches_of_scalars_and_pools, fixes_activations.backward_failures_named,

@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 from torch import nn
 
 from .. import data
-from . import abstract_variants, custom, densenet, feedforward, resnet
+from . import abstract_variants, custom, densenet, feedforward, modern, resnet
 
 BOTH = ("mnist", "cifar10")
 CIFAR = ("cifar10",)
@@ -40,6 +40,10 @@ ZOO: dict[str, Entry] = {
     "resnet_tiny_manyfixed": Entry(abstract_variants.resnet_tiny_manyfixed, CIFAR, "ResNet-Tiny ManyFixed"),
     "skipnet18_combo": Entry(abstract_variants.skipnet18_combo, CIFAR, "SkipNet-18 Combo"),
     "resnet_large_largecombo": Entry(abstract_variants.resnet_large_largecombo, CIFAR, "ResNet-Large LargeCombo"),
+    # not the paper's: today's architecture families (issue 20), for DiffAI training on them
+    "mobilenet_tiny": Entry(modern.mobilenet_tiny, BOTH, "MobileNet-Tiny"),
+    "vit_tiny": Entry(modern.vit_tiny, BOTH, "ViT-Tiny"),
+    "vit_tiny_centred": Entry(modern.vit_tiny_centred, BOTH, "ViT-Tiny Centred"),
 }
 
 

@@ -113,9 +113,14 @@ def test_softmax_interval_contains_every_point_and_is_exact_at_points():
 
 
 def test_softmax_interval_never_nan_when_exp_overflows():
-    lo, hi = softmax_interval(torch.tensor([[-1e4, 0.0]]), torch.tensor([[1e4, 0.0]]), -1)
+    """Nor its gradient (DiffAI's training differentiates the bounds): ``1 / sum exp`` had
+    the gradient ``0 * inf`` = NaN where ``exp`` overflowed."""
+    lower, upper = torch.tensor([[-1e4, 0.0]], requires_grad=True), torch.tensor([[1e4, 0.0]], requires_grad=True)
+    lo, hi = softmax_interval(lower, upper, -1)
     assert not lo.isnan().any() and not hi.isnan().any()
     assert (lo == 0).all() and (hi == 1).all()
+    (hi - lo).sum().backward()
+    assert lower.grad.isfinite().all() and upper.grad.isfinite().all()
 
 
 def test_reduce_max_lines_hold_and_dominance_is_exact():
