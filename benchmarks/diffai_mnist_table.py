@@ -102,6 +102,18 @@ HEADER = ("| table | network | eps | epochs (paper) | training hours | standard 
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark that trains configurations and certifies them: --epochs,
+    --train-subset, --recertify, --threads, --no-progress."""
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="stop after this many epochs (default: the configuration's)")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="train on the first N training images (default: the configuration's)")
+    parser.add_argument("--recertify", action="store_true", help="certify again")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/diffai_mnist", help="directory of the runs")
@@ -113,13 +125,7 @@ def main(argv=None) -> int:
                         help="test images certified (default 10000, the paper's test size)")
     parser.add_argument("--timeout", type=float, default=20.0, help="BaB's seconds per image")
     parser.add_argument("--batch-size", type=int, default=100, help="images per bound call")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="stop after this many epochs (default: the configuration's)")
-    parser.add_argument("--train-subset", type=int, default=None,
-                        help="train on the first N training images (a smoke run)")
-    parser.add_argument("--recertify", action="store_true", help="certify again")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--no-progress", action="store_true")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]

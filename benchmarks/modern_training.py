@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import torch
 
-from benchmarks.diffai_mnist_table import certified, percent, trained
+from benchmarks.diffai_mnist_table import add_run_arguments, certified, percent, trained
 
 # configuration -> (network's name in the table, eps certified at)
 RUNS = {
@@ -87,13 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--crown-batch-size", type=int, default=5,
                         help="images per CROWN call (default 5: on MobileNet-Tiny a batch of 50 "
                              "took more than 13 GB)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="stop after this many epochs (default: the configuration's)")
-    parser.add_argument("--train-subset", type=int, default=None,
-                        help="train on the first N training images (default: the configuration's)")
-    parser.add_argument("--recertify", action="store_true", help="certify again")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--no-progress", action="store_true")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     args.timeout = 20.0   # BaB's, unused: certified() passes it on
     torch.set_num_threads(args.threads)
