@@ -101,6 +101,11 @@ def optimize_args(bm, **temporary):
         args.update(saved)
 
 
+def first_tensor(x) -> Optional[torch.Tensor]:
+    """The first tensor among the inputs ``x`` (a tensor or a tuple), or None."""
+    return next((t for t in as_input_tuple(x) or () if torch.is_tensor(t)), None)
+
+
 class BoundedModule(auto_LiRPA.BoundedModule):
     """auto_LiRPA's ``BoundedModule`` with the HybridZonotope domain as ``method="hzono"``.
 
@@ -160,6 +165,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         self._topological_orders: dict = {}
         self._last_readers_of: dict = {}
         self._batch_axis_checked: set = set()
+        self._memory_estimates: dict = {}
 
     def train(self, mode: bool = True) -> "BoundedModule":
         """As ``nn.Module.train``: returns ``self`` (auto_LiRPA 0.3's returns ``None``)."""
@@ -210,9 +216,16 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         """Upper estimate (bytes) of the peak memory ``compute_bounds(x=x, C=C, method=method)``
         would add, from the graph's node sizes alone (``lirpa_diffai.memory``'s table: IBP
         ``3 A b s``, hzono ``(r + 3) A b s``, CROWN's coefficient matrices ...); None for a
-        method it does not cover. ``x``: the input tensor or tuple of inputs."""
-        first = next((t for t in as_input_tuple(x) or () if torch.is_tensor(t)), None)
-        return None if first is None else estimate_bound_memory(self, first, method, C)
+        method it does not cover. ``x``: the input tensor or tuple of inputs. Kept per method,
+        input shape and type, specification rows and options: the graph does not change."""
+        first = first_tensor(x)
+        if first is None:
+            return None
+        key = (method.lower(), tuple(first.shape), first.dtype, None if C is None else C.shape[1],
+               repr(self.bound_opts.get("hzono")), getattr(self, "conv_mode", None))
+        if key not in self._memory_estimates:
+            self._memory_estimates[key] = estimate_bound_memory(self, first, method, C)
+        return self._memory_estimates[key]
 
     def _check_memory(self, method, x, C) -> None:
         """Refuse with ``BoundMemoryError``, before it starts, a call whose
@@ -224,8 +237,7 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         estimate = self.estimate_memory(x, method, C)
         if estimate is None or estimate < MEMORY_CHECK_FROM:
             return
-        device = next(t for t in x if torch.is_tensor(t)).device
-        reason = memory_refusal(method, estimate, available_memory(device))
+        reason = memory_refusal(method, estimate, available_memory(first_tensor(x).device))
         if reason:
             raise BoundMemoryError(reason)
 

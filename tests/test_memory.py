@@ -96,6 +96,10 @@ def test_estimate_grows_with_batch_rows_and_spec():
     assert rows.estimate_memory(x, "hzono") > bm.estimate_memory(x, "hzono")
     assert bm.estimate_memory(x, "CROWN-IBP", C=torch.ones(16, 1, 10)) < bm.estimate_memory(x, "CROWN-IBP")
     assert bm.estimate_memory(x, "no-such-method") is None
+    # the estimates kept per call follow the options: more rows on the same module, more memory
+    boxed = bm.estimate_memory(x, "hzono")
+    bm.bound_opts["hzono"]["correlate_input"] = 8
+    assert bm.estimate_memory(x, "hzono") == rows.estimate_memory(x, "hzono") > boxed
 
 
 def test_patches_shrink_crown_estimate_of_convolutions():
