@@ -394,17 +394,13 @@ def full_alpha_of_any_rank():
 
     def init_opt_parameters(self, start_nodes):
         lower = getattr(self.inputs[0], "lower", None)
-        features = lower is not None and lower.ndim not in (2, 4) and self.use_sparse_features_alpha
-        spec = spec_of_other_rank(start_nodes) and self.use_sparse_spec_alpha
-        if not (features or spec):
-            return init(self, start_nodes)
-        self.use_sparse_features_alpha &= not features
-        self.use_sparse_spec_alpha &= not spec
+        saved = self.use_sparse_features_alpha, self.use_sparse_spec_alpha
+        self.use_sparse_features_alpha = saved[0] and (lower is None or lower.ndim in (2, 4))
+        self.use_sparse_spec_alpha = saved[1] and not spec_of_other_rank(start_nodes)
         try:
             return init(self, start_nodes)
         finally:
-            self.use_sparse_features_alpha |= features
-            self.use_sparse_spec_alpha |= spec
+            self.use_sparse_features_alpha, self.use_sparse_spec_alpha = saved
     return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
 
 
