@@ -17,6 +17,7 @@ from .lirpa03 import batch_axis, graph_check
 from .lirpa03.follow import ModelTensors
 from . import hybrid_zono as hz
 from .bound_ops import HzonoContext, transformer_for
+from .bound_ops.attention import SOFTMAX_BOUNDS
 from .bound_ops.grafted import BoundGraftedRelu
 from .bound_ops.linear import linear_with_spec
 from .bound_ops.registry import is_perturbed, joined
@@ -40,6 +41,7 @@ OWN_METHOD_NAMES = ("hzono", *DIFFAI_NAMES, "CROWN-hzono", "alpha-CROWN-hzono")
 HZONO_OPTIONS = {
     "relu": "boxy",           # ReLU transformer: boxy | deepz | switch | smooth
     "correlate_input": 0,     # input rows: 0 (a box), k > 0 (CorrelateMax k), "all", "random:k"
+    "softmax": "shifted",     # softmax bound: shifted (n per row) | pairwise (DeepT's, n^2 per row)
 }
 
 
@@ -56,6 +58,9 @@ def hzono_options(user: Optional[dict]) -> dict:
     if opts["relu"] not in hz.RELU_VARIANTS:
         raise ValueError(f"bound_opts['hzono']['relu'] = {opts['relu']!r}; choose one of "
                          f"{', '.join(hz.RELU_VARIANTS)}")
+    if opts["softmax"] not in SOFTMAX_BOUNDS:
+        raise ValueError(f"bound_opts['hzono']['softmax'] = {opts['softmax']!r}; choose one of "
+                         f"{', '.join(SOFTMAX_BOUNDS)}")
     rows = opts["correlate_input"]
     if not valid_rows(rows):
         raise ValueError(f"bound_opts['hzono']['correlate_input'] = {rows!r}; "
@@ -112,7 +117,10 @@ class BoundedModule(auto_LiRPA.BoundedModule):
     ``bound_opts["hzono"]``: ``relu`` (``"boxy"``, DiffAI's default; ``"deepz"``,
     ``"switch"``, ``"smooth"``) and ``correlate_input`` (0: the input box has no correlated
     rows, as DiffAI's ``Box``; k: CorrelateMax k on the input; ``"all"``: one row per input
-    dim; ``"random:k"``: k random dims). DiffAI's domain names (``"Box"``, ``"HBox"``,
+    dim; ``"random:k"``: k random dims) and ``softmax`` (``"shifted"``: the interval softmax of
+    the row minus its shared symbols, ``n`` operations per row; ``"pairwise"``: DeepT's bound
+    over all differences ``x_j - x_i``, tighter, ``n^2`` per row; see
+    ``lirpa_diffai.bound_ops.attention``). DiffAI's domain names (``"Box"``, ``"HBox"``,
     ``"HSwitch"``, ``"HSmooth"``, ``"HNIPS"``, ``"ZBox"``, ``"ZSwitch"``, ``"ZSmooth"``,
     ``"ZNIPS"``, ``"HRand"``; see ``lirpa_diffai.domain.methods``) fix the ReLU, the input rows and
     whether the value is a pure zonotope, whatever the options say.
@@ -365,7 +373,8 @@ class BoundedModule(auto_LiRPA.BoundedModule):
         if x is not None:
             self._set_input(*x)
         final = self._final(final_node_name)
-        ctx = HzonoContext(relu=relu, training=self.training, input_rows=rows, pure_input=pure)
+        ctx = HzonoContext(relu=relu, softmax=self.bound_opts["hzono"]["softmax"], training=self.training,
+                           input_rows=rows, pure_input=pure)
         if self.training:
             self._refresh_batch_statistics(final)
         merge_spec = C is not None and isinstance(final, BoundLinear) and final.inputs[0].perturbed

@@ -7,7 +7,8 @@ import torch
 from auto_LiRPA.operators import BoundReduceMax
 
 from ..hybrid_zono import HybridZonotope
-from ..lirpa03.attention_ops import BoundSoftmaxWhole, reduce_max_relaxation, softmax_from_differences
+from ..lirpa03.attention_ops import (BoundSoftmaxWhole, reduce_max_relaxation, softmax_from_differences,
+                                     softmax_interval)
 from .registry import register
 
 
@@ -32,7 +33,7 @@ def difference_bounds(z: HybridZonotope, axis: int) -> tuple[torch.Tensor, torch
     return center - radius, center + radius
 
 
-def softmax_zonotope(z: HybridZonotope, axis: int) -> HybridZonotope:
+def softmax_pairwise(z: HybridZonotope, axis: int) -> HybridZonotope:
     """DeepT's softmax (Bonaert et al., PLDI 2021), ``softmax(x)_i = 1 / sum_j exp(x_j - x_i)``,
     with the differences ``x_j - x_i`` bounded as a zonotope (:func:`difference_bounds`) and
     ``exp`` and the reciprocal (monotone) taken as their exact interval images: the result is
@@ -42,9 +43,37 @@ def softmax_zonotope(z: HybridZonotope, axis: int) -> HybridZonotope:
     return HybridZonotope.from_box(lower.movedim(-1, axis), upper.movedim(-1, axis))
 
 
+def shifted_radius(z: HybridZonotope, axis: int) -> torch.Tensor:
+    """The radius of ``x - s`` for the shift ``s = sum_r m_r eps_r`` common to a softmax row,
+    ``m_r`` the median along ``axis`` of the row's coefficients of symbol ``r``:
+    ``beta_j + sum_r |e_rj - m_r|`` (the median makes the sum over ``j`` least)."""
+    reference = z.errors.median(dim=axis + 1, keepdim=True).values
+    return z.beta + (z.errors - reference).abs().sum(0)
+
+
+def softmax_shifted(z: HybridZonotope, axis: int) -> HybridZonotope:
+    """Softmax bounded in ``n`` operations per row: softmax is invariant to a shift common to
+    its row, ``softmax(x) = softmax(x - s)``, so the interval bound of ``softmax`` (closed
+    form, :func:`~lirpa_diffai.lirpa03.attention_ops.softmax_interval`) on the box of
+    ``x - s`` (:func:`shifted_radius`) holds, and so does the one on the box of ``x``: the
+    result is their intersection. The symbols that every element of a row shares (a token's
+    common offset in attention) cancel as in DeepT's differences, the rest count twice at
+    worst (``|e_j - e_i| <= |e_j - m| + |e_i - m|``); exact at a point."""
+    lower, upper = z.concretize()
+    lower, upper = softmax_interval(lower, upper, axis)
+    if z.errors is not None:
+        radius = shifted_radius(z, axis)
+        shifted_lower, shifted_upper = softmax_interval(z.head - radius, z.head + radius, axis)
+        lower, upper = torch.maximum(lower, shifted_lower), torch.minimum(upper, shifted_upper)
+    return HybridZonotope.from_box(lower, upper)
+
+
+SOFTMAX_BOUNDS = {"shifted": softmax_shifted, "pairwise": softmax_pairwise}
+
+
 @register(BoundSoftmaxWhole)
 def softmax(ctx, node, x):
-    return softmax_zonotope(x, node.axis % x.head.dim())
+    return SOFTMAX_BOUNDS[ctx.softmax](x, node.axis % x.head.dim())
 
 
 def reduce_max_zonotope(z: HybridZonotope, axis: int) -> HybridZonotope:

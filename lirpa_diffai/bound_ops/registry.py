@@ -126,6 +126,7 @@ class HzonoContext:
     """What transformers may read or record during one hzono pass."""
 
     relu: str = "boxy"
+    softmax: str = "shifted"      # softmax bound: shifted | pairwise (bound_ops.attention)
     training: bool = False
     input_rows: object = 0        # correlate_input of the input elements
     pure_input: bool = False      # whether the input elements are pure zonotopes

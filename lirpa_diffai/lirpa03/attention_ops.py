@@ -15,9 +15,14 @@ it is decreasing in each ``x_j - x_i`` (``j != i``; the term ``j = i`` is exactl
 each computed as ``exp(-logsumexp_j(d_ij))``: where ``exp(d_ij)`` overflows, ``1 / sum`` has
 the value 0 but the gradient ``0 * inf`` = NaN, which DiffAI's training would take.
 
-From intervals of the arguments alone ``lo_ij = l_j - u_i`` and ``hi_ij = u_j - l_i``; a
-domain that keeps correlations (hzono) bounds ``x_j - x_i`` itself, more tightly. Exact when
-the arguments are points; ``exp`` overflowing to ``inf`` gives the sound limit 0, never NaN.
+From intervals of the arguments alone ``lo_ij = l_j - u_i`` and ``hi_ij = u_j - l_i``, and
+the sums separate: with ``LSE_{j != i}`` the log-sum-exp that leaves out ``i``,
+
+    sigmoid(l_i - LSE_{j != i} u_j)  <=  softmax(x)_i  <=  sigmoid(u_i - LSE_{j != i} l_j),
+
+``n`` operations per row instead of ``n^2`` (:func:`softmax_interval`). A domain that keeps
+correlations (hzono) bounds ``x_j - x_i`` itself, more tightly. Exact when the arguments are
+points; ``exp`` overflowing to ``inf`` gives the sound limit 0, never NaN.
 """
 from __future__ import annotations
 
@@ -35,13 +40,39 @@ def softmax_from_differences(low, high):
     return (-high.logsumexp(-1)).exp(), (-low.logsumexp(-1)).exp()
 
 
+def logsumexp_leaving_out(t: torch.Tensor) -> torch.Tensor:
+    """``out_i = log sum_{j != i} exp(t_j)`` along the last axis (``-inf`` where nothing is
+    left). Each sum is shifted by the largest term it holds, ``max_{j != i} t_j`` (the row's
+    maximum, or its second largest value at the maximum's place), so it is at least 1 and
+    no term that matters underflows; the sums leaving ``i`` out are running sums before and
+    after ``i`` (sums of positive terms: no ``S - exp(t_i)``, whose cancellation would lose the
+    small sums that the bounds need)."""
+    finite = torch.finfo(t.dtype).max
+    t = t.clamp(-finite, finite)   # +-inf bounds: the same limits, no inf - inf
+    top, where = t.detach().topk(2, dim=-1)
+    first, second = top[..., :1], top[..., 1:]
+    is_max = torch.zeros_like(t, dtype=torch.bool).scatter_(-1, where[..., :1], True)
+    shifted = (t - first).exp()
+    zero = torch.zeros_like(shifted[..., :1])
+    before = torch.cat([zero, shifted.cumsum(-1)[..., :-1]], -1)
+    after = torch.cat([shifted.flip(-1).cumsum(-1).flip(-1)[..., 1:], zero], -1)
+    # each branch finite where the other is taken, or its gradient there is 0 * inf = NaN
+    others = first + (before + after).clamp_min(torch.finfo(t.dtype).tiny).log()
+    at_max = second + (t.masked_fill(is_max, -torch.inf) - second).exp().sum(-1, keepdim=True).log()
+    return torch.where(is_max, at_max, others)
+
+
 def softmax_interval(lower, upper, axis: int):
-    """``(lower, upper)`` of ``softmax(x, axis)`` for ``x`` in the box ``[lower, upper]``
-    (``lo_ij = l_j - u_i``, ``hi_ij = u_j - l_i``, see the module docstring)."""
+    """``(lower, upper)`` of ``softmax(x, axis)`` for ``x`` in the box ``[lower, upper]``:
+    ``sigmoid(l_i - LSE_{j != i} u_j)`` and ``sigmoid(u_i - LSE_{j != i} l_j)`` (the bounds of
+    the differences ``lo_ij = l_j - u_i``, ``hi_ij = u_j - l_i`` in the module docstring's
+    formula, summed in ``n`` operations per row)."""
     lower, upper = lower.movedim(axis, -1), upper.movedim(axis, -1)
-    low = lower.unsqueeze(-2) - upper.unsqueeze(-1)
-    high = upper.unsqueeze(-2) - lower.unsqueeze(-1)
-    out_lower, out_upper = softmax_from_differences(low, high)
+    if lower.shape[-1] == 1:  # softmax of one element is 1 (and logaddexp(-inf, -inf)'s gradient NaN)
+        ones = torch.ones_like(lower)
+        return ones.movedim(-1, axis), ones.movedim(-1, axis)
+    out_lower = torch.sigmoid(lower - logsumexp_leaving_out(upper))
+    out_upper = torch.sigmoid(upper - logsumexp_leaving_out(lower))
     return out_lower.movedim(-1, axis), out_upper.movedim(-1, axis)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..bound_ops.attention import SOFTMAX_BOUNDS
 from ..goals.catalogue import Goal
 from ..goals.errors import Origin
 from ..goals.parser import from_node, parse_goal
@@ -112,6 +113,9 @@ HZONO_KEYS = (
     Key("correlate_input", correlate_input_value,
         "correlated input rows: 0 (a box), k (CorrelateMax k) or all (every input dimension)",
         None, shown="0"),
+    Key("softmax", Choice(tuple(SOFTMAX_BOUNDS)),
+        "the softmax bound of hzono: shifted (n operations per row) or pairwise (DeepT's, over "
+        "every difference, tighter, n^2 per row)", "shifted"),
 )
 
 

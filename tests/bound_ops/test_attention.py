@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lirpa_diffai import hybrid_zono as hz
-from lirpa_diffai.bound_ops.attention import (difference_bounds, pairwise_differences, reduce_max_zonotope,
-                                             softmax_zonotope)
+from lirpa_diffai.bound_ops.attention import (SOFTMAX_BOUNDS, difference_bounds, pairwise_differences,
+                                             reduce_max_zonotope)
 
 
 def zonotope(shape, rows: int, scale: float, dominant: float = 0.0, seed: int = 0):
@@ -68,24 +68,45 @@ def assert_encloses(fn, z, out, samples=256):
 CASES = {"dominated": 6.0, "none": 0.0}
 
 
+@pytest.mark.parametrize("bound", sorted(SOFTMAX_BOUNDS))
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("rows", [0, 5])
 @pytest.mark.parametrize("scale", [0.05, 1.0])
-def test_softmax_zonotope_encloses_every_point(case, rows, scale):
+def test_softmax_zonotope_encloses_every_point(bound, case, rows, scale):
+    softmax_zonotope = SOFTMAX_BOUNDS[bound]
     z = zonotope((2, 3, 4), rows, scale, CASES[case])
     assert_encloses(lambda t: torch.softmax(t, -1), z, softmax_zonotope(z, 2))
     middle = zonotope((2, 4, 3), rows, scale, CASES[case])
     assert_encloses(lambda t: torch.softmax(t, 1), middle, softmax_zonotope(middle, 1))
 
 
-def test_softmax_zonotope_cancels_shared_rows():
+@pytest.mark.parametrize("bound", sorted(SOFTMAX_BOUNDS))
+def test_softmax_zonotope_cancels_shared_rows(bound):
     """A shift shared by every element (one row) leaves softmax unchanged: exact, where the
     interval of the arguments alone is not."""
     head = torch.randn(2, 4)
     z = hz.HybridZonotope.from_generators(head, torch.ones(1, 2, 4) * 3.0)
-    lower, upper = softmax_zonotope(z, 1).concretize()
+    lower, upper = SOFTMAX_BOUNDS[bound](z, 1).concretize()
     torch.testing.assert_close(lower, torch.softmax(head, 1))
     torch.testing.assert_close(upper, torch.softmax(head, 1))
+
+
+@pytest.mark.parametrize("bound", sorted(SOFTMAX_BOUNDS))
+def test_softmax_of_one_element_is_one(bound):
+    z = zonotope((2, 3, 1), 3, 1.0)
+    lower, upper = SOFTMAX_BOUNDS[bound](z, 2).concretize()
+    assert (lower == 1).all() and (upper == 1).all()
+
+
+@pytest.mark.parametrize("rows", [0, 5])
+def test_pairwise_softmax_lies_inside_the_shifted_one(rows):
+    """DeepT's differences bound each ``x_j - x_i`` by ``beta_i + beta_j + |e_j - e_i|``, at
+    most what the shifted bound and the box take, so its box lies inside theirs."""
+    z = zonotope((2, 6, 7), rows, 0.5, seed=11)
+    pair_lower, pair_upper = SOFTMAX_BOUNDS["pairwise"](z, 2).concretize()
+    shift_lower, shift_upper = SOFTMAX_BOUNDS["shifted"](z, 2).concretize()
+    assert (pair_lower >= shift_lower - 1e-6).all() and (pair_upper <= shift_upper + 1e-6).all()
+    assert rows == 0 or (pair_upper - pair_lower).sum() < (shift_upper - shift_lower).sum()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

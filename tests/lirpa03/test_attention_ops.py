@@ -5,13 +5,16 @@ for exactness at eps = 0, on ranges where one element dominates the others and w
 does; the relaxations themselves on grids of boxes. The fuzzer (tests/soundness) runs them too."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from auto_LiRPA.operators import BoundReduceMax
 from torch import nn
 
 import lirpa_diffai
-from lirpa_diffai.lirpa03.attention_ops import (BoundSoftmaxWhole, reduce_max_relaxation, softmax_interval)
+from lirpa_diffai.lirpa03.attention_ops import (BoundSoftmaxWhole, logsumexp_leaving_out, reduce_max_relaxation,
+                                              softmax_from_differences, softmax_interval)
 from tests.support import assert_bounds_hold
 
 
@@ -110,6 +113,25 @@ def test_softmax_interval_contains_every_point_and_is_exact_at_points():
     point_lo, point_hi = softmax_interval(lower, lower, -1)
     torch.testing.assert_close(point_lo, torch.softmax(lower, -1))
     torch.testing.assert_close(point_hi, torch.softmax(lower, -1))
+
+
+def test_softmax_interval_is_the_bound_over_the_differences():
+    """The closed form (``n`` per row) equals DeepT's formula over the interval differences
+    ``[l_j - u_i, u_j - l_i]`` (``n^2`` per row), to float precision."""
+    lower, upper = boxes()
+    low = lower.unsqueeze(-2) - upper.unsqueeze(-1)
+    high = upper.unsqueeze(-2) - lower.unsqueeze(-1)
+    expected = softmax_from_differences(low, high)
+    for got, want in zip(softmax_interval(lower, upper, -1), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_logsumexp_leaving_out_keeps_small_sums():
+    """One dominating element: the sum of the others is kept (``log(S - exp(t_i))`` gives 0)."""
+    t = torch.tensor([[60.0, -20.0, -20.0]])
+    out = logsumexp_leaving_out(t)
+    torch.testing.assert_close(out[0, 0], torch.tensor(-20.0 + math.log(2.0)))
+    torch.testing.assert_close(out[0, 1:], torch.tensor([60.0, 60.0]))
 
 
 def test_softmax_interval_never_nan_when_exp_overflows():
