@@ -27,12 +27,14 @@ class Method:
 
 
 def hzono_variants() -> list[Method]:
-    """``method="hzono"`` with each ReLU variant and input rows 0, k = 2 and ``"all"``, and
-    every DiffAI domain name (``Box``, ``HBox`` ... ``ZNIPS``, ``HRand``): the hybrid and the
-    pure zonotope domains."""
+    """``method="hzono"`` with each ReLU variant and input rows 0, k = 2 and ``"all"``, DeepT's
+    pairwise softmax bound (the default is the shifted one), and every DiffAI domain name
+    (``Box``, ``HBox`` ... ``ZNIPS``, ``HRand``): the hybrid and the pure zonotope domains."""
     out = [Method(f"hzono[{relu},rows={rows}]", "hzono", {"hzono": {"relu": relu, "correlate_input": rows}})
            for relu in RELU_VARIANTS for rows in (0, 2, "all")]
     out += [Method(name, name, NAMED_OPTIONS.get(name, {})) for name in DIFFAI_NAMES]
+    out.append(Method("hzono[deepz,rows=all,softmax=pairwise]", "hzono",
+                      {"hzono": {"relu": "deepz", "correlate_input": "all", "softmax": "pairwise"}}))
     return out
 
 
