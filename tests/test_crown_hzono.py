@@ -137,6 +137,40 @@ def test_alpha_crown_hzono_is_sound_and_at_least_as_tight_as_crown_hzono(relu):
     assert (ub - lb).mean() < (plain[1] - plain[0]).mean()  # the slopes were optimized
 
 
+class ReducedBatchOfOne(nn.Module):
+    """A (1, 1, 3) batch of one sample reduced over its batch axis (``x.mean(0)``: nothing
+    moves between samples, so the linear methods bound it) between two non-linearities;
+    ``axis``: 0, or -3 (the batch axis named from the end)."""
+
+    def __init__(self, reduction, axis):
+        super().__init__()
+        self.fc, self.head, self.reduction, self.axis = nn.Linear(3, 3), nn.Linear(3, 2), reduction, axis
+
+    def forward(self, x):
+        v = getattr(torch.tanh(self.fc(x)), self.reduction)(self.axis, keepdim=False)  # (1, 3)
+        return self.head(nn.functional.elu(2 * v))
+
+
+@pytest.mark.parametrize("reduction,axis", [("mean", 0), ("sum", 0), ("mean", -3)])
+def test_a_batch_of_one_reduced_over_its_batch_axis_is_bounded_soundly(reduction, axis):
+    """Finding F22: alpha-CROWN-hzono crashed in auto_LiRPA's ClampedMultiplication backward
+    (the reduction's coefficients lacked the batch axis); each method's bounds now hold at
+    sampled and PGD points, equal f(x) at eps = 0, and alpha-CROWN's are no looser."""
+    torch.manual_seed(0)
+    net, x, eps = ReducedBatchOfOne(reduction, axis), torch.randn(1, 1, 3), 0.3
+    bm = BoundedModule(net, x, bound_opts={"optimize_bound_args": {"iteration": 5}})
+    lower, upper = x - eps, x + eps
+    points = torch.cat([box_samples(lower, upper, 200), attack_points(net, lower, upper, steps=5)])
+    with torch.no_grad():  # one point at a time: the network reduces over its batch axis
+        outputs, clean = torch.stack([net(p) for p in points]), net(x)
+    found = {}
+    for method in ("CROWN", "CROWN-hzono", "alpha-CROWN-hzono"):
+        found[method] = check_sound(bm, x, eps, method, outputs)
+        torch.testing.assert_close(bm.compute_bounds(x=(ball(x, 0.0),), method=method), (clean, clean))
+    (lb, ub), (plain_lb, plain_ub) = found["alpha-CROWN-hzono"], found["CROWN-hzono"]
+    assert (lb >= plain_lb - 1e-5).all() and (ub <= plain_ub + 1e-5).all()
+
+
 # ------------------------------------------------------------------------ tightness
 def crown_ibp_and_crown_hzono(net, x, eps, C, rows):
     bm = BoundedModule(net, x, bound_opts={"hzono": {"relu": "boxy", "correlate_input": rows}})

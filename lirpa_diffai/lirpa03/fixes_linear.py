@@ -211,6 +211,35 @@ def concat_backward_any_axis():
     return {(BoundConcat, "bound_backward"): bound_backward}
 
 
+@fix(test="test_a_batch_of_one_reduced_over_its_batch_axis_is_bounded_soundly")
+def reduction_over_a_batch_of_one():
+    """auto_LiRPA 0.3 bug: ``BoundReduceMean`` / ``BoundReduceSum`` without ``keepdim`` give
+    their input coefficients the input's rank back for every reduced axis but the batch axis,
+    so a batch of one sample reduced over it (``x.mean(0)`` of a (1, 1, ...) value, which the
+    batch-axis check lets through: nothing moves between samples) leaves them one axis short.
+    CROWN broadcasts over it where every other axis has one element and fails at the next
+    linear layer where one has more; alpha-CROWN's ``ClampedMultiplication`` backward crashes
+    ("an invalid gradient ... got [1, 1] but expected shape compatible with [1, 1, 1]"). Restore
+    that axis too (exact: the reduced axis has one element). The batch axis named from the end
+    (``x.mean(-3)``) failed a bare assertion on the first call only (the axis is rewritten
+    before it is checked); it is that axis 0 from the start."""
+    import torch
+    from auto_LiRPA.operators import BoundReduceMean, BoundReduceSum
+
+    def restoring(backward):
+        def bound_backward(self, last_lA, last_uA, x):
+            rank = len(self.input_shape)
+            axes = [a + rank if a < 0 else a for a in (self.axis if self.axis is not None else ())]
+            if 0 in axes and self.input_shape[0] == 1:
+                self.axis = axes
+                if not self.keepdim:
+                    last_lA, last_uA = (A.unsqueeze(1) if isinstance(A, torch.Tensor) else A
+                                        for A in (last_lA, last_uA))
+            return backward(self, last_lA, last_uA, x)
+        return bound_backward
+    return {(cls, "bound_backward"): restoring(cls.bound_backward) for cls in (BoundReduceMean, BoundReduceSum)}
+
+
 @fix(test="test_fuzzer_findings_are_bounded_soundly")
 def gather_elements_repeated_indices():
     """auto_LiRPA 0.3 bug: ``BoundGatherElements``'s backward pass scatters the coefficients

@@ -42,6 +42,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.patches_broadcast_constant, fixes_linear.average_pool_settings,
     fixes_linear.pad_constant_backward, fixes_linear.conv_dilation_groups_backward,
     fixes_linear.patches_to_matrix_rectangular, fixes_linear.concat_backward_any_axis,
+    fixes_linear.reduction_over_a_batch_of_one,
     fixes_linear.gather_elements_repeated_indices, fixes_linear.batched_constant_contribution,
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
     fixes_linear.constant_root_contribution, fixes_linear.layer_settings_refused,

@@ -5,9 +5,10 @@ precisely by the method, the mode, a pattern of the graph's code and the outcome
 a known finding, written by ``benchmarks/soundness_table.py --write-expected``: the operator
 tests xfail exactly those, strictly (a listed case that passes fails, so a fix shows up as a
 line to delete). A random graph whose failure a finding here explains is counted as known
-instead of failing. Remove an entry when its finding is fixed: every finding of issue 10
-(F1-F21) is fixed or refused by node now; a new finding gets an entry
-(its method labels as ``tests/soundness/methods.py`` spells them) until it is fixed.
+instead of failing. Remove an entry when its finding is fixed: every finding so far (issue 10's
+F1-F21, and F22: alpha-CROWN-hzono on a batch of one sample reduced over its batch axis) is
+fixed or refused by node now; a new finding gets an entry (its method labels as
+``tests/soundness/methods.py`` spells them) until it is fixed.
 """
 from __future__ import annotations
 
@@ -40,12 +41,7 @@ class Known:
         return outcome.kind in self.kinds and re.search(self.detail, outcome.detail) is not None
 
 
-KNOWN: list[Known] = [
-    Known("F22: alpha-CROWN-hzono on a value reduced over a batch of one sample (x.mean(0)) crashes in "
-          "auto_LiRPA 0.3's ClampedMultiplication backward (a gradient of the wrong shape; no bound is "
-          "returned, so none is wrong)",
-          frozenset({"alpha-CROWN-hzono"}), r"\.mean\(0, keepdim=False\)", ("crash",), "invalid gradient"),
-]
+KNOWN: list[Known] = []
 
 
 def expected_failure(code: str, method: str, training: bool, outcome=None) -> Optional[Known]:
