@@ -289,12 +289,30 @@ def product(x: HybridZonotope, y: HybridZonotope,
 
         op(x, y) = op(c_x, c_y) + op(d_x, c_y) + op(c_x, d_y) + op(d_x, d_y)
 
-    the first three terms are the zonotope ``op(x, c_y) + op(c_x, y) - op(c_x, c_y)`` (rows
-    aligned by symbol, exact), and ``|op(d_x, d_y)| <= op(r_x, r_y)`` (each entry a sum of
-    products) goes into ``beta``. Exact where either radius is 0."""
-    linear = times_constant(x, y.head, op) + times_constant(y, x.head, op, constant_first=True)
-    return HybridZonotope(linear.head - op(x.head, y.head), linear.beta + op(x.radius(), y.radius()),
-                          linear.errors, linear.ids)
+    the middle terms are linear in the noise: rows ``op(e_x, c_y) + op(c_x, e_y)`` (aligned by
+    symbol, exact, :func:`product_rows`), box part ``op(beta_x, |c_y|) + op(|c_x|, beta_y)``;
+    and ``|op(d_x, d_y)| <= op(r_x, r_y)`` (each entry a sum of products) goes into ``beta``.
+    Exact where either radius is 0."""
+    (ex, ey), ids = align_rows([x, y]) if x.errors is not None and y.errors is not None \
+        else ([x.errors, y.errors], x.ids or y.ids)
+    head = op(x.head, y.head)
+    beta = op(x.beta, y.head.abs()) + op(x.head.abs(), y.beta) + op(x.radius(), y.radius())
+    return HybridZonotope(head, beta, product_rows(ex, ey, x.head, y.head, op), ids)
+
+
+def product_rows(ex: Optional[Tensor], ey: Optional[Tensor], cx: Tensor, cy: Tensor,
+                 op: Callable[[Tensor, Tensor], Tensor]) -> Optional[Tensor]:
+    """The rows ``op(e_x, c_y) + op(c_x, e_y)`` of a product (either rows may be None). For
+    ``torch.matmul`` with both, one matmul over the joined contraction axis,
+    ``[e_x, c_x] @ [c_y; e_y]``: the rows of the (large) result are written once."""
+    if ex is None or ey is None:
+        return op(ex, cy) if ey is None and ex is not None else (None if ey is None else op(cx, ey))
+    if op is torch.matmul and cx.dim() >= 2 and cy.dim() >= 2:
+        batch = torch.broadcast_shapes(ex.shape[:-2], ey.shape[:-2])
+        left = torch.cat([ex.expand(*batch, *ex.shape[-2:]), cx.expand(*batch, *cx.shape[-2:])], -1)
+        right = torch.cat([cy.expand(*batch, *cy.shape[-2:]), ey.expand(*batch, *ey.shape[-2:])], -2)
+        return left @ right
+    return op(ex, cy) + op(cx, ey)
 
 
 def concat(zonos: Sequence[HybridZonotope], fn: Callable[[Sequence[Tensor]], Tensor]) -> HybridZonotope:
