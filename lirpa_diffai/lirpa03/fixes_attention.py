@@ -10,8 +10,9 @@ def softmax_traced_whole():
     """auto_LiRPA 0.3 splits ``Softmax`` into ``exp(x - max(x)) / sum``, whose ``ReduceMax``
     CROWN, CROWN-IBP and alpha-CROWN cannot bound ("bound_backward for BoundReduceMax with
     perturbed maximum indexes is not implemented"). ``onnx::Softmax`` becomes one node,
-    ``BoundSoftmaxWhole``: DeepT's interval over the differences ``x_j - x_i`` for IBP, the
-    same interval as constant linear bounds for the CROWN family."""
+    ``BoundSoftmaxWhole``: the interval softmax (DeepT's bound over the differences
+    ``x_j - x_i``, in closed form: ``n`` operations per row) for IBP, the same interval as
+    constant linear bounds for the CROWN family."""
     from auto_LiRPA import register_custom_op
 
     from .attention_ops import BoundSoftmaxWhole
