@@ -91,8 +91,7 @@ NOT_IMPLEMENTED = (
      "none"),
     ("`nn.Softplus(beta)` with `beta <= 0`", "every method (when the node is built)",
      "`beta = 0` is undefined; `beta < 0` makes it concave, not implemented", "`beta > 0`"),
-    ("a product of two perturbed image-shaped values (`x * x` on (B, C, H, W)), `x @ W` on one; "
-     "`torch.where`; Cast (alpha-CROWN); softmax or `c / y` reached by patches",
+    ("`torch.where`; Cast (alpha-CROWN)",
      "CROWN, alpha-CROWN", "auto_LiRPA 0.3's backward pass fails there (its failure names the node)",
      "CROWN-IBP, IBP, hzono"),
     ("`abs`, `sqrt`, `x ** n`, reduce-max, softmax, `where`, GatherElements, `Clip`, grafted ReLU",

@@ -108,17 +108,36 @@ class GateThenConvolutions(torch.nn.Module):
         return self.conv(torch.relu(self.project(y))).flatten(1)
 
 
-@pytest.mark.parametrize("relu_first", [True, False], ids=["non-negative", "both-signs"])
+class ProductThenConvolutions(torch.nn.Module):
+    """A product of two image-shaped perturbed values of one shape, ``y * tanh(y)``, between
+    convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.conv = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.stem(x)
+        return self.conv(y * torch.tanh(y)).flatten(1)
+
+
+PRODUCTS = {"gate-non-negative": lambda: GateThenConvolutions(True),
+            "gate-both-signs": lambda: GateThenConvolutions(False),
+            "same-shape": ProductThenConvolutions}
+
+
+@pytest.mark.parametrize("product", sorted(PRODUCTS))
 @pytest.mark.parametrize("eps", [0.01, 0.3])
 @pytest.mark.parametrize("label", ["CROWN", "CROWN-IBP", "alpha-CROWN", "CROWN-hzono"])
-def test_crown_bounds_a_gate_followed_by_convolutions(label, eps, relu_first):
-    """auto_LiRPA 0.3 failed (``shape ... is invalid``) in the product's backward pass with
-    patches (``lirpa03.fixes_activations.broadcast_product_patches``): now sound at sampled,
-    corner and PGD points aimed at each bound, and exact at eps = 0."""
+def test_crown_bounds_a_product_followed_by_convolutions(label, eps, product):
+    """auto_LiRPA 0.3 failed (``shape ... is invalid``) in the backward pass of a product of
+    two perturbed values, a broadcast gate or two values of one shape, with patches
+    (``lirpa03.fixes_activations.broadcast_product_patches``): now sound at sampled, corner
+    and PGD points aimed at each bound, and exact at eps = 0."""
     from tests.soundness.check import Case, run_case
     from tests.soundness.methods import METHODS
     torch.manual_seed(0)
-    case = Case(GateThenConvolutions(relu_first).eval(), torch.rand(2, 3, 6, 6), eps=eps, seed=0)
+    case = Case(PRODUCTS[product]().eval(), torch.rand(2, 3, 6, 6), eps=eps, seed=0)
     outcome = run_case(case, METHODS[label], False, samples=200, pgd_steps=15, pgd_targets=16)
     assert outcome.kind == "sound", outcome
 

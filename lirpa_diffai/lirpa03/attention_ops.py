@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from auto_LiRPA.operators import Bound
 
+from .fixes_linear import dense_coefficients
+
 
 def softmax_from_differences(low, high):
     """``(lower, upper)`` of ``softmax`` along the last axis of the arguments from bounds of
@@ -94,6 +96,7 @@ class BoundSoftmaxWhole(Bound):
         return softmax_interval(*v[0], self.axis)
 
     def bound_backward(self, last_lA, last_uA, x):
+        last_lA, last_uA = dense_pair(self, last_lA, last_uA)
         lower, upper = softmax_interval(x.lower, x.upper, self.axis)
         return [(None, None)], constant_bias(last_lA, lower, upper), constant_bias(last_uA, upper, lower)
 
@@ -104,11 +107,10 @@ class BoundSoftmaxWhole(Bound):
         return x[0]
 
 
-def require_dense(node, *coefficients) -> None:
-    """Refuse patches-mode coefficients (only dense ones are relaxed here)."""
-    if any(a is not None and not isinstance(a, torch.Tensor) for a in coefficients):
-        raise NotImplementedError(f"graph node '{node.name}' ({type(node).__name__}): CROWN receives "
-                                  "patches-mode coefficients, which its relaxation does not take")
+def dense_pair(node, last_lA, last_uA):
+    """The two coefficients dense (patches-mode coefficients expanded, as a convolution after
+    the node leaves them), for the relaxations here, which take dense ones."""
+    return tuple(None if A is None else dense_coefficients(A, node.output_shape) for A in (last_lA, last_uA))
 
 
 def constant_bias(last_A, toward, away):
@@ -139,7 +141,7 @@ def reduce_max_backward(node, last_lA, last_uA, x):
     """CROWN's step through ``ReduceMax`` with :func:`reduce_max_relaxation`: a coefficient
     meets the lower line ``x_j`` where it is positive in a lower bound (negative in an upper
     one), else the upper line, ``x_j`` or the constant ``max_i u_i``."""
-    require_dense(node, last_lA, last_uA)
+    last_lA, last_uA = dense_pair(node, last_lA, last_uA)
     axis = node.make_axis_non_negative(node.axis)
     index, dominated, top = reduce_max_relaxation(x.lower, x.upper, axis)
     dominated = dominated.to(x.lower.dtype)

@@ -174,13 +174,14 @@ def global_average_pool_patches():
     return {(BoundGlobalAveragePool, "bound_backward"): bound_backward}
 
 
-@fix(test="test_crown_bounds_a_gate_followed_by_convolutions")
+@fix(test="test_crown_bounds_a_product_followed_by_convolutions")
 def broadcast_product_patches():
     """auto_LiRPA 0.3 bug (a squeeze-excitation gate ``x * sigmoid(fc(pool(x)))`` followed by
     more convolutions, as in every MobileNetV3 / EfficientNet block): the backward pass of a
     product of two perturbed values, one broadcast (the gate, shape (B, C, 1, 1)), sums the
     broadcast axes of patches-mode coefficients in the wrong layout and fails (``shape ... is
-    invalid``). Where an operand is broadcast, the coefficients are made dense first
+    invalid``); so does a product of two image-shaped values of one shape (``x * x`` on
+    (B, C, H, W)) reached by patches. Patches-mode coefficients are made dense first
     (auto_LiRPA's ``patches_to_matrix``); the product's dense transpose then sums them over
     the broadcast axes itself."""
     from auto_LiRPA.operators import BoundMul
@@ -189,8 +190,7 @@ def broadcast_product_patches():
     backward = BoundMul.bound_backward_both_perturbed
 
     def bound_backward_both_perturbed(self, last_lA, last_uA, x, y):
-        if any(tuple(v.output_shape) != tuple(self.output_shape) for v in (x, y)):
-            last_lA, last_uA = (dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
+        last_lA, last_uA = (dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
         return backward(self, last_lA, last_uA, x, y)
     return {(BoundMul, "bound_backward_both_perturbed"): bound_backward_both_perturbed}
 

@@ -129,10 +129,12 @@ def division_denominator_checked():
     a denominator whose bounds contain 0 is relaxed as if positive (``1 / y`` is unbounded
     there): refused by node. ``c / y`` with a constant ``c`` is bounded as ``y / c`` (off by
     0.8 on ``[2, -1] / (x + 3)``) and without bounds of ``y``: the node now asks for them, and
-    CROWN relaxes it with :func:`scaled_reciprocal_relaxation` (the forward modes refuse it).
+    CROWN relaxes it with :func:`scaled_reciprocal_relaxation` (dense coefficients; patches are
+    made dense first), and the forward modes refuse it.
     Its ``1 / y`` part is :func:`reciprocal_of_either_sign`'s relaxation."""
     import torch
     from auto_LiRPA.operators import BoundBuffers, BoundConstant, BoundDiv
+    from .fixes_linear import dense_coefficients
     from .fixes_nonlinear import relaxed_side
     unchecked = (BoundConstant, BoundBuffers)  # a constant divisor
     init, backward, forward = BoundDiv.__init__, BoundDiv.bound_backward, BoundDiv.bound_forward
@@ -147,8 +149,8 @@ def division_denominator_checked():
             refuse_around_zero(y.lower, y.upper, "CROWN")
         if not constant_numerator(self):
             return backward(self, last_lA, last_uA, x, y)
-        if not all(a is None or torch.is_tensor(a) for a in (last_lA, last_uA)):
-            raise NotImplementedError("CROWN: a constant divided by a perturbed value, in patches mode")
+        last_lA, last_uA = (None if A is None else dense_coefficients(A, self.output_shape)
+                            for A in (last_lA, last_uA))   # patches mode (a convolution after it)
         lines = scaled_reciprocal_relaxation(self.x, y.lower, y.upper)
         lower_k, lower_b, upper_k, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in enumerate(lines))
         lA, lbias = relaxed_side(self, last_lA, lower_k, lower_b, upper_k, upper_b)

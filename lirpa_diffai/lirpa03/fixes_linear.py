@@ -211,6 +211,24 @@ def concat_backward_any_axis():
     return {(BoundConcat, "bound_backward"): bound_backward}
 
 
+@fix(test="test_patches_reach_transpose_and_matmul_in_crown")
+def transpose_and_matmul_take_patches():
+    """auto_LiRPA 0.3 gap: ``BoundTranspose`` and ``BoundMatMul`` (``x @ W`` with a constant
+    ``W``, or the transposes that ``softmax(x, 2)`` of an image traces into) take dense
+    coefficients only; patches-mode ones (a convolution after them) failed (``'Patches'
+    object has no attribute 'permute'``, ``'NoneType' object is not subscriptable``). They are
+    made dense first (exact)."""
+    from auto_LiRPA.operators import BoundMatMul, BoundTranspose
+
+    def taking_dense(backward):
+        def bound_backward(self, last_lA, last_uA, *args, **kwargs):
+            last_lA, last_uA = (None if A is None else dense_coefficients(A, self.output_shape)
+                                for A in (last_lA, last_uA))
+            return backward(self, last_lA, last_uA, *args, **kwargs)
+        return bound_backward
+    return {(cls, "bound_backward"): taking_dense(cls.bound_backward) for cls in (BoundTranspose, BoundMatMul)}
+
+
 @fix(test="test_a_batch_of_one_reduced_over_its_batch_axis_is_bounded_soundly")
 def reduction_over_a_batch_of_one():
     """auto_LiRPA 0.3 bug: ``BoundReduceMean`` / ``BoundReduceSum`` without ``keepdim`` give

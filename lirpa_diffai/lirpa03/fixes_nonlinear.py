@@ -404,6 +404,24 @@ def full_alpha_of_any_rank():
     return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
 
 
+@fix(test="test_patches_reach_transpose_and_matmul_in_crown", after=('full_alpha_of_any_rank',))
+def relu_not_reached_by_crown():
+    """auto_LiRPA 0.3 bug: alpha-CROWN starts each ReLU's slopes from the lower slope its CROWN
+    pass saved (``lower_d``), and fails (``'BoundRelu' object has no attribute 'lower_d'``)
+    for a ReLU that pass never reached: one whose output only a bound with constant linear
+    bounds reads (a softmax). Such a ReLU starts from CROWN's adaptive slope,
+    ``|u| > |l|``; any slope in [0, 1] is sound."""
+    from auto_LiRPA.operators import BoundRelu
+    init = BoundRelu.init_opt_parameters
+
+    def init_opt_parameters(self, start_nodes):
+        if getattr(self, "lower_d", None) is None:
+            x = self.inputs[0]
+            self.lower_d = (x.upper.abs() > x.lower.abs()).to(x.lower.dtype).unsqueeze(0)
+        return init(self, start_nodes)
+    return {(BoundRelu, "init_opt_parameters"): init_opt_parameters}
+
+
 NODE_METHODS = ("__init__", "forward", "interval_propagate", "bound_backward", "bound_forward",
                 "init_opt_parameters")
 

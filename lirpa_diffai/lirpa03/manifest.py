@@ -42,7 +42,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_linear.patches_broadcast_constant, fixes_linear.average_pool_settings,
     fixes_linear.pad_constant_backward, fixes_linear.conv_dilation_groups_backward,
     fixes_linear.patches_to_matrix_rectangular, fixes_linear.concat_backward_any_axis,
-    fixes_linear.reduction_over_a_batch_of_one,
+    fixes_linear.reduction_over_a_batch_of_one, fixes_linear.transpose_and_matmul_take_patches,
     fixes_linear.gather_elements_repeated_indices, fixes_linear.batched_constant_contribution,
     fixes_linear.constant_operand_coefficients, fixes_linear.buffers_without_batch_axis,
     fixes_linear.constant_root_contribution, fixes_linear.layer_settings_refused,
@@ -61,6 +61,7 @@ FIXES: tuple[Fix, ...] = (
     fixes_nonlinear.nested_load_state_dict, fixes_nonlinear.construction_keeps_tensor_versions,
     fixes_nonlinear.start_coefficients_without_patches, fixes_nonlinear.unstable_locations_of_permuted_bounds,
     fixes_nonlinear.alpha_crown_output_shape, fixes_nonlinear.full_alpha_of_any_rank,
+    fixes_nonlinear.relu_not_reached_by_crown,
     fixes_nonlinear.unsound_relaxations_refused,
     # soundness: selecting and copying elements (chunk, split, index_select, expand)
     fixes_indexing.gather_any_indices, fixes_indexing.integer_division_forward,

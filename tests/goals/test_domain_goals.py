@@ -60,7 +60,7 @@ def test_a_training_step_in_the_named_domain(text, method, options):
     loss = parse_goal(text).loss(ctx, x, y, 0.0)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
-    assert bm.bound_opts["hzono"] == {"relu": "deepz", "correlate_input": 0}
+    assert bm.bound_opts["hzono"] == {"relu": "deepz", "correlate_input": 0, "softmax": "shifted"}
     reference = BoundedModule(net, x[:1], bound_opts={"hzono": options})
     torch.manual_seed(1)
     lb, _ = reference.compute_bounds(x=(BoundedTensorBox(x, 0.1),), C=margin_spec(y, 3), method=method)

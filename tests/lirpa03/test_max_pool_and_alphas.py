@@ -144,3 +144,43 @@ def test_pad_and_slice_of_spatial_axes_take_patches(label):
     case = Case(PaddedAndSliced().eval(), torch.rand(2, 3, 8, 8), eps=0.05, seed=0)
     outcome = run_case(case, METHODS[label], False, samples=100, pgd_steps=8, pgd_targets=8)
     assert outcome.kind == "sound", outcome
+
+
+class BetweenConvolutions(nn.Module):
+    """``op`` of an image between two ReLU convolutions: patches reach ``op``'s backward pass."""
+
+    def __init__(self, op, channels_after: int = 3):
+        super().__init__()
+        self.op = op
+        self.conv1, self.conv2 = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(channels_after, 2, 3, padding=1)
+        self.linear = nn.Linear(2 * 6 * 6, 3)
+
+    def forward(self, x):
+        y = self.op(torch.relu(self.conv1(x)))
+        return self.linear(torch.relu(self.conv2(y)).flatten(1))
+
+
+WEIGHT = torch.randn(6, 6, generator=torch.Generator().manual_seed(3))
+OPERATORS_BETWEEN = {
+    "softmax over width": lambda y: torch.softmax(y, -1),
+    "softmax over height (transposed)": lambda y: torch.softmax(y, 2),
+    "max over width, expanded": lambda y: y.amax(-1, keepdim=True).expand(-1, -1, -1, 6),
+    "x @ W": lambda y: y @ WEIGHT,
+    "x * x": lambda y: y * y,
+    "C / (x + 1)": lambda y: WEIGHT / (y + 1),
+}
+
+
+@pytest.mark.parametrize("label", ["CROWN", "alpha-CROWN", "CROWN-IBP", "CROWN-hzono"])
+@pytest.mark.parametrize("operator", sorted(OPERATORS_BETWEEN))
+def test_patches_reach_transpose_and_matmul_in_crown(operator, label):
+    """Patches-mode coefficients reaching softmax, ReduceMax, Transpose, MatMul with a constant,
+    a product of two perturbed values and a constant tensor over a perturbed one are made dense
+    (``transpose_and_matmul_take_patches``, ``broadcast_product_patches``,
+    ``attention_ops.dense_pair``, ``division_denominator_checked``), and alpha-CROWN starts a ReLU
+    that only the softmax reads (``relu_not_reached_by_crown``): each failed before. Sound at
+    sampled, corner and PGD points, exact at eps = 0."""
+    torch.manual_seed(0)
+    case = Case(BetweenConvolutions(OPERATORS_BETWEEN[operator]).eval(), torch.rand(2, 2, 6, 6), eps=0.1, seed=0)
+    outcome = run_case(case, METHODS[label], False, samples=100, pgd_steps=8, pgd_targets=8)
+    assert outcome.kind == "sound", outcome
