@@ -132,7 +132,6 @@ def division_denominator_checked():
     CROWN relaxes it with :func:`scaled_reciprocal_relaxation` (dense coefficients; patches are
     made dense first), and the forward modes refuse it.
     Its ``1 / y`` part is :func:`reciprocal_of_either_sign`'s relaxation."""
-    import torch
     from auto_LiRPA.operators import BoundBuffers, BoundConstant, BoundDiv
     from .fixes_linear import dense_coefficients
     from .fixes_nonlinear import relaxed_side
