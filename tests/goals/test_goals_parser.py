@@ -292,10 +292,10 @@ def test_defaults_and_values():
     assert (c.network, c.dataset, c.eps, c.epochs) == ("conv_small", "mnist", 0.1, 4)
     assert c.goal == Mix(Point(), Sub(Lin(0, 1, 3, 0), Box()), Lin(0, 0.5, 3, 0))
     assert (c.method, c.hzono, c.batch_size, c.seed, c.augment) == \
-        ("hzono", {"relu": "boxy"}, 128, 0, False)
+        ("hzono", {"relu": "boxy", "softmax": "shifted"}, 128, 0, False)
     assert (c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay) == ("adam", 0.001, 0)
     assert c.lr_at(100) == 0.001 and c.data_range == (0.0, 1.0) and c.num_classes == 10
-    assert c.bound_opts == {"hzono": {"relu": "boxy"}}
+    assert c.bound_opts == {"hzono": {"relu": "boxy", "softmax": "shifted"}}
     assert c.source == "run.yaml"
     assert _config(drop=("dataset",), extra="dataset: CIFAR10").augment is True
 
@@ -309,8 +309,11 @@ def test_methods_are_case_insensitive(spelled, method):
 
 def test_hzono_options():
     c = _config("hzono: {relu: DeepZ, correlate_input: all}")
-    assert c.bound_opts == {"hzono": {"relu": "deepz", "correlate_input": "all"}}
-    assert _config("hzono: {correlate_input: 8}").hzono == {"relu": "boxy", "correlate_input": 8}
+    assert c.bound_opts == {"hzono": {"relu": "deepz", "softmax": "shifted", "correlate_input": "all"}}
+    assert _config("hzono: {correlate_input: 8}").hzono == {"relu": "boxy", "softmax": "shifted", "correlate_input": 8}
+    assert _config("hzono: {softmax: pairwise}").hzono["softmax"] == "pairwise"
+    with pytest.raises(ConfigError, match="pairwise"):
+        _config("hzono: {softmax: deept}")
     with pytest.raises(ConfigError, match="expected an integer >= 0, got 'some'"):
         _config("hzono: {correlate_input: some}")
 
