@@ -55,12 +55,16 @@ def softmax_shifted(z: HybridZonotope, axis: int) -> HybridZonotope:
     """Softmax bounded in ``n`` operations per row: softmax is invariant to a shift common to
     its row, ``softmax(x) = softmax(x - s)``, so the interval bound of ``softmax`` (closed
     form, :func:`~lirpa_diffai.lirpa03.attention_ops.softmax_interval`) on the box of
-    ``x - s`` (:func:`shifted_radius`) holds. The symbols that every element of a row shares
-    (a token's common offset in attention) cancel as in DeepT's differences, the rest count
-    twice at worst (``|e_j - e_i| <= |e_j - m| + |e_i - m|``); exact at a point, and the
-    interval bound where ``z`` has no rows."""
-    radius = z.beta if z.errors is None else shifted_radius(z, axis)
-    lower, upper = softmax_interval(z.head - radius, z.head + radius, axis)
+    ``x - s`` (:func:`shifted_radius`) holds, as does the one on the box of ``x``; the result
+    is their intersection. The symbols that every element of a row shares (a token's common
+    offset in attention) cancel as in DeepT's differences, the rest count twice at worst
+    (``|e_j - e_i| <= |e_j - m| + |e_i - m|``), and the box of ``x`` keeps the result within
+    the interval bound when the rows share little; exact at a point."""
+    lower, upper = softmax_interval(*z.concretize(), axis)
+    if z.errors is not None:
+        radius = shifted_radius(z, axis)
+        shifted_lower, shifted_upper = softmax_interval(z.head - radius, z.head + radius, axis)
+        lower, upper = torch.maximum(lower, shifted_lower), torch.minimum(upper, shifted_upper)
     return HybridZonotope.from_box(lower, upper)
 
 
