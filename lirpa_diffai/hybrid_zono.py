@@ -305,8 +305,10 @@ def product_rows(ex: Optional[Tensor], ey: Optional[Tensor], cx: Tensor, cy: Ten
     """The rows ``op(e_x, c_y) + op(c_x, e_y)`` of a product (either rows may be None). For
     ``torch.matmul`` with both, one matmul over the joined contraction axis,
     ``[e_x, c_x] @ [c_y; e_y]``: the rows of the (large) result are written once."""
-    if ex is None or ey is None:
-        return op(ex, cy) if ey is None and ex is not None else (None if ey is None else op(cx, ey))
+    if ex is None:
+        return None if ey is None else op(cx, ey)
+    if ey is None:
+        return op(ex, cy)
     if op is torch.matmul and cx.dim() >= 2 and cy.dim() >= 2:
         batch = torch.broadcast_shapes(ex.shape[:-2], ey.shape[:-2])
         left = torch.cat([ex.expand(*batch, *ex.shape[-2:]), cx.expand(*batch, *cx.shape[-2:])], -1)
