@@ -91,7 +91,8 @@ NOT_IMPLEMENTED = (
      "none"),
     ("`nn.Softplus(beta)` with `beta <= 0`", "every method (when the node is built)",
      "`beta = 0` is undefined; `beta < 0` makes it concave, not implemented", "`beta > 0`"),
-    ("`torch.where`; Cast (alpha-CROWN)",
+    ("`torch.where`; Cast (alpha-CROWN); `(x @ W1) @ W2`, two products by constant matrices in a row "
+     "on a value of three or more axes",
      "CROWN, alpha-CROWN", "auto_LiRPA 0.3's backward pass fails there (its failure names the node)",
      "CROWN-IBP, IBP, hzono"),
     ("`abs`, `sqrt`, `x ** n`, reduce-max, softmax, `where`, GatherElements, `Clip`, grafted ReLU",
