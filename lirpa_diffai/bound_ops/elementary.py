@@ -28,6 +28,7 @@ from auto_LiRPA.operators import (BoundAbs, BoundAdd, BoundBuffers, BoundConstan
 from .. import hybrid_zono as hz
 from ..hybrid_zono import HybridZonotope
 from ..lirpa03.activation_pieces import INF, Activation, Piece, linear_piece
+from ..lirpa03.entries import entries_where
 from .arithmetic import require_batch_axis_kept
 from .registry import UnsupportedOperatorError, register
 from .smooth import smooth_activation
@@ -123,12 +124,10 @@ def require_in_domain(node, lower: Tensor, upper: Tensor, act: Activation) -> No
         return
     outside = (lower <= 0) & (upper >= 0) if act.name == "Reciprocal" else lower < 0
     if bool(outside.any()):
-        first = tuple(int(i) for i in outside.nonzero()[0])
         why = "1/x is unbounded there" if act.name == "Reciprocal" else f"{act.name.lower()} is NaN below 0"
         raise UnsupportedOperatorError(
             f"hzono: node '{node.name}' ({type(node).__name__}) gets a range outside the domain of "
-            f"{act.name} at {int(outside.sum())} entries (first at index {first}: "
-            f"[{lower[first].item():.4g}, {upper[first].item():.4g}]); {why}")
+            f"{act.name} {entries_where(outside, lower, upper)}; {why}")
 
 
 def elementary_image(ctx, node, x, act: Activation, source):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from auto_LiRPA.operators import Bound
 
-from .fixes_linear import dense_coefficients
+from .fixes_linear import dense_pair
 
 
 def softmax_from_differences(low, high):
@@ -105,12 +105,6 @@ class BoundSoftmaxWhole(Bound):
             raise NotImplementedError(f"graph node '{self.name}' (operator Softmax) normalises along "
                                       "the batch axis, which mixes samples")
         return x[0]
-
-
-def dense_pair(node, last_lA, last_uA):
-    """The two coefficients dense (patches-mode coefficients expanded, as a convolution after
-    the node leaves them), for the relaxations here, which take dense ones."""
-    return tuple(None if A is None else dense_coefficients(A, node.output_shape) for A in (last_lA, last_uA))
 
 
 def constant_bias(last_A, toward, away):

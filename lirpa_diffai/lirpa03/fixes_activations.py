@@ -165,12 +165,11 @@ def global_average_pool_patches():
     (auto_LiRPA's ``patches_to_matrix``); the pool's transpose is then its own."""
     from auto_LiRPA.operators import BoundGlobalAveragePool
 
-    from .fixes_linear import dense_coefficients
+    from .fixes_linear import dense_pair
     backward = BoundGlobalAveragePool.bound_backward
 
     def bound_backward(self, last_lA, last_uA, x):
-        lA, uA = (None if A is None else dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
-        return backward(self, lA, uA, x)
+        return backward(self, *dense_pair(self, last_lA, last_uA), x)
     return {(BoundGlobalAveragePool, "bound_backward"): bound_backward}
 
 
@@ -186,12 +185,11 @@ def broadcast_product_patches():
     the broadcast axes itself."""
     from auto_LiRPA.operators import BoundMul
 
-    from .fixes_linear import dense_coefficients
+    from .fixes_linear import dense_pair
     backward = BoundMul.bound_backward_both_perturbed
 
     def bound_backward_both_perturbed(self, last_lA, last_uA, x, y):
-        last_lA, last_uA = (dense_coefficients(A, self.output_shape) for A in (last_lA, last_uA))
-        return backward(self, last_lA, last_uA, x, y)
+        return backward(self, *dense_pair(self, last_lA, last_uA), x, y)
     return {(BoundMul, "bound_backward_both_perturbed"): bound_backward_both_perturbed}
 
 

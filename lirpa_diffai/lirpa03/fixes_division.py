@@ -7,6 +7,7 @@ unbounded on an interval that contains 0: such a denominator is refused by node.
 from __future__ import annotations
 
 from .fix import fix
+from .fixes_nonlinear import refuse_entries
 
 
 def off_zero(lower, upper):
@@ -17,13 +18,8 @@ def off_zero(lower, upper):
 def refuse_around_zero(lower, upper, method: str) -> None:
     """``NotImplementedError`` when some interval ``[lower, upper]`` contains 0 (the node is
     named by ``failing_nodes_named``)."""
-    inside = ~off_zero(lower, upper)
-    if bool(inside.any()):
-        first = tuple(int(i) for i in inside.nonzero()[0])
-        raise NotImplementedError(
-            f"{method}: the denominator's bounds contain 0 at {int(inside.sum())} entries (first at "
-            f"index {first}: [{lower[first].item():.4g}, {upper[first].item():.4g}]), so 1/y is "
-            "unbounded there")
+    refuse_entries(~off_zero(lower, upper), lower, upper, f"{method}: the denominator's bounds contain 0",
+                   "so 1/y is unbounded there")
 
 
 def reciprocal_relaxation(lower, upper):
@@ -133,7 +129,7 @@ def division_denominator_checked():
     made dense first), and the forward modes refuse it.
     Its ``1 / y`` part is :func:`reciprocal_of_either_sign`'s relaxation."""
     from auto_LiRPA.operators import BoundBuffers, BoundConstant, BoundDiv
-    from .fixes_linear import dense_coefficients
+    from .fixes_linear import dense_pair
     from .fixes_nonlinear import relaxed_side
     unchecked = (BoundConstant, BoundBuffers)  # a constant divisor
     init, backward, forward = BoundDiv.__init__, BoundDiv.bound_backward, BoundDiv.bound_forward
@@ -148,8 +144,7 @@ def division_denominator_checked():
             refuse_around_zero(y.lower, y.upper, "CROWN")
         if not constant_numerator(self):
             return backward(self, last_lA, last_uA, x, y)
-        last_lA, last_uA = (None if A is None else dense_coefficients(A, self.output_shape)
-                            for A in (last_lA, last_uA))   # patches mode (a convolution after it)
+        last_lA, last_uA = dense_pair(self, last_lA, last_uA)   # patches mode (a convolution after it)
         lines = scaled_reciprocal_relaxation(self.x, y.lower, y.upper)
         lower_k, lower_b, upper_k, upper_b = (t.unsqueeze(0) if i % 2 == 0 else t for i, t in enumerate(lines))
         lA, lbias = relaxed_side(self, last_lA, lower_k, lower_b, upper_k, upper_b)

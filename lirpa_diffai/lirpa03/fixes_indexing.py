@@ -267,7 +267,7 @@ def split_backward_patches():
     from auto_LiRPA.operators import BoundSplit
     from auto_LiRPA.patches import Patches
 
-    from .fixes_linear import dense_coefficients
+    from .fixes_linear import dense_pair
     backward = BoundSplit.bound_backward
 
     def bound_backward(self, last_lA, last_uA, x):
@@ -275,8 +275,7 @@ def split_backward_patches():
         if not isinstance(some, Patches):
             return backward(self, last_lA, last_uA, x)
         if int(self.axis) % len(self.input_shape) != 1 or len(self.input_shape) != 4:
-            return backward(self, *(None if A is None else dense_coefficients(A, self.output_shape)
-                                    for A in (last_lA, last_uA)), x)
+            return backward(self, *dense_pair(self, last_lA, last_uA), x)
         start = sum(self.split[:self.output_index])
         index = torch.arange(start, start + self.split[self.output_index])
         return [tuple(None if A is None else channel_patches_spread(A, self.input_shape[1], index)

@@ -27,6 +27,12 @@ def dense_coefficients(last_A, node_output_shape):
     return matrix.transpose(0, 1)
 
 
+def dense_pair(node, last_lA, last_uA) -> tuple:
+    """A node's two backward coefficients through :func:`dense_coefficients` (patches-mode ones,
+    which a convolution after the node leaves, expanded; dense ones and None as they are)."""
+    return tuple(dense_coefficients(A, node.output_shape) for A in (last_lA, last_uA))
+
+
 def linear_transpose(forward, last_A, input_shape):
     """``A -> A J`` for a linear ``forward`` (the exact backward coefficients of a linear
     operator): one vector-Jacobian product per spec row, differentiable in ``A``."""
@@ -199,14 +205,12 @@ def concat_backward_any_axis():
     channel axis only (``padding_mode="circular"`` concatenates along height and width) and
     fails with a bare assertion otherwise. Make such coefficients dense first (exact)."""
     from auto_LiRPA.operators import BoundConcat
-    from auto_LiRPA.patches import Patches
     backward = BoundConcat.bound_backward
 
     def bound_backward(self, last_lA, last_uA, *x):
         axis = self.make_axis_non_negative(self.axis, "output")
         if axis > 1 or len(self.input_shape) != 4:
-            last_lA, last_uA = (dense_coefficients(A, self.output_shape) if isinstance(A, Patches) else A
-                                for A in (last_lA, last_uA))
+            last_lA, last_uA = dense_pair(self, last_lA, last_uA)
         return backward(self, last_lA, last_uA, *x)
     return {(BoundConcat, "bound_backward"): bound_backward}
 
@@ -222,9 +226,7 @@ def transpose_and_matmul_take_patches():
 
     def taking_dense(backward):
         def bound_backward(self, last_lA, last_uA, *args, **kwargs):
-            last_lA, last_uA = (None if A is None else dense_coefficients(A, self.output_shape)
-                                for A in (last_lA, last_uA))
-            return backward(self, last_lA, last_uA, *args, **kwargs)
+            return backward(self, *dense_pair(self, last_lA, last_uA), *args, **kwargs)
         return bound_backward
     return {(cls, "bound_backward"): taking_dense(cls.bound_backward) for cls in (BoundTranspose, BoundMatMul)}
 

@@ -7,6 +7,7 @@ bit-identical.
 """
 from __future__ import annotations
 
+from .entries import entries_where
 from .fix import fix
 
 
@@ -182,6 +183,14 @@ def sqrt_upper_tangent():
     return {(BoundSqrt, "bound_backward"): bound_backward}
 
 
+def refuse_entries(where, lower, upper, what: str, why: str) -> None:
+    """``NotImplementedError`` when ``where`` holds somewhere: ``what``, at how many entries, the
+    first one's index and interval ``[lower, upper]``, then ``why`` (the failing node is named
+    by ``failing_nodes_named``)."""
+    if bool(where.any()):
+        raise NotImplementedError(f"{what} {entries_where(where, lower, upper)}, {why}")
+
+
 @fix(test="test_log_below_auto_lirpas_clamp_is_bounded_soundly")
 def log_without_clamp():
     """auto_LiRPA 0.3 bug: ``BoundLog`` computes and bounds ``log(max(x, 1e-12))``, not ``log``:
@@ -200,13 +209,8 @@ def log_without_clamp():
         return forward(self, x) if self.loss_fusion else torch.log(x)
 
     def bound_relax(self, x):
-        reaching = x.lower <= 0
-        if bool(reaching.any()):
-            first = tuple(int(i) for i in reaching.nonzero()[0])
-            raise NotImplementedError(
-                f"log's input range reaches 0 or below at {int(reaching.sum())} entries (first at index "
-                f"{first}: [{x.lower[first].item():.4g}, {x.upper[first].item():.4g}]), where log has no "
-                "finite linear lower bound; bound it with IBP (-inf below) or hzono")
+        refuse_entries(x.lower <= 0, x.lower, x.upper, "log's input range reaches 0 or below",
+                       "where log has no finite linear lower bound; bound it with IBP (-inf below) or hzono")
         return relax(self, x)
     return {(BoundLog, "forward"): log_forward, (BoundLog, "bound_relax"): bound_relax}
 

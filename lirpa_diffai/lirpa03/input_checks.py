@@ -14,6 +14,7 @@ import torch
 from auto_LiRPA.perturbations import PerturbationLpNorm
 
 from ..domain.perturbation import PerturbationHybridZonotope
+from .entries import entries_where
 
 # auto_LiRPA 0.3's method names (compute_bounds lower-cases them)
 AUTO_LIRPA_METHODS = ("IBP", "CROWN-IBP", "IBP+backward", "IBP+CROWN", "CROWN", "backward",
@@ -74,9 +75,7 @@ def _check_lp_ball(ptb: PerturbationLpNorm, where: str) -> None:
         _require_finite(ptb.x_U, f"{where}'s x_U")
         inverted = torch.as_tensor(ptb.x_L) > torch.as_tensor(ptb.x_U)
         if inverted.any():
-            first = tuple(int(i) for i in inverted.nonzero()[0])
-            raise ValueError(f"{where}: x_L > x_U at {inverted.sum().item()} entries (first at "
-                             f"index {first}); the input box is empty")
+            raise ValueError(f"{where}: x_L > x_U {entries_where(inverted)}; the input box is empty")
 
 
 def _check_zonotope(ptb: PerturbationHybridZonotope, where: str) -> None:
